@@ -1,0 +1,3 @@
+from yeet.cli.main import main
+
+main()
