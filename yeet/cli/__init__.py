@@ -1,0 +1,1 @@
+"""The command line: thin commands over sessions (borg's archiver/ style)."""

@@ -1,0 +1,31 @@
+"""``yeet forget``: remove a session's state.
+
+Invariant owned here: forgetting never touches the synchronised trees, and
+never deletes trashed content unless asked to (``--force``).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from yeet.errors import YeetError
+from yeet.state.sessions import SessionLock, existing_session_dir
+from yeet.state.store import SessionStore
+
+
+def forget(name: str, force: bool) -> int:
+    directory = existing_session_dir(name)
+    with SessionLock(directory):
+        store = SessionStore(directory / "state.db")
+        try:
+            trashed = store.conn.execute("SELECT count(*) FROM trash").fetchone()[0]
+        finally:
+            store.close()
+        if trashed and not force:
+            raise YeetError(
+                f"session {name!r} still has {trashed} item(s) in its trash",
+                hint=f"restore what you need (`yeet trash {name}`), then forget with --force",
+            )
+        shutil.rmtree(directory)
+    print(f"forgot\t{name}")
+    return 0

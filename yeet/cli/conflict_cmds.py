@@ -1,0 +1,188 @@
+"""``yeet diff`` and ``yeet resolve``: explain and settle one conflict.
+
+Invariant owned here: ``resolve`` makes the losing side equal to the kept side
+at that path (and below) through the same checked, trashed, durable writes as a
+sync, so the losing content can be restored from the trash; it looks at the
+trees as they are *now*, not as they were when the conflict was recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import sys
+import time
+from typing import TextIO
+
+from yeet.cli.report import human_bytes, iso
+from yeet.cli.runner import endpoints, locked_store, stored_settings
+from yeet.endpoint.api import Endpoint, ReadRequest
+from yeet.engine.entries import DIRECTORY, Entry, Problem
+from yeet.engine.reconcile import Change, Mode, Side, reconcile
+from yeet.errors import EndpointError, UsageError, YeetError
+from yeet.paths import BadPath, check_relpath, is_within, join, parent_of
+from yeet.session import Session
+from yeet.state.store import SessionStore, Update
+from yeet.transfer.executor import SMALL, Executor
+
+TEXT_LIMIT = 4 << 20
+
+
+def _relpath(path: str) -> str:
+    path = path.strip("/")
+    try:
+        return check_relpath(path)
+    except BadPath as err:
+        raise UsageError(str(err), hint="give the path relative to the synchronised root") from None
+
+
+def _with_parents(path: str, tree: dict[str, Entry]) -> dict[str, Entry]:
+    p = parent_of(path)
+    while p:
+        tree[p] = DIRECTORY
+        p = parent_of(p)
+    return tree
+
+
+async def subtree(ep: Endpoint, path: str) -> dict[str, Entry]:
+    """The entry at ``path`` and everything below it (plus its parent directories)."""
+    tree: dict[str, Entry] = {}
+    async for batch in ep.scan([path]):
+        for d, entries in batch.listings:
+            for name, e in (entries or {}).items():
+                tree[join(d, name)] = e
+    return _with_parents(path, tree)
+
+
+async def _read(ep: Endpoint, path: str, entry: Entry) -> bytes | None:
+    if entry.size > TEXT_LIMIT:
+        return None
+    if entry.size <= SMALL:
+        (r,) = await ep.read_files([ReadRequest(path, entry)])
+        return r.data
+    chunks = []
+    for off in range(0, entry.size, SMALL):
+        chunks.append(await ep.read_range(path, entry, off, min(SMALL, entry.size - off)))
+    return b"".join(chunks)
+
+
+def _as_text(data: bytes | None) -> list[str] | None:
+    if data is None or b"\0" in data:
+        return None
+    try:
+        return data.decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
+    settings = stored_settings(store, name)
+    async with endpoints(store, settings) as (eps, roots):
+        await Session(settings, store, eps, roots).open()
+        trees = {s: await subtree(eps[s], path) for s in Side}
+        x, y = trees[Side.ALPHA].get(path), trees[Side.BETA].get(path)
+        if x is not None and y is not None and x.is_file and y.is_file:
+            if x == y:
+                return 0
+            a_text = _as_text(await _read(eps[Side.ALPHA], path, x))
+            b_text = _as_text(await _read(eps[Side.BETA], path, y))
+            if a_text is not None and b_text is not None and x.digest != y.digest:
+                out.writelines(
+                    difflib.unified_diff(a_text, b_text, f"alpha/{path}", f"beta/{path}")
+                )
+                if x.executable != y.executable:
+                    out.write(f"exec bit: alpha {x.executable}, beta {y.executable}\n")
+                return 1
+        stats = {s: (await eps[s].stat_paths([path]))[0] for s in Side}
+        paths = sorted(
+            p for p in trees[Side.ALPHA].keys() | trees[Side.BETA].keys() if is_within(p, path)
+        )
+        differ = False
+        for p in paths:
+            a, b = trees[Side.ALPHA].get(p), trees[Side.BETA].get(p)
+            if a == b:
+                continue
+            differ = True
+            out.write(f"{p}\n  alpha: {a.short() if a else 'absent'}\n")
+            out.write(f"  beta:  {b.short() if b else 'absent'}\n")
+        if differ:
+            for s in Side:
+                st = stats[s]
+                if st.exists:
+                    out.write(
+                        f"{s}: {human_bytes(st.size)}, modified {iso(st.mtime)}, "
+                        f"mode {st.mode & 0o7777:o}\n"
+                    )
+        return 1 if differ else 0
+
+
+def diff(name: str, path: str) -> int:
+    path = _relpath(path)
+    with locked_store(name, create=False) as store:
+        return asyncio.run(_diff(store, name, path, sys.stdout))
+
+
+async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> list[Problem]:
+    settings = stored_settings(store, name)
+    async with endpoints(store, settings) as (eps, roots):
+        infos = await Session(settings, store, eps, roots).open()
+        for s in Side:
+            if not infos[s].root_exists:
+                raise EndpointError(f"{s} root {roots[s]} does not exist")
+        trees = {s: await subtree(eps[s], path) for s in Side}
+        anc = _with_parents(path, store.ancestor_subtree(path))
+        here = store.ancestor_get(path)
+        if here is not None:
+            anc[path] = here
+        loser = keep.other
+        plan = reconcile(anc, trees[keep], trees[loser], Mode.ONE_WAY_REPLICA)
+        if plan.conflicts:
+            c = plan.conflicts[0]
+            raise YeetError(
+                f"cannot make {loser} equal to {keep} at {c.path}: it holds content yeet "
+                "cannot remove (a socket, device or unreadable directory)",
+                hint="remove it by hand, then resolve again",
+            )
+        problems: list[Problem] = []
+        executor = Executor(
+            eps,
+            store.record,
+            lambda p, _t: problems.append(p),
+            {Side.ALPHA: {}, Side.BETA: {}},
+        )
+        executor.start()
+        executor.submit(Change(loser, c.path, c.old, c.new) for c in plan.beta)
+        executor.release()
+        await executor.finish()
+        store.record(Update(u.path, u.entry, applied=False) for u in plan.ancestor)
+        if not problems:
+            store.replace_conflicts([], under=path)
+        return problems
+
+
+def resolve(name: str, path: str, keep: str) -> int:
+    path = _relpath(path)
+    if path == "":
+        raise UsageError("resolve takes a path inside the root, not the root itself")
+    side = Side(keep)
+    with locked_store(name, create=False) as store:
+        known = [c for c in store.conflicts() if is_within(path, c.path) or is_within(c.path, path)]
+        if not known:
+            raise YeetError(
+                f"no conflict recorded at {path!r} in session {name!r}",
+                hint=f"`yeet conflicts {name}` lists them",
+            )
+        problems = asyncio.run(_resolve(store, name, path, side))
+        store.set_meta(last_resolve=time.time())
+        if (
+            not store.conflicts()
+            and not store.problems()
+            and store.get_meta("last_state") in ("conflicts",)
+        ):
+            store.set_meta(last_state="synced")
+    for p in problems:
+        print(f"problem\t{p.side}\t{p.path}\t{p.reason}")
+    if problems:
+        return 1
+    print(f"resolved\t{name}\t{path}\tkept {side}")
+    return 0

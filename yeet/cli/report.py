@@ -1,0 +1,85 @@
+"""Human and machine output of commands.
+
+Invariant owned here: line formats that scripts parse (``status``,
+``conflicts``, ``trash``) are tab-separated, one record per line, fields in the
+documented order; new fields are only ever appended.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from yeet.engine.reconcile import Side
+from yeet.session import Outcome
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def iso(t: float | None) -> str:
+    if not t:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def summary(name: str, outcome: Outcome) -> str:
+    parts = []
+    for target, label in ((Side.BETA, "alpha→beta"), (Side.ALPHA, "beta→alpha")):
+        c = outcome.counters.get(target)
+        if c is None:
+            continue
+        bits = []
+        if c.files:
+            bits.append(f"{c.files} files ({human_bytes(c.bytes)})")
+        if c.dirs:
+            bits.append(f"{c.dirs} dirs")
+        if c.removed:
+            bits.append(f"{c.removed} removed")
+        if c.copied_locally:
+            bits.append(f"{c.copied_locally} copied locally")
+        if bits:
+            parts.append(f"{label}: " + ", ".join(bits))
+    changes = "; ".join(parts) if parts else "no changes"
+    return f"{outcome.state}\t{name}\t{changes}"
+
+
+def print_outcome(name: str, outcome: Outcome, out: TextIO = sys.stdout) -> None:
+    print(summary(name, outcome), file=out)
+    if outcome.halted:
+        print(f"halted: {outcome.halted}", file=out)
+    for c in outcome.conflicts:
+        print(f"conflict\t{c.path}\talpha {c.alpha_action}\tbeta {c.beta_action}", file=out)
+    for p in outcome.problems:
+        print(f"problem\t{p.side or '-'}\t{p.path}\t{p.reason}", file=out)
+    if outcome.conflicts:
+        print(
+            f"{len(outcome.conflicts)} conflict(s): see `yeet diff {name} PATH`, settle with "
+            f"`yeet resolve {name} PATH --keep alpha|beta`",
+            file=out,
+        )
+
+
+def outcome_json(name: str, outcome: Outcome) -> str:
+    doc: dict[str, Any] = {
+        "name": name,
+        "state": outcome.state,
+        "halted": outcome.halted or None,
+        "passes": outcome.passes,
+        "applied": {str(s): c.as_dict() for s, c in outcome.counters.items()},
+        "conflicts": [
+            {"path": c.path, "alpha": c.alpha_action, "beta": c.beta_action}
+            for c in outcome.conflicts
+        ],
+        "problems": [
+            {"side": p.side, "path": p.path, "reason": p.reason} for p in outcome.problems
+        ],
+    }
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,146 @@
+"""The interface between a session and one side of it, local or remote.
+
+Invariant owned here: a session talks to an endpoint only through these calls
+and these values (all ``msgspec`` structs, so the same calls cross the wire
+unchanged to a remote ``yeet agent``). Nothing assumes that both endpoints share
+a process, a filesystem or a clock.
+
+Every mutating call names what the caller planned against (``old``): the
+endpoint applies it only if the path still holds exactly that, and otherwise
+answers with a problem ("modified since scan") instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import msgspec
+
+from yeet.engine.entries import Entry, Problem
+
+
+class EndpointConfig(msgspec.Struct, frozen=True):
+    """What the session tells an endpoint when it opens it."""
+
+    session: str
+    side: str  # "alpha" | "beta"
+    root: str
+    ignores: tuple[str, ...] = ()
+    ignore_vcs: bool = False
+    symlinks: str = "portable"  # portable | raw | ignore
+    create_root: bool = False
+    digest: str = "blake3"
+    trash_days: float = 30.0
+    tracer: bool = True
+
+
+class EndpointInfo(msgspec.Struct, frozen=True):
+    root: str
+    root_exists: bool
+    root_created: bool = False
+    host: str = ""
+    version: str = ""
+    digest: str = "blake3"
+    notes: tuple[str, ...] = ()
+
+
+class ScanBatch(msgspec.Struct, frozen=True):
+    """Some directory listings (parents before children) and problems found."""
+
+    listings: tuple[tuple[str, dict[str, Entry] | None], ...] = ()
+    problems: tuple[Problem, ...] = ()
+    files: int = 0
+    bytes_hashed: int = 0
+
+
+class ReadRequest(msgspec.Struct, frozen=True):
+    path: str
+    expected: Entry
+
+
+class ReadResult(msgspec.Struct, frozen=True):
+    path: str
+    data: bytes | None = None
+    problem: str | None = None
+
+
+class Op(msgspec.Struct, frozen=True):
+    """Make ``path`` go from ``old`` to ``new``.
+
+    For files, content comes from ``data`` (small files), from a staged upload
+    ``stage`` (large files), or from a local file ``copy_from`` on this endpoint
+    that has the same digest (renames and copies are not re-sent).
+    """
+
+    path: str
+    old: Entry | None
+    new: Entry | None
+    data: bytes | None = None
+    stage: int | None = None
+    copy_from: str | None = None
+
+
+class OpResult(msgspec.Struct, frozen=True):
+    path: str
+    ok: bool
+    problem: str | None = None
+    transient: bool = False  # "modified since scan": worth a rescan
+
+
+class PathStat(msgspec.Struct, frozen=True):
+    """What ``lstat`` says of a path (for ``yeet diff``); ``exists=False`` if absent."""
+
+    path: str
+    exists: bool
+    mode: int = 0
+    size: int = 0
+    mtime: float = 0.0
+
+
+class TrashItem(msgspec.Struct, frozen=True):
+    id: int
+    side: str
+    path: str
+    kind: str
+    size: int
+    trashed: float
+    stored: str
+
+
+class Endpoint(Protocol):
+    """One side of a session."""
+
+    async def open(self, config: EndpointConfig) -> EndpointInfo: ...
+
+    def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
+        """Stream listings of the subtrees ``under`` (the whole root by default)."""
+        ...
+
+    async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
+        """Whole contents of small files, each verified against its expected digest."""
+        ...
+
+    async def read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
+        """A byte range of a file that must still match ``expected`` (stat check)."""
+        ...
+
+    async def stage_open(self, path: str, new: Entry) -> int:
+        """Start receiving a large file; returns a handle for ``stage_write``/``Op.stage``."""
+        ...
+
+    async def stage_write(self, handle: int, offset: int, data: bytes) -> None: ...
+
+    async def stage_abort(self, handle: int) -> None: ...
+
+    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        """Apply ops in order; durable on disk when this returns."""
+        ...
+
+    async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]: ...
+
+    async def trash_list(self) -> list[TrashItem]: ...
+
+    async def trash_restore(self, item: int, force: bool = False) -> OpResult: ...
+
+    async def close(self) -> None: ...

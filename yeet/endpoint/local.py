@@ -1,0 +1,349 @@
+"""An endpoint that is a directory on this machine.
+
+Invariant owned here: blocking filesystem work runs on worker threads, never on
+the event loop; the scanner, the reader and the writer each use their own
+``RootDir`` (fd caches are not shared between threads). The same class serves a
+local session directly and a remote session from inside ``yeet agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import stat
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from yeet import __version__, digest
+from yeet.endpoint.api import (
+    EndpointConfig,
+    EndpointInfo,
+    Op,
+    OpResult,
+    PathStat,
+    ReadRequest,
+    ReadResult,
+    ScanBatch,
+    TrashItem,
+)
+from yeet.engine.entries import Entry
+from yeet.errors import EndpointError
+from yeet.fs.durable import barrier
+from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.paths import parent_of
+from yeet.scan.ignore import IgnoreRules
+from yeet.scan.scanner import Scanner, ScanOptions
+from yeet.scan.statcache import StatCache, StatSig
+from yeet.transfer.trash import Trash
+from yeet.transfer.writer import Writer
+
+
+class LocalEndpoint:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, storage: Path) -> None:
+        self.conn = conn
+        self.lock = lock
+        self.storage = storage
+        self.config: EndpointConfig | None = None
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader: RootDir | None = None
+        self._writer: Writer | None = None
+        self._trash: Trash | None = None
+        self._cache: StatCache | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self, config: EndpointConfig) -> EndpointInfo:
+        return await asyncio.to_thread(self._open, config)
+
+    def _open(self, config: EndpointConfig) -> EndpointInfo:
+        self.config = config
+        root = config.root
+        created = False
+        notes: list[str] = []
+        if config.digest not in digest.available():
+            raise EndpointError(
+                f"{config.side}: digest {config.digest!r} is not available "
+                f"on {socket.gethostname()}"
+            )
+        if not os.path.lexists(root):
+            if not config.create_root:
+                return EndpointInfo(root, False, host=socket.gethostname(), version=__version__)
+            try:
+                os.makedirs(root)
+            except OSError as err:
+                raise EndpointError(
+                    f"cannot create {config.side} root {root}: {err.strerror}"
+                ) from None
+            created = True
+        if not os.path.isdir(root):
+            raise EndpointError(
+                f"{config.side} root {root} is not a directory",
+                hint="give the directory to synchronise (yeet syncs directory trees)",
+            )
+        try:
+            self._reader = RootDir(root)
+        except OSError as err:
+            raise EndpointError(f"cannot open {config.side} root {root}: {err.strerror}") from None
+        side = config.side
+        self._cache = StatCache(self.conn, self.lock, side)
+        self._trash = Trash(str(self.storage / "trash"), self.conn, self.lock, side)
+        expired = self._trash.expire(config.trash_days)
+        if expired:
+            notes.append(
+                f"{side}: {expired} trash item(s) older than {config.trash_days:g} days removed"
+            )
+        self._writer = Writer(
+            root,
+            str(self.storage / "stage"),
+            self._trash,
+            self._cache,
+            self._rules(),
+            config.digest,
+        )
+        return EndpointInfo(
+            root,
+            True,
+            created,
+            host=socket.gethostname(),
+            version=__version__,
+            digest=config.digest,
+            notes=tuple(notes),
+        )
+
+    def _rules(self) -> IgnoreRules:
+        assert self.config is not None
+        return IgnoreRules(self.config.ignores, self.config.ignore_vcs)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._trash is not None:
+                self._trash.close()
+                self._trash = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        if self._cache is not None:
+            self._cache.flush()
+
+    # -- scanning ---------------------------------------------------------------------
+
+    async def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
+        assert self.config is not None and self._cache is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[ScanBatch | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+        opts = ScanOptions(
+            self._rules(), self.config.symlinks, self.config.digest, self.config.side
+        )
+        cache = self._cache
+        root = self.config.root
+
+        def work() -> None:
+            scanner = Scanner(RootDir(root), opts, cache)
+            try:
+
+                def emit(batch: ScanBatch) -> None:
+                    loop.call_soon_threadsafe(queue.put_nowait, batch)
+
+                scanner.run(under, emit, stop)
+                if not stop.is_set():
+                    for top in under:
+                        cache.prune(scanner.seen, top)
+                cache.flush()
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except BaseException as err:  # reported to the awaiting side
+                loop.call_soon_threadsafe(queue.put_nowait, err)
+            finally:
+                scanner.close()
+                scanner.root.close()
+
+        task = loop.run_in_executor(None, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            await task
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
+        return await asyncio.to_thread(self._read_files, requests)
+
+    def _read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
+        assert self.config is not None
+        out = []
+        with self._read_lock:
+            assert self._reader is not None
+            try:
+                for req in requests:
+                    out.append(self._read_one(self._reader, req))
+            finally:
+                self._reader.forget()
+        return out
+
+    def _read_one(self, root: RootDir, req: ReadRequest) -> ReadResult:
+        assert self.config is not None
+        try:
+            fd = root.open_file(req.path)
+        except (OSError, NotADirectoryInRoot) as err:
+            return ReadResult(req.path, problem=f"cannot read: {err.strerror or err}")
+        try:
+            st = os.fstat(fd)
+            if bool(st.st_mode & stat.S_IXUSR) != req.expected.executable:
+                return ReadResult(req.path, problem="modified since the scan (exec bit)")
+            chunks = []
+            size = st.st_size
+            while True:
+                chunk = os.read(fd, max(size + 1, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as err:
+            return ReadResult(req.path, problem=f"cannot read: {err.strerror}")
+        finally:
+            os.close(fd)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if len(data) != req.expected.size or digest.of_bytes(self.config.digest, data) != (
+            req.expected.digest
+        ):
+            return ReadResult(req.path, problem="modified since the scan")
+        return ReadResult(req.path, data=data)
+
+    async def read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self._read_range, path, expected, offset, length)
+
+    def _read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
+        assert self._cache is not None
+        root = RootDir(self._root())
+        try:
+            fd = root.open_file(path)
+        finally:
+            root.close()
+        try:
+            known = self._cache.entries.get(path)
+            if known is None or known[0] != StatSig.of(os.fstat(fd)) or known[1] != expected.digest:
+                raise FileChangedError(path)
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def _root(self) -> str:
+        assert self.config is not None
+        return self.config.root
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        return await asyncio.to_thread(self._apply, ops)
+
+    def _apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        with self._write_lock:
+            assert self._writer is not None
+            return self._writer.apply(ops)
+
+    async def stage_open(self, path: str, new: Entry) -> int:
+        def run() -> int:
+            with self._write_lock:
+                assert self._writer is not None
+                return self._writer.stage_open(path, new)
+
+        return await asyncio.to_thread(run)
+
+    async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
+        def run() -> None:
+            assert self._writer is not None
+            self._writer.stage_write(handle, offset, data)
+
+        await asyncio.to_thread(run)
+
+    async def stage_abort(self, handle: int) -> None:
+        def run() -> None:
+            with self._write_lock:
+                assert self._writer is not None
+                self._writer.stage_abort(handle)
+
+        await asyncio.to_thread(run)
+
+    async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]:
+        def run() -> list[PathStat]:
+            root = RootDir(self._root())
+            try:
+                out = []
+                for p in paths:
+                    st = root.lstat(p)
+                    out.append(
+                        PathStat(p, False)
+                        if st is None
+                        else PathStat(p, True, st.st_mode, st.st_size, st.st_mtime)
+                    )
+                return out
+            finally:
+                root.close()
+
+        return await asyncio.to_thread(run)
+
+    # -- trash ------------------------------------------------------------------------
+
+    async def trash_list(self) -> list[TrashItem]:
+        assert self._trash is not None
+        return await asyncio.to_thread(self._trash.items)
+
+    async def trash_restore(self, item: int, force: bool = False) -> OpResult:
+        return await asyncio.to_thread(self._trash_restore, item, force)
+
+    def _trash_restore(self, item: int, force: bool) -> OpResult:
+        with self._write_lock:
+            assert self._trash is not None and self._writer is not None
+            try:
+                path, stored = self._trash.take(item)
+            except KeyError:
+                return OpResult("", False, f"no trash item {item}")
+            root = self._writer.root
+            try:
+                self._make_parents(root, parent_of(path))
+                parent, name = root.locate(path)
+                if root.lstat(path) is not None:
+                    if not force:
+                        return OpResult(
+                            path, False, "something is at that path now; use --force to trash it"
+                        )
+                    self._trash.preserve(parent, name, path, None, move=True)
+                os.rename(stored, name, src_dir_fd=self._trash.fd, dst_dir_fd=parent)
+                barrier(root.fd)
+            except OSError as err:
+                return OpResult(path, False, f"cannot restore: {err.strerror or err}")
+            finally:
+                root.forget()
+            self._trash.restored(item)
+            return OpResult(path, True)
+
+    @staticmethod
+    def _make_parents(root: RootDir, path: str) -> None:
+        if path == "" or root.lstat(path) is not None:
+            return
+        LocalEndpoint._make_parents(root, parent_of(path))
+        parent, name = root.locate(path)
+        os.mkdir(name, 0o777, dir_fd=parent)
+
+
+class FileChangedError(OSError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: modified since the scan")
+        self.path = path

@@ -1,0 +1,549 @@
+"""Three-way reconcile of two replicas against their last agreed state, streamed.
+
+Invariant owned here: a decision for a path is made only from complete
+knowledge of what it depends on, and it never loses content:
+
+* a side that did not change since the ancestor takes the other side's change;
+* identical changes on both sides are agreements, not conflicts;
+* a deletion never wins over a modification (two-way modes): the modified
+  subtree is propagated back instead;
+* anything else is a ``Conflict`` that touches neither side and blocks only its
+  own path and subtree (``two-way-resolved`` lets alpha win instead; one-way
+  modes follow Mutagen's one-way rules);
+* a subtree holding content that cannot be synchronised (``SPECIAL`` entries or
+  unreadable directories) is never replaced or deleted: that becomes a conflict.
+
+The semantics are Mutagen's ``Reconcile`` (pkg/synchronization/core), but the
+input arrives as *directory listings* from each side's scanner, in any order
+(a directory's listing before its descendants'), and decisions are emitted as
+soon as the listings they depend on are known. So a transfer can start long
+before a scan of millions of files ends. Only a disagreement where a directory
+faces its own deleted/replaced self needs the whole subtree first.
+
+Sans-IO: the reconciler asks for ancestor data through ``wants()`` and is
+answered with ``ancestor_children``/``ancestor_subtree``. ``reconcile`` wraps it
+for complete in-memory trees.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from yeet.engine.entries import Entry, describe_change, is_dir, is_special
+from yeet.paths import join, parent_of, sort_key
+
+
+class Mode(enum.StrEnum):
+    TWO_WAY_SAFE = "two-way-safe"
+    TWO_WAY_RESOLVED = "two-way-resolved"
+    ONE_WAY_SAFE = "one-way-safe"
+    ONE_WAY_REPLICA = "one-way-replica"
+
+
+class Side(enum.StrEnum):
+    ALPHA = "alpha"
+    BETA = "beta"
+
+    @property
+    def other(self) -> Side:
+        return Side.BETA if self is Side.ALPHA else Side.ALPHA
+
+
+Listing = Mapping[str, Entry]
+"""The children of one directory: name -> entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Make ``path`` on ``side`` go from ``old`` (what the plan saw) to ``new``."""
+
+    side: Side
+    path: str
+    old: Entry | None
+    new: Entry | None
+
+
+@dataclass(frozen=True, slots=True)
+class AncestorUpdate:
+    """Both sides already agree at ``path``: record it (``None``: forget the path)."""
+
+    path: str
+    entry: Entry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    path: str
+    ancestor: Entry | None
+    alpha: Entry | None
+    beta: Entry | None
+
+    @property
+    def alpha_action(self) -> str:
+        return describe_change(self.ancestor, self.alpha)
+
+    @property
+    def beta_action(self) -> str:
+        return describe_change(self.ancestor, self.beta)
+
+
+Decision = Change | AncestorUpdate | Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class AncestorRequest:
+    """The reconciler needs the ancestor's children of ``path`` (or its whole subtree)."""
+
+    path: str
+    subtree: bool
+
+
+class _Delta(enum.Enum):
+    """How one side differs from the ancestor below (and at) a path."""
+
+    EMPTY = 0  # unchanged
+    DELETIONS = 1  # only deletions
+    OTHER = 2  # creations or modifications
+
+
+_Handler = Callable[[str, Listing | None], None]
+_AncHandler = Callable[[dict[str, Entry]], None]
+
+
+@dataclass(slots=True)
+class _Subtree:
+    """A side's subtree below a path, collected listing by listing."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    listings: dict[str, Listing] = field(default_factory=dict)
+    outstanding: int = 0
+    complete: bool = True
+
+
+class Reconciler:
+    """Streaming three-way reconcile. Feed listings, drain decisions with ``take``."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self._out: list[Decision] = []
+        self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
+        self._waiting: dict[tuple[Side, str], _Handler] = {}
+        self._finished: set[Side] = set()
+        self._wants: list[AncestorRequest] = []
+        self._anc_children: dict[str, _AncHandler] = {}
+        self._anc_subtree: dict[str, _AncHandler] = {}
+        self._agree_dir("", ancestor_is_dir=True)
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def listing(self, side: Side, path: str, entries: Listing | None) -> None:
+        """A directory listing from ``side``'s scan (``None``: the directory is unreadable)."""
+        handler = self._waiting.pop((side, path), None)
+        if handler is not None:
+            handler(path, entries)
+        else:
+            self._inbox[side][path] = entries
+
+    def finish(self, side: Side) -> None:
+        """``side``'s scan is complete: listings still awaited will never come."""
+        self._finished.add(side)
+        for key in sorted(k for k in self._waiting if k[0] is side):
+            handler = self._waiting.pop(key, None)
+            if handler is not None:
+                handler(key[1], None)
+
+    def ancestor_children(self, path: str, entries: Listing) -> None:
+        self._anc_children.pop(path)(dict(entries))
+
+    def ancestor_subtree(self, path: str, entries: Mapping[str, Entry]) -> None:
+        """All ancestor entries strictly below ``path``, keyed by full relpath."""
+        self._anc_subtree.pop(path)(dict(entries))
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def wants(self) -> list[AncestorRequest]:
+        wants, self._wants = self._wants, []
+        return wants
+
+    def take(self) -> list[Decision]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def done(self) -> bool:
+        return (
+            not self._waiting
+            and not self._anc_children
+            and not self._anc_subtree
+            and len(self._finished) == 2
+        )
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _wait(self, side: Side, path: str, handler: _Handler) -> None:
+        inbox = self._inbox[side]
+        if path in inbox:
+            handler(path, inbox.pop(path))
+        elif side in self._finished:
+            handler(path, None)
+        else:
+            self._waiting[(side, path)] = handler
+
+    def _discard(self, side: Side, path: str) -> None:
+        """Listings of ``side`` at and below ``path`` are not needed."""
+
+        def drop(p: str, listing: Listing | None) -> None:
+            for name, entry in (listing or {}).items():
+                if entry.is_dir:
+                    self._wait(side, join(p, name), drop)
+
+        self._wait(side, path, drop)
+
+    def _ask_children(self, path: str, handler: _AncHandler) -> None:
+        self._anc_children[path] = handler
+        self._wants.append(AncestorRequest(path, subtree=False))
+
+    def _ask_subtree(self, path: str, handler: _AncHandler) -> None:
+        self._anc_subtree[path] = handler
+        self._wants.append(AncestorRequest(path, subtree=True))
+
+    # -- agreement: both sides hold a directory ----------------------------------------
+
+    def _agree_dir(self, path: str, *, ancestor_is_dir: bool) -> None:
+        parts: dict[str, Listing | None] = {}
+
+        def got(part: str, listing: Listing | None) -> None:
+            parts[part] = listing
+            if len(parts) == 3:
+                self._reconcile_dir(path, parts["a"], parts["x"], parts["y"])
+
+        self._wait(Side.ALPHA, path, lambda _p, lst: got("x", lst))
+        self._wait(Side.BETA, path, lambda _p, lst: got("y", lst))
+        if ancestor_is_dir:
+            self._ask_children(path, lambda lst: got("a", lst))
+        else:
+            got("a", {})
+
+    def _reconcile_dir(
+        self, path: str, a: Listing | None, x: Listing | None, y: Listing | None
+    ) -> None:
+        if x is None or y is None:
+            # One side could not be read: decide nothing below here.
+            for side, listing in ((Side.ALPHA, x), (Side.BETA, y)):
+                for name, entry in (listing or {}).items():
+                    if entry.is_dir:
+                        self._discard(side, join(path, name))
+            return
+        a = a or {}
+        for name in sorted(a.keys() | x.keys() | y.keys()):
+            self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name))
+
+    def _reconcile_path(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> None:
+        if is_special(x) or is_special(y):
+            self._discard_dirs(p, x, y)
+            return
+        if x is None and y is None:
+            if a is not None:
+                self._out.append(AncestorUpdate(p, None))
+            return
+        if x == y:
+            assert x is not None
+            if a != x:
+                self._out.append(AncestorUpdate(p, x))
+            if x.is_dir:
+                self._agree_dir(p, ancestor_is_dir=is_dir(a))
+            return
+        self._disagree(p, a, x, y)
+
+    def _discard_dirs(
+        self, p: str, x: Entry | None, y: Entry | None, collected: Side | None = None
+    ) -> None:
+        """Drop the listings below ``p`` of each side holding a directory there."""
+        if is_dir(x) and collected is not Side.ALPHA:
+            self._discard(Side.ALPHA, p)
+        if is_dir(y) and collected is not Side.BETA:
+            self._discard(Side.BETA, p)
+
+    # -- disagreement -----------------------------------------------------------------
+
+    def _disagree(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> None:
+        dir_side = Side.ALPHA if is_dir(x) else Side.BETA if is_dir(y) else None
+        if dir_side is None:
+            self._decide(p, a, x, y, None, None, {})
+            return
+        if not is_dir(a):
+            # The directory side is certainly a creation; decide without its subtree
+            # unless that subtree turns out to be the loser (then it must be listed).
+            winner = self._winner(
+                a,
+                x,
+                y,
+                _Delta.OTHER if dir_side is Side.ALPHA else None,
+                _Delta.OTHER if dir_side is Side.BETA else None,
+            )
+            if winner is not dir_side.other:
+                self._decide(p, a, x, y, None, None, {})
+                return
+        sub = _Subtree(outstanding=1)
+        anc: dict[str, dict[str, Entry]] = {}
+        pending = [2 if is_dir(a) else 1]
+
+        def finished() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                self._decide(p, a, x, y, dir_side, sub, anc.get("sub", {}))
+
+        def got(q: str, listing: Listing | None) -> None:
+            if listing is None:
+                sub.complete = False
+            else:
+                sub.listings[q] = listing
+                children = []
+                for name, entry in listing.items():
+                    child = join(q, name)
+                    sub.entries[child] = entry
+                    if entry.is_dir:
+                        children.append(child)
+                sub.outstanding += len(children)
+                for child in children:
+                    self._wait(dir_side, child, got)
+            # Count this listing done only after its children are registered, so
+            # that re-entrant completion below cannot finish the subtree twice.
+            sub.outstanding -= 1
+            if sub.outstanding == 0:
+                finished()
+
+        def got_ancestor(entries: dict[str, Entry]) -> None:
+            anc["sub"] = entries
+            finished()
+
+        if is_dir(a):
+            self._ask_subtree(p, got_ancestor)
+        self._wait(dir_side, p, got)
+
+    def _side_delta(
+        self, a: Entry | None, e: Entry | None, sub: _Subtree | None, anc_sub: dict[str, Entry]
+    ) -> _Delta:
+        if e == a:
+            if sub is None or not is_dir(e):
+                return _Delta.EMPTY
+        elif not (is_dir(e) and is_dir(a)):
+            return _Delta.DELETIONS if e is None else _Delta.OTHER
+        # Both directories: compare the synchronisable part of the subtrees.
+        assert sub is not None
+        mine = {k: v for k, v in sub.entries.items() if not v.is_special}
+        if any(anc_sub.get(k) != v for k, v in mine.items()):
+            return _Delta.OTHER
+        return _Delta.DELETIONS if len(mine) != len(anc_sub) else _Delta.EMPTY
+
+    def _winner(
+        self,
+        a: Entry | None,
+        x: Entry | None,
+        y: Entry | None,
+        dx: _Delta | None,
+        dy: _Delta | None,
+    ) -> Side | None:
+        """The side whose content wins at this path, or ``None`` for a conflict/untrack.
+
+        ``dx``/``dy`` are passed when known from subtrees; otherwise derived from the
+        entries themselves (valid whenever that side holds no directory).
+        """
+        if dx is None:
+            dx = self._side_delta(a, x, None, {})
+        if dy is None:
+            dy = self._side_delta(a, y, None, {})
+        if self.mode is Mode.ONE_WAY_REPLICA:
+            return Side.ALPHA
+        if self.mode is Mode.ONE_WAY_SAFE:
+            return Side.ALPHA if dy is not _Delta.OTHER else None
+        if dy is _Delta.EMPTY:
+            return Side.ALPHA
+        if dx is _Delta.EMPTY:
+            return Side.BETA
+        if dx is _Delta.DELETIONS and dy is _Delta.DELETIONS:
+            return Side.ALPHA if x is None else Side.BETA
+        if dy is _Delta.DELETIONS:
+            return Side.ALPHA
+        if dx is _Delta.DELETIONS:
+            return Side.BETA
+        return Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
+
+    def _decide(
+        self,
+        p: str,
+        a: Entry | None,
+        x: Entry | None,
+        y: Entry | None,
+        dir_side: Side | None,
+        sub: _Subtree | None,
+        anc_sub: dict[str, Entry],
+    ) -> None:
+        dx = self._side_delta(a, x, sub if dir_side is Side.ALPHA else None, anc_sub)
+        dy = self._side_delta(a, y, sub if dir_side is Side.BETA else None, anc_sub)
+        winner = self._winner(a, x, y, dx, dy)
+        collected = dir_side if sub is not None else None
+        untrack = self.mode is Mode.ONE_WAY_SAFE and x is None and not (is_dir(a) and is_dir(y))
+        if winner is None and untrack:
+            # Beta's own content where alpha has nothing: leave it, stop tracking it.
+            if a is not None:
+                self._out.append(AncestorUpdate(p, None))
+            self._discard_dirs(p, x, y, collected)
+            return
+        loser = winner.other if winner is not None else None
+        blocked = sub is not None and (
+            not sub.complete or any(e.is_special for e in sub.entries.values())
+        )
+        if loser is not None and loser is dir_side and blocked:
+            winner = None  # cannot wipe what cannot be synchronised
+        if winner is None:
+            self._out.append(Conflict(p, a, x, y))
+            self._discard_dirs(p, x, y, collected)
+            return
+        assert loser is not None
+        w_entry, l_entry = (x, y) if winner is Side.ALPHA else (y, x)
+        if is_dir(l_entry):
+            assert sub is not None
+            for q in sorted(sub.entries, key=sort_key, reverse=True):
+                self._out.append(Change(loser, q, sub.entries[q], None))
+        self._out.append(Change(loser, p, l_entry, w_entry))
+        if is_dir(w_entry):
+            if sub is not None and dir_side is winner:
+                # Replay the listings we already collected into the flow.
+                self._inbox[winner].update(sub.listings)
+            self._flow(winner, p)
+
+    def _flow(self, source: Side, root: str) -> None:
+        """Copy ``source``'s subtree below ``root`` onto the other side (which has none)."""
+        target = source.other
+
+        def got(q: str, listing: Listing | None) -> None:
+            for name in sorted(listing or {}):
+                entry = (listing or {})[name]
+                if entry.is_special:
+                    continue
+                child = join(q, name)
+                self._out.append(Change(target, child, None, entry))
+                if entry.is_dir:
+                    self._wait(source, child, got)
+
+        self._wait(source, root, got)
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything ``reconcile`` decided, grouped."""
+
+    alpha: list[Change] = field(default_factory=list)
+    beta: list[Change] = field(default_factory=list)
+    ancestor: list[AncestorUpdate] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def add(self, decisions: Iterable[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, Change):
+                (self.alpha if d.side is Side.ALPHA else self.beta).append(d)
+            elif isinstance(d, AncestorUpdate):
+                self.ancestor.append(d)
+            else:
+                self.conflicts.append(d)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.alpha or self.beta or self.ancestor or self.conflicts)
+
+
+def listings_of(tree: Mapping[str, Entry]) -> list[tuple[str, dict[str, Entry]]]:
+    """Split a flat tree (relpath -> entry) into directory listings, parents first."""
+    dirs: dict[str, dict[str, Entry]] = {"": {}}
+    for path, entry in tree.items():
+        if entry.is_dir:
+            dirs.setdefault(path, {})
+    for path, entry in tree.items():
+        parent = parent_of(path)
+        if parent in dirs:
+            dirs[parent][path[len(parent) + 1 :] if parent else path] = entry
+    return sorted(dirs.items(), key=lambda kv: sort_key(kv[0]))
+
+
+def subtree_of(tree: Mapping[str, Entry], path: str) -> dict[str, Entry]:
+    prefix = path + "/" if path else ""
+    return {k: v for k, v in tree.items() if k.startswith(prefix) and k != path}
+
+
+def children_of(tree: Mapping[str, Entry], path: str) -> dict[str, Entry]:
+    prefix = path + "/" if path else ""
+    return {
+        k[len(prefix) :]: v
+        for k, v in tree.items()
+        if k.startswith(prefix) and "/" not in k[len(prefix) :] and k != path
+    }
+
+
+def answer(rec: Reconciler, ancestor: Mapping[str, Entry]) -> None:
+    """Answer every pending ancestor request of ``rec`` from an in-memory tree."""
+    while wants := rec.wants():
+        for want in wants:
+            if want.subtree:
+                rec.ancestor_subtree(want.path, subtree_of(ancestor, want.path))
+            else:
+                rec.ancestor_children(want.path, children_of(ancestor, want.path))
+
+
+def reconcile(
+    ancestor: Mapping[str, Entry],
+    alpha: Mapping[str, Entry],
+    beta: Mapping[str, Entry],
+    mode: Mode = Mode.TWO_WAY_SAFE,
+    *,
+    order: Iterable[Side] | None = None,
+) -> Plan:
+    """Reconcile complete trees (relpath -> entry; the root ``""`` is implicit).
+
+    ``order`` optionally interleaves the two sides' listings (a sequence of sides,
+    one listing taken from that side per element) to exercise streaming.
+    """
+    rec = Reconciler(mode)
+    plan = Plan()
+    queues = {Side.ALPHA: listings_of(alpha), Side.BETA: listings_of(beta)}
+    sequence = (
+        list(order or [])
+        + [Side.ALPHA] * len(queues[Side.ALPHA])
+        + [Side.BETA] * len(queues[Side.BETA])
+    )
+    answer(rec, ancestor)
+    for side in sequence:
+        if queues[side]:
+            path, entries = queues[side].pop(0)
+            rec.listing(side, path, entries)
+            answer(rec, ancestor)
+            plan.add(rec.take())
+    for side in (Side.ALPHA, Side.BETA):
+        rec.finish(side)
+        answer(rec, ancestor)
+        plan.add(rec.take())
+    assert rec.done, "reconciler did not finish"
+    return plan
+
+
+def apply_ancestor_update(
+    tree: dict[str, Entry], path: str, entry: Entry | None, *, applied: bool = False
+) -> None:
+    """The ancestor's update rule, shared with the state store.
+
+    An agreement (``applied=False``) that sets a path keeps its recorded
+    descendants only when it was and stays a directory. A change that was just
+    *applied* to one side (``applied=True``) always forgets them: that side had
+    no subtree there, and the subtree being copied is recorded child by child.
+    """
+    old = tree.get(path)
+    if applied or entry is None or not (is_dir(old) and entry.is_dir):
+        prefix = path + "/"
+        for k in [k for k in tree if k.startswith(prefix)]:
+            del tree[k]
+    if entry is None:
+        tree.pop(path, None)
+    else:
+        tree[path] = entry

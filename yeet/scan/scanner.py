@@ -1,0 +1,293 @@
+"""Streaming scan of a root: directory listings with digests, parents first.
+
+Invariant owned here: a listing says exactly what the directory held when it
+was read (minus ignored names); a directory that cannot be read is reported as
+``None`` (unknown), never as empty, so nothing is ever taken for deleted
+because it could not be read. Listings are emitted in depth-first order, each
+directory before its descendants, as soon as its files are hashed.
+
+Files are hashed only when the stat cache cannot vouch for them; hashing runs
+on a small thread pool (the digest libraries release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from yeet import digest
+from yeet.endpoint.api import ScanBatch
+from yeet.engine.entries import DIRECTORY, Entry, Problem, file_entry, special_entry, symlink_entry
+from yeet.fs.rootdir import DIR_FLAGS, RootDir
+from yeet.paths import join, name_of, parent_of
+from yeet.scan.ignore import IgnoreRules
+from yeet.scan.statcache import StatCache, StatSig
+
+TEMP_NAME = re.compile(r"^\.yeet-tmp-[0-9a-f]{16}$")
+"""Names of our own in-tree staging files (used only across filesystems)."""
+
+BATCH_LISTINGS = 256
+BATCH_SECONDS = 0.05
+
+
+@dataclass
+class ScanOptions:
+    rules: IgnoreRules = field(default_factory=IgnoreRules)
+    symlinks: str = "portable"
+    digest: str = "blake3"
+    side: str = ""
+    skip: frozenset[str] = frozenset()  # relpaths never listed (our own storage)
+
+
+def symlink_escapes(path: str, target: str) -> bool:
+    """True when ``target`` (of a link at ``path``) points outside the root, lexically."""
+    if target.startswith("/") or target == "":
+        return True
+    resolved = posixpath.normpath(posixpath.join(parent_of(path), target))
+    return resolved == ".." or resolved.startswith("../")
+
+
+def _special_reason(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "unsupported file type"
+
+
+@dataclass
+class _Pending:
+    path: str
+    entries: dict[str, Entry] | None
+    hashing: dict[str, Future[Entry]] = field(default_factory=dict)
+
+
+class Scanner:
+    """Scans one root; ``run`` blocks (call it from a worker thread)."""
+
+    def __init__(self, root: RootDir, options: ScanOptions, cache: StatCache) -> None:
+        self.root = root
+        self.opts = options
+        self.cache = cache
+        self.files = 0
+        self.bytes_hashed = 0
+        self.seen: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="yeet-hash")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- hashing ----------------------------------------------------------------------
+
+    def _hash(self, dir_fd: int, name: str, path: str, st: os.stat_result) -> Entry:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as err:
+            return special_entry(f"unreadable: {err.strerror}")
+        return self._hash_open(fd, path, st)
+
+    def _hash_open(self, fd: int, path: str, st: os.stat_result) -> Entry:
+        """Hash an open file (closing it); cache the digest if the file held still."""
+        try:
+            now = time.time_ns()
+            value, size = digest.of_fd(self.opts.digest, fd, st.st_size)
+            after = os.fstat(fd)
+        except OSError as err:
+            return special_entry(f"unreadable: {err.strerror}")
+        finally:
+            os.close(fd)
+        self.bytes_hashed += size
+        sig = StatSig.of(after)
+        if StatSig.of(st) == sig and size == st.st_size:
+            self.cache.store(path, sig, value, now)
+        return file_entry(value, size, bool(st.st_mode & stat.S_IXUSR))
+
+    # -- one directory ----------------------------------------------------------------
+
+    def _entry(
+        self, dir_fd: int, name: str, child: str, st: os.stat_result, defer: bool
+    ) -> Entry | Future[Entry] | None:
+        """The entry for one non-directory name (``None``: skip it)."""
+        mode = st.st_mode
+        if self.opts.rules and self.opts.rules.ignored(child, False):
+            return None
+        if stat.S_ISREG(mode):
+            if TEMP_NAME.match(name):
+                self._remove_leftover(dir_fd, name)
+                return None
+            self.files += 1
+            self.seen.add(child)
+            sig = StatSig.of(st)
+            cached = self.cache.lookup(child, sig)
+            if cached is not None:
+                return file_entry(cached, st.st_size, bool(mode & stat.S_IXUSR))
+            if defer and st.st_size > 64 << 10:
+                # Open here, hash there: the directory fd may be closed before the job runs.
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                except OSError as err:
+                    return special_entry(f"unreadable: {err.strerror}")
+                return self._pool.submit(self._hash_open, fd, child, st)
+            return self._hash(dir_fd, name, child, st)
+        if stat.S_ISLNK(mode):
+            if self.opts.symlinks == "ignore":
+                return None
+            try:
+                target = os.readlink(name, dir_fd=dir_fd)
+            except OSError as err:
+                return special_entry(f"cannot read link: {err.strerror}")
+            if self.opts.symlinks == "portable" and symlink_escapes(child, target):
+                return special_entry(
+                    f"symlink points outside the root ({target}); "
+                    "use --symlinks raw to sync it as it is"
+                )
+            return symlink_entry(target)
+        return special_entry(_special_reason(mode))
+
+    def _list(
+        self, path: str, dir_fd: int, subdirs: list[str], problems: list[Problem]
+    ) -> _Pending:
+        pending = _Pending(path, {})
+        assert pending.entries is not None
+        rules = self.opts.rules
+        try:
+            it = os.scandir(dir_fd)
+        except OSError as err:
+            problems.append(Problem(path, f"cannot list directory: {err.strerror}", self.opts.side))
+            pending.entries = None
+            return pending
+        with it:
+            for de in it:
+                name = de.name
+                child = join(path, name)
+                if child in self.opts.skip:
+                    continue
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # gone already: it is absent
+                except OSError as err:
+                    pending.entries[name] = special_entry(f"cannot stat: {err.strerror}")
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if not (rules and rules.ignored(child, True)):
+                        pending.entries[name] = DIRECTORY
+                        subdirs.append(child)
+                    continue
+                entry = self._entry(dir_fd, name, child, st, defer=True)
+                if isinstance(entry, Future):
+                    pending.hashing[name] = entry
+                elif entry is not None:
+                    pending.entries[name] = entry
+        return pending
+
+    def _remove_leftover(self, dir_fd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+    # -- the walk ---------------------------------------------------------------------
+
+    def run(
+        self,
+        under: Sequence[str],
+        emit: Callable[[ScanBatch], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Scan the subtrees ``under`` and ``emit`` batches until done.
+
+        For a subtree other than the root, a partial listing of its parent holding
+        just that path comes first (so the caller learns what the path itself is).
+        """
+        listings: list[tuple[str, dict[str, Entry] | None]] = []
+        problems: list[Problem] = []
+        last = time.monotonic()
+        queue: deque[_Pending] = deque()
+
+        def flush(force: bool) -> None:
+            nonlocal last, listings, problems
+            while queue and (force or all(f.done() for f in queue[0].hashing.values())):
+                p = queue.popleft()
+                if p.entries is not None:
+                    for name, fut in p.hashing.items():
+                        p.entries[name] = fut.result()
+                    for name, entry in p.entries.items():
+                        if entry.is_special:
+                            problems.append(
+                                Problem(join(p.path, name), entry.reason, self.opts.side)
+                            )
+                listings.append((p.path, p.entries))
+            now = time.monotonic()
+            if listings and (
+                force or len(listings) >= BATCH_LISTINGS or now - last > BATCH_SECONDS
+            ):
+                emit(ScanBatch(tuple(listings), tuple(problems), self.files, self.bytes_hashed))
+                listings, problems = [], []
+                last = now
+
+        for top in under:
+            if top != "":
+                self._emit_partial_parent(top, listings, problems)
+            stack = [top]
+            while stack:
+                if stop is not None and stop.is_set():
+                    return
+                path = stack.pop()
+                subdirs: list[str] = []
+                try:
+                    fd = self._open_dir(path)
+                except OSError as err:
+                    if path != top or top == "":
+                        problems.append(
+                            Problem(path, f"cannot open directory: {err.strerror}", self.opts.side)
+                        )
+                        queue.append(_Pending(path, None))
+                    flush(False)
+                    continue
+                try:
+                    queue.append(self._list(path, fd, subdirs, problems))
+                    flush(False)
+                finally:
+                    if fd != self.root.fd:
+                        os.close(fd)
+                stack.extend(reversed(subdirs))
+        flush(True)
+        if problems:
+            emit(ScanBatch((), tuple(problems), self.files, self.bytes_hashed))
+
+    def _open_dir(self, path: str) -> int:
+        if path == "":
+            return self.root.fd
+        parent = self.root.dir_fd(parent_of(path))
+        return os.open(name_of(path), DIR_FLAGS, dir_fd=parent)
+
+    def _emit_partial_parent(
+        self, top: str, listings: list[tuple[str, dict[str, Entry] | None]], problems: list[Problem]
+    ) -> None:
+        st = self.root.lstat(top)
+        entries: dict[str, Entry] = {}
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            if not self.opts.rules.ignored(top, True):
+                entries[name_of(top)] = DIRECTORY
+        elif st is not None:
+            parent, name = self.root.locate(top)
+            entry = self._entry(parent, name, top, st, defer=False)
+            assert not isinstance(entry, Future)
+            if entry is not None:
+                entries[name] = entry
+                if entry.is_special:
+                    problems.append(Problem(top, entry.reason, self.opts.side))
+        listings.append((parent_of(top), entries))

@@ -1,0 +1,113 @@
+"""Where sessions live, what they are called, and who may run them.
+
+Invariant owned here: one session directory per name under the XDG state
+directory (``$XDG_STATE_HOME/yeet/sessions/<name>``, default
+``~/.local/state/yeet/...``), and at most one process works on a session at a
+time (an ``flock`` on its ``lock`` file, released by the kernel if we die).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from yeet.errors import SessionBusy, SessionNotFound, UsageError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def state_home() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return Path(base) / "yeet"
+
+
+def sessions_dir() -> Path:
+    return state_home() / "sessions"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"invalid session name {name!r}",
+            hint="use letters, digits, '.', '_' and '-' (at most 100, not starting with . or -)",
+        )
+    return name
+
+
+def default_name(alpha: str, beta: str) -> str:
+    """A stable name derived from the pair: ``<alpha>-<beta>-<hash>``."""
+
+    def slug(url: str) -> str:
+        base = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or "root"
+        return re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".-")[:30] or "root"
+
+    digest = hashlib.blake2b(f"{alpha}\0{beta}".encode(), digest_size=3).hexdigest()
+    return f"{slug(alpha)}-{slug(beta)}-{digest}"
+
+
+def session_dir(name: str) -> Path:
+    return sessions_dir() / check_name(name)
+
+
+def existing_session_dir(name: str) -> Path:
+    d = session_dir(name)
+    if not (d / "state.db").exists():
+        known = ", ".join(list_sessions()) or "none"
+        raise SessionNotFound(
+            f"no session named {name!r}", hint=f"known sessions: {known}; `yeet status` lists them"
+        )
+    return d
+
+
+def list_sessions() -> list[str]:
+    d = sessions_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if (p / "state.db").exists())
+
+
+class SessionLock:
+    """Exclusive lock on a session directory (``with SessionLock(dir):``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.fd = -1
+
+    def __enter__(self) -> SessionLock:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            raise SessionBusy(
+                f"session {self.directory.name!r} is being synchronised by another yeet process",
+                hint="wait for it to finish (`yeet status` shows it) or stop it",
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def is_locked(directory: Path) -> bool:
+    """True when some process holds the session's lock right now."""
+    try:
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

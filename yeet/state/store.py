@@ -1,0 +1,226 @@
+"""A session's persistent state: ancestor, conflicts, problems, settings, progress.
+
+Invariant owned here: the ancestor only ever records what both sides verifiably
+agreed on, with the update rule of ``yeet.engine.reconcile.apply_ancestor_update``
+(tested to be equivalent), and every batch of updates is one transaction.
+
+Paths are stored as bytes (``os.fsencode``) so names that are not UTF-8 survive;
+the ``parent`` column uses the engine's sort key (``/`` -> NUL) so that a
+subtree is one contiguous key range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from yeet.engine.entries import Entry, Problem
+from yeet.engine.reconcile import Conflict
+from yeet.paths import join, name_of, parent_of
+from yeet.state.db import open_database
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(Entry)
+
+
+def encode_entry(entry: Entry | None) -> bytes | None:
+    return None if entry is None else _enc.encode(entry)
+
+
+def decode_entry(blob: bytes | None) -> Entry | None:
+    return None if blob is None else _dec.decode(blob)
+
+
+def path_key(path: str) -> bytes:
+    return os.fsencode(path).replace(b"/", b"\x00")
+
+
+def key_path(key: bytes) -> str:
+    return os.fsdecode(key.replace(b"\x00", b"/"))
+
+
+def _subtree_range(path: str) -> tuple[bytes, bytes] | None:
+    """Key range of the ``parent`` column for every descendant of ``path``."""
+    if path == "":
+        return None  # everything
+    k = path_key(path)
+    return k, k + b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One ancestor update; ``applied`` tells a change just applied from an agreement."""
+
+    path: str
+    entry: Entry | None
+    applied: bool
+
+
+class SessionStore:
+    """The SQLite state of one session. Thread-safe (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn, self.rebuilt_note = open_database(path)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # -- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self.lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, **values: Any) -> None:
+        with self.lock, self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    # -- ancestor ---------------------------------------------------------------------
+
+    def ancestor_children(self, path: str) -> dict[str, Entry]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT name, entry FROM ancestor WHERE parent=?", (path_key(path),)
+            ).fetchall()
+        return {os.fsdecode(n): _dec.decode(e) for n, e in rows}
+
+    def ancestor_subtree(self, path: str) -> dict[str, Entry]:
+        rng = _subtree_range(path)
+        with self.lock:
+            if rng is None:
+                rows = self.conn.execute("SELECT parent, name, entry FROM ancestor").fetchall()
+            else:
+                rows = self.conn.execute(
+                    "SELECT parent, name, entry FROM ancestor WHERE parent >= ? AND parent < ?",
+                    rng,
+                ).fetchall()
+        return {join(key_path(p), os.fsdecode(n)): _dec.decode(e) for p, n, e in rows}
+
+    def ancestor_get(self, path: str) -> Entry | None:
+        if path == "":
+            return None
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT entry FROM ancestor WHERE parent=? AND name=?",
+                (path_key(parent_of(path)), os.fsencode(name_of(path))),
+            ).fetchone()
+        return None if row is None else _dec.decode(row[0])
+
+    def ancestor_count(self) -> int:
+        with self.lock:
+            return int(self.conn.execute("SELECT count(*) FROM ancestor").fetchone()[0])
+
+    def record(self, updates: Iterable[Update]) -> None:
+        """Apply ancestor updates in order, in one transaction."""
+        with self.lock, self.conn:
+            for u in updates:
+                self._record_one(u)
+
+    def _record_one(self, u: Update) -> None:
+        parent, name = path_key(parent_of(u.path)), os.fsencode(name_of(u.path))
+        drop_descendants = u.applied or u.entry is None or not u.entry.is_dir
+        if not drop_descendants:
+            row = self.conn.execute(
+                "SELECT entry FROM ancestor WHERE parent=? AND name=?", (parent, name)
+            ).fetchone()
+            old = None if row is None else _dec.decode(row[0])
+            drop_descendants = old is None or not old.is_dir
+        if drop_descendants:
+            rng = _subtree_range(u.path)
+            assert rng is not None
+            self.conn.execute("DELETE FROM ancestor WHERE parent >= ? AND parent < ?", rng)
+        if u.entry is None:
+            self.conn.execute("DELETE FROM ancestor WHERE parent=? AND name=?", (parent, name))
+        else:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO ancestor (parent, name, entry) VALUES (?, ?, ?)",
+                (parent, name, _enc.encode(u.entry)),
+            )
+
+    # -- conflicts and problems -------------------------------------------------------
+
+    def replace_conflicts(self, conflicts: Iterable[Conflict], under: str = "") -> None:
+        """Replace the recorded conflicts at and below ``under`` by ``conflicts``."""
+        now = time.time()
+        with self.lock, self.conn:
+            if under == "":
+                self.conn.execute("DELETE FROM conflicts")
+            else:
+                self.conn.execute(
+                    "DELETE FROM conflicts WHERE path = ? OR (path >= ? AND path < ?)",
+                    (path_key(under), path_key(under) + b"\x00", path_key(under) + b"\x01"),
+                )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO conflicts VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        path_key(c.path),
+                        encode_entry(c.ancestor),
+                        encode_entry(c.alpha),
+                        encode_entry(c.beta),
+                        now,
+                    )
+                    for c in conflicts
+                ],
+            )
+
+    def conflicts(self) -> list[Conflict]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT path, ancestor, alpha, beta FROM conflicts ORDER BY path"
+            ).fetchall()
+        return [
+            Conflict(key_path(p), decode_entry(a), decode_entry(x), decode_entry(y))
+            for p, a, x, y in rows
+        ]
+
+    def replace_problems(self, problems: Iterable[Problem]) -> None:
+        now = time.time()
+        with self.lock, self.conn:
+            self.conn.execute("DELETE FROM problems")
+            self.conn.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?, ?)",
+                [(p.side, os.fsencode(p.path), p.reason, now) for p in problems],
+            )
+
+    def problems(self) -> list[Problem]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT side, path, reason FROM problems ORDER BY side, path"
+            ).fetchall()
+        return [Problem(os.fsdecode(p), r, s) for s, p, r in rows]
+
+    # -- progress (read by `yeet status` while a sync runs) ----------------------------
+
+    def set_progress(self, value: dict[str, Any]) -> None:
+        with self.lock, self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO progress (id, value) VALUES (1, ?)", (json.dumps(value),)
+            )
+
+    def progress(self) -> dict[str, Any]:
+        with self.lock:
+            row = self.conn.execute("SELECT value FROM progress WHERE id=1").fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
+
+
+def iter_rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> Iterator[Any]:
+    cur = conn.execute(sql, args)
+    while rows := cur.fetchmany(1000):
+        yield from rows

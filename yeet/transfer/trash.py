@@ -1,0 +1,176 @@
+"""The per-session trash: where replaced and deleted content goes.
+
+Invariant owned here: content that the engine overwrites or deletes on a side
+is first preserved in that side's trash (outside the synchronised tree), with
+its path and time, before the tree changes; nothing the engine removes is ever
+just unlinked. On the same filesystem that costs a hard link or a rename; across
+filesystems the content is copied first. Items expire after ``days``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import stat
+import threading
+import time
+
+from yeet.endpoint.api import TrashItem
+from yeet.engine.entries import Entry
+
+
+def copy_into(src_fd: int, dst_fd: int) -> None:
+    """Copy all of ``src_fd`` into ``dst_fd`` (in kernel where possible)."""
+    size = os.fstat(src_fd).st_size
+    offset = 0
+    try:
+        while offset < size:
+            n = os.copy_file_range(src_fd, dst_fd, size - offset, offset, offset)
+            if n == 0:
+                break
+            offset += n
+        return
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    os.lseek(src_fd, offset, os.SEEK_SET)
+    os.lseek(dst_fd, offset, os.SEEK_SET)
+    while chunk := os.read(src_fd, 1 << 20):
+        os.write(dst_fd, chunk)
+
+
+class Trash:
+    def __init__(
+        self, directory: str, conn: sqlite3.Connection, lock: threading.RLock, side: str
+    ) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.directory = directory
+        self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dev = os.fstat(self.fd).st_dev
+        self.conn = conn
+        self.lock = lock
+        self.side = side
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _new_id(self, path: str, entry: Entry | None, kind: str) -> int:
+        size = entry.size if entry is not None else 0
+        digest = entry.digest if entry is not None and entry.is_file else None
+        with self.lock, self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
+                "VALUES (?, ?, '', ?, ?, ?, ?)",
+                (self.side, os.fsencode(path), kind, size, digest, time.time()),
+            )
+            item = int(cur.lastrowid or 0)
+            self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
+        return item
+
+    def _forget(self, item: int) -> None:
+        with self.lock, self.conn:
+            self.conn.execute("DELETE FROM trash WHERE id=?", (item,))
+
+    def preserve(
+        self, parent_fd: int, name: str, path: str, entry: Entry | None, *, move: bool
+    ) -> int:
+        """Put what is at ``name`` into the trash.
+
+        ``move=True`` takes it out of the tree (a deletion); ``move=False`` keeps it
+        in place and adds a second link (it is about to be replaced by a rename).
+        """
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        kind = (
+            "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+        )
+        item = self._new_id(path, entry, kind)
+        stored = str(item)
+        try:
+            if move:
+                os.rename(name, stored, src_dir_fd=parent_fd, dst_dir_fd=self.fd)
+            elif kind == "file" and st.st_dev == self.dev:
+                os.link(
+                    name, stored, src_dir_fd=parent_fd, dst_dir_fd=self.fd, follow_symlinks=False
+                )
+            elif kind == "symlink":
+                os.symlink(os.readlink(name, dir_fd=parent_fd), stored, dir_fd=self.fd)
+            else:
+                self._copy(parent_fd, name, stored)
+        except OSError as err:
+            if move and err.errno == errno.EXDEV and kind != "dir":
+                self._copy_and_unlink(parent_fd, name, stored, kind)
+            else:
+                self._forget(item)
+                raise
+        return item
+
+    def _copy(self, parent_fd: int, name: str, stored: str) -> None:
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            dst = os.open(
+                stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.fd
+            )
+            try:
+                copy_into(src, dst)
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def _copy_and_unlink(self, parent_fd: int, name: str, stored: str, kind: str) -> None:
+        if kind == "symlink":
+            os.symlink(os.readlink(name, dir_fd=parent_fd), stored, dir_fd=self.fd)
+        else:
+            self._copy(parent_fd, name, stored)
+        os.unlink(name, dir_fd=parent_fd)
+
+    def items(self) -> list[TrashItem]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT id, side, path, kind, size, trashed, stored FROM trash WHERE side=? "
+                "ORDER BY trashed, id",
+                (self.side,),
+            ).fetchall()
+        return [
+            TrashItem(i, s, os.fsdecode(p), k, z, t, os.path.join(self.directory, st))
+            for i, s, p, k, z, t, st in rows
+        ]
+
+    def take(self, item: int) -> tuple[str, str]:
+        """``(original path, stored name)`` of an item, for restoring."""
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT path, stored FROM trash WHERE id=? AND side=?", (item, self.side)
+            ).fetchone()
+        if row is None:
+            raise KeyError(item)
+        return os.fsdecode(row[0]), row[1]
+
+    def restored(self, item: int) -> None:
+        self._forget(item)
+
+    def expire(self, days: float) -> int:
+        """Delete items older than ``days``; returns how many."""
+        cutoff = time.time() - days * 86400
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT id, stored FROM trash WHERE side=? AND trashed < ?", (self.side, cutoff)
+            ).fetchall()
+        for item, stored in rows:
+            self._remove_stored(stored)
+            self._forget(item)
+        return len(rows)
+
+    def _remove_stored(self, stored: str) -> None:
+        try:
+            st = os.stat(stored, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            import shutil
+
+            shutil.rmtree(os.path.join(self.directory, stored), ignore_errors=True)
+        else:
+            os.unlink(stored, dir_fd=self.fd)

@@ -1,0 +1,349 @@
+"""Applying operations to a local root: staged, verified, trashed, durable.
+
+Invariants owned here:
+
+* New content is written to a staging file, its digest verified, made durable,
+  and only then renamed into place; so at any instant the path holds either the
+  old or the new content, never a torn mix.
+* Before anything at a path is replaced or removed, the path is checked to
+  still hold exactly what the plan saw (stat signature from the scan, else the
+  digest); if not, nothing happens there and the result says "modified since
+  scan" so the caller rescans instead of guessing.
+* Replaced or removed content goes to the trash first (``yeet.transfer.trash``).
+* When a batch returns, its renames are durable too, so the caller may record
+  the new state as agreed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from yeet import digest
+from yeet.endpoint.api import Op, OpResult
+from yeet.engine.entries import Entry
+from yeet.fs.durable import barrier, sync_file
+from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.scan.ignore import IgnoreRules
+from yeet.scan.statcache import StatCache, StatSig
+from yeet.transfer.trash import Trash, copy_into
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class Mismatch(Exception):
+    """The path no longer holds what the plan saw."""
+
+
+def new_mode(executable: bool, old_mode: int | None) -> int:
+    """Permission bits for new content: keep the old bits, set or clear exec."""
+    if old_mode is None or not stat.S_ISREG(old_mode):
+        base = 0o666 & ~_UMASK
+    else:
+        base = stat.S_IMODE(old_mode) & ~0o111
+    if executable:
+        base |= (base & 0o444) >> 2
+    return base
+
+
+@dataclass
+class Staged:
+    name: str  # inside the staging directory, or a temp name in the target dir
+    in_target_dir: bool
+    fd: int = -1
+
+
+class Writer:
+    """Applies ``Op`` batches to one root. Not thread-safe: one batch at a time."""
+
+    def __init__(
+        self,
+        root: str,
+        stage_dir: str,
+        trash: Trash,
+        cache: StatCache,
+        rules: IgnoreRules,
+        alg: str,
+    ) -> None:
+        self.root = RootDir(root)
+        os.makedirs(stage_dir, mode=0o700, exist_ok=True)
+        self.stage_fd = os.open(stage_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.same_device = os.fstat(self.stage_fd).st_dev == self.root.dev
+        self.trash = trash
+        self.cache = cache
+        self.rules = rules
+        self.alg = alg
+        self._handles: dict[int, tuple[str, Staged, Entry]] = {}
+        self._next_handle = 1
+        self._clean_stage_dir()
+
+    def close(self) -> None:
+        for handle in list(self._handles):
+            self.stage_abort(handle)
+        os.close(self.stage_fd)
+        self.root.close()
+
+    def _clean_stage_dir(self) -> None:
+        """Leftovers of a crashed run are never content anybody relies on."""
+        for name in os.listdir(self.stage_fd):
+            try:
+                os.unlink(name, dir_fd=self.stage_fd)
+            except OSError:
+                pass
+
+    # -- staging ----------------------------------------------------------------------
+
+    def _stage_create(self, path: str, mode: int) -> Staged:
+        name = f".yeet-tmp-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        if self.same_device:
+            fd = os.open(name, flags, 0o600, dir_fd=self.stage_fd)
+            staged = Staged(name, False, fd)
+        else:
+            parent, _ = self.root.locate(path)
+            fd = os.open(name, flags, 0o600, dir_fd=parent)
+            staged = Staged(name, True, fd)
+        os.fchmod(fd, mode)
+        return staged
+
+    def _stage_dir_fd(self, path: str, staged: Staged) -> int:
+        return self.root.locate(path)[0] if staged.in_target_dir else self.stage_fd
+
+    def _discard(self, path: str, staged: Staged) -> None:
+        if staged.fd >= 0:
+            os.close(staged.fd)
+            staged.fd = -1
+        try:
+            os.unlink(staged.name, dir_fd=self._stage_dir_fd(path, staged))
+        except OSError:
+            pass
+
+    def stage_open(self, path: str, new: Entry) -> int:
+        st = self.root.lstat(path)
+        staged = self._stage_create(path, new_mode(new.executable, st.st_mode if st else None))
+        os.ftruncate(staged.fd, new.size)
+        handle = self._next_handle
+        self._next_handle += 1
+        self._handles[handle] = (path, staged, new)
+        return handle
+
+    def stage_write(self, handle: int, offset: int, data: bytes) -> None:
+        _path, staged, _new = self._handles[handle]
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(staged.fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def stage_abort(self, handle: int) -> None:
+        item = self._handles.pop(handle, None)
+        if item is not None:
+            self._discard(item[0], item[1])
+
+    def _prepare(self, op: Op) -> Staged:
+        """Stage the new content of a file op and verify its digest."""
+        assert op.new is not None
+        if op.stage is not None:
+            _path, staged, _new = self._handles.pop(op.stage)
+            os.lseek(staged.fd, 0, os.SEEK_SET)
+            value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
+        else:
+            st = self.root.lstat(op.path)
+            staged = self._stage_create(
+                op.path, new_mode(op.new.executable, st.st_mode if st else None)
+            )
+            if op.data is not None:
+                view = memoryview(op.data)
+                while view:
+                    view = view[os.write(staged.fd, view) :]
+                value, size = digest.of_bytes(self.alg, op.data), len(op.data)
+            elif op.copy_from is not None:
+                src = self.root.open_file(op.copy_from)
+                try:
+                    copy_into(src, staged.fd)
+                finally:
+                    os.close(src)
+                os.lseek(staged.fd, 0, os.SEEK_SET)
+                value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
+            else:
+                self._discard(op.path, staged)
+                raise Mismatch("no content given for a file")
+        if value != op.new.digest or size != op.new.size:
+            self._discard(op.path, staged)
+            raise Mismatch("content does not match its digest (source modified during transfer?)")
+        sync_file(staged.fd)
+        os.close(staged.fd)
+        staged.fd = -1
+        return staged
+
+    # -- checking what is there -------------------------------------------------------
+
+    def _check(self, parent: int, name: str, path: str, old: Entry | None) -> os.stat_result | None:
+        """Raise ``Mismatch`` unless ``path`` holds ``old``; return its lstat."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if old is None:
+            if st is not None:
+                raise Mismatch("something appeared at this path since the scan")
+            return None
+        if st is None:
+            raise Mismatch("it disappeared since the scan")
+        mode = st.st_mode
+        if old.is_dir:
+            if not stat.S_ISDIR(mode):
+                raise Mismatch("no longer a directory")
+        elif old.is_symlink:
+            if not stat.S_ISLNK(mode) or os.readlink(name, dir_fd=parent) != old.target:
+                raise Mismatch("symlink changed since the scan")
+        elif old.is_file:
+            if not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != old.executable:
+                raise Mismatch("file changed since the scan")
+            sig = StatSig.of(st)
+            known = self.cache.entries.get(path)
+            if known is None or known[0] != sig or known[1] != old.digest:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                try:
+                    value, size = digest.of_fd(self.alg, fd, st.st_size)
+                finally:
+                    os.close(fd)
+                if value != old.digest or size != old.size:
+                    raise Mismatch("file modified since the scan")
+        else:
+            raise Mismatch("cannot replace unsupported content")
+        return st
+
+    # -- applying ---------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        results: list[OpResult | None] = [None] * len(ops)
+        staged: dict[int, Staged] = {}
+        for i, op in enumerate(ops):
+            if op.new is not None and op.new.is_file and not self._exec_only(op):
+                try:
+                    staged[i] = self._prepare(op)
+                except Mismatch as err:
+                    results[i] = OpResult(op.path, False, str(err), transient=True)
+                except OSError as err:
+                    results[i] = OpResult(op.path, False, _oserror(err))
+        try:
+            if staged:
+                barrier(self.stage_fd)
+            for i, op in enumerate(ops):
+                if results[i] is None:
+                    results[i] = self._apply_one(op, staged.pop(i, None))
+            barrier(self.root.fd)
+        finally:
+            for i, s in staged.items():
+                self._discard(ops[i].path, s)
+            self.root.forget()
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _exec_only(op: Op) -> bool:
+        return (
+            op.old is not None
+            and op.new is not None
+            and op.old.is_file
+            and op.new.is_file
+            and op.old.digest == op.new.digest
+            and op.stage is None
+        )
+
+    def _apply_one(self, op: Op, staged: Staged | None) -> OpResult:
+        try:
+            parent, name = self.root.locate(op.path)
+        except (FileNotFoundError, NotADirectoryInRoot):
+            if staged is not None:
+                self._discard(op.path, staged)
+            return OpResult(op.path, False, "its parent directory is missing", transient=True)
+        try:
+            st = self._check(parent, name, op.path, op.old)
+            self._change(parent, name, op, st, staged)
+        except Mismatch as err:
+            if staged is not None:
+                self._discard(op.path, staged)
+            return OpResult(op.path, False, str(err), transient=True)
+        except OSError as err:
+            if staged is not None:
+                self._discard(op.path, staged)
+            return OpResult(op.path, False, _oserror(err))
+        return OpResult(op.path, True)
+
+    def _change(
+        self, parent: int, name: str, op: Op, st: os.stat_result | None, staged: Staged | None
+    ) -> None:
+        old, new = op.old, op.new
+        if new is None:
+            self._remove(parent, name, op.path, old)
+            return
+        if new.is_dir:
+            if old is not None:
+                self.trash.preserve(parent, name, op.path, old, move=True)
+            os.mkdir(name, 0o777, dir_fd=parent)
+            return
+        if new.is_file and staged is None:  # exec bit only
+            assert st is not None
+            os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
+            after = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            self.cache.store(op.path, StatSig.of(after), new.digest)
+            return
+        if old is not None and old.is_dir:
+            self._remove(parent, name, op.path, old)
+        elif old is not None:
+            self.trash.preserve(parent, name, op.path, old, move=False)
+        if new.is_symlink:
+            tmp = f".yeet-tmp-{secrets.token_hex(8)}"
+            tmp_fd = self.stage_fd if self.same_device else parent
+            os.symlink(new.target, tmp, dir_fd=tmp_fd)
+            os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
+            self.cache.drop(op.path)
+            return
+        assert staged is not None
+        src_fd = parent if staged.in_target_dir else self.stage_fd
+        os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
+        after = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        self.cache.store(op.path, StatSig.of(after), new.digest)
+
+    def _remove(self, parent: int, name: str, path: str, old: Entry | None) -> None:
+        self.cache.drop(path)
+        if old is None or not old.is_dir:
+            self.trash.preserve(parent, name, path, old, move=True)
+            return
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            self._remove_ignored_then_rmdir(parent, name, path)
+        self.root.forget(path)
+
+    def _remove_ignored_then_rmdir(self, parent: int, name: str, path: str) -> None:
+        """A directory to delete still holds ignored content: trash it, then rmdir."""
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+        )
+        try:
+            leftovers = []
+            for de in os.scandir(fd):
+                child = f"{path}/{de.name}"
+                is_dir = de.is_dir(follow_symlinks=False)
+                if not self.rules.ignored(child, is_dir):
+                    raise Mismatch("directory is not empty: new content appeared since the scan")
+                leftovers.append(de.name)
+            for leftover in leftovers:
+                self.trash.preserve(fd, leftover, f"{path}/{leftover}", None, move=True)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=parent)
+
+
+def _oserror(err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename else ""
+    return f"{err.strerror or err}{where}"
