@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from yeet.state.db import transaction
+
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
 
 
@@ -102,7 +104,7 @@ class StatCache:
             if v is not None
         ]
         deletes = [(self.side, os.fsencode(p)) for p, v in dirty.items() if v is None]
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO statcache VALUES (?, ?, ?, ?, ?, ?, ?, ?)", upserts
             )

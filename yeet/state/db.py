@@ -9,9 +9,11 @@ lost state can never delete user files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -86,3 +88,15 @@ def open_database(path: Path) -> tuple[sqlite3.Connection, str | None]:
             "and started from an empty ancestor (a full rescan; nothing will be deleted)"
         )
         return _open(path), note
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One explicit transaction (the connection is in autocommit mode otherwise)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

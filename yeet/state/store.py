@@ -26,7 +26,7 @@ import msgspec
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Conflict
 from yeet.paths import join, name_of, parent_of
-from yeet.state.db import open_database
+from yeet.state.db import open_database, transaction
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Entry)
@@ -85,7 +85,7 @@ class SessionStore:
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, **values: Any) -> None:
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in values.items()],
@@ -128,7 +128,7 @@ class SessionStore:
 
     def record(self, updates: Iterable[Update]) -> None:
         """Apply ancestor updates in order, in one transaction."""
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             for u in updates:
                 self._record_one(u)
 
@@ -158,7 +158,7 @@ class SessionStore:
     def replace_conflicts(self, conflicts: Iterable[Conflict], under: str = "") -> None:
         """Replace the recorded conflicts at and below ``under`` by ``conflicts``."""
         now = time.time()
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             if under == "":
                 self.conn.execute("DELETE FROM conflicts")
             else:
@@ -192,7 +192,7 @@ class SessionStore:
 
     def replace_problems(self, problems: Iterable[Problem]) -> None:
         now = time.time()
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             self.conn.execute("DELETE FROM problems")
             self.conn.executemany(
                 "INSERT INTO problems VALUES (?, ?, ?, ?)",
@@ -209,7 +209,7 @@ class SessionStore:
     # -- progress (read by `yeet status` while a sync runs) ----------------------------
 
     def set_progress(self, value: dict[str, Any]) -> None:
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO progress (id, value) VALUES (1, ?)", (json.dumps(value),)
             )

@@ -18,6 +18,7 @@ import time
 
 from yeet.endpoint.api import TrashItem
 from yeet.engine.entries import Entry
+from yeet.state.db import transaction
 
 
 def copy_into(src_fd: int, dst_fd: int) -> None:
@@ -58,7 +59,7 @@ class Trash:
     def _new_id(self, path: str, entry: Entry | None, kind: str) -> int:
         size = entry.size if entry is not None else 0
         digest = entry.digest if entry is not None and entry.is_file else None
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
                 "VALUES (?, ?, '', ?, ?, ?, ?)",
@@ -69,7 +70,7 @@ class Trash:
         return item
 
     def _forget(self, item: int) -> None:
-        with self.lock, self.conn:
+        with self.lock, transaction(self.conn):
             self.conn.execute("DELETE FROM trash WHERE id=?", (item,))
 
     def preserve(

@@ -100,7 +100,7 @@ class Writer:
 
     def _stage_create(self, path: str, mode: int) -> Staged:
         name = f".yeet-tmp-{secrets.token_hex(8)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self.same_device:
             fd = os.open(name, flags, 0o600, dir_fd=self.stage_fd)
             staged = Staged(name, False, fd)
