@@ -201,9 +201,9 @@ class Session:
 
         async def consume(side: Side) -> None:
             async for batch in self.ep[side].scan():
+                if batch.root_names >= 0:
+                    root_empty[side] = batch.root_names == 0
                 for path, entries in batch.listings:
-                    if path == "" and entries is not None:
-                        root_empty[side] = not entries
                     if entries:
                         idx = index[side]
                         for name, e in entries.items():

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from yeet.engine.reconcile import Side
-from yeet.session import Outcome
+
+if TYPE_CHECKING:
+    from yeet.session import Outcome
 
 
 def human_bytes(n: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -150,13 +150,3 @@ def roots_of(settings: Settings) -> dict[Side, str]:
 def stored_settings(store: SessionStore, name: str) -> Settings:
     alpha, beta = store.get_meta("alpha"), store.get_meta("beta")
     return settings_for(store, name, alpha, beta, Overrides())
-
-
-def pick_sessions(names: Sequence[str]) -> list[str]:
-    from yeet.state.sessions import list_sessions
-
-    if names:
-        for n in names:
-            existing_session_dir(n)
-        return list(names)
-    return list_sessions()

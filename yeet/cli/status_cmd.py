@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from yeet.cli.report import iso
-from yeet.cli.runner import pick_sessions
 from yeet.engine.entries import Problem
-from yeet.state.sessions import is_locked, session_dir
+from yeet.state.sessions import is_locked, pick_sessions, session_dir
 from yeet.state.store import SessionStore
 
 
@@ -55,7 +53,7 @@ def session_status(name: str) -> dict[str, Any]:
         store.close()
 
 
-def status(names: Sequence[str], as_json: bool, wait: bool, timeout: float | None) -> int:
+def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         rows = [session_status(n) for n in pick_sessions(names)]
@@ -86,7 +84,7 @@ def status(names: Sequence[str], as_json: bool, wait: bool, timeout: float | Non
     return 0 if rows and in_sync else 1
 
 
-def conflicts(names: Sequence[str], as_json: bool) -> int:
+def conflicts(names: list[str], as_json: bool) -> int:
     found = []
     for name in pick_sessions(names):
         store = _open(name)
@@ -118,7 +116,7 @@ def conflicts(names: Sequence[str], as_json: bool) -> int:
     return 1 if found else 0
 
 
-def problems(names: Sequence[str], as_json: bool) -> int:
+def problems(names: list[str], as_json: bool) -> int:
     found: list[tuple[str, Problem]] = []
     for name in pick_sessions(names):
         store = _open(name)

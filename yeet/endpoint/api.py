@@ -52,6 +52,7 @@ class ScanBatch(msgspec.Struct, frozen=True):
     problems: tuple[Problem, ...] = ()
     files: int = 0
     bytes_hashed: int = 0
+    root_names: int = -1  # names in the root directory, ignored ones included (-1: not in batch)
 
 
 class ReadRequest(msgspec.Struct, frozen=True):

@@ -84,6 +84,7 @@ class Scanner:
         self.files = 0
         self.bytes_hashed = 0
         self.seen: set[str] = set()
+        self.root_names = -1
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="yeet-hash")
 
     def close(self) -> None:
@@ -170,6 +171,8 @@ class Scanner:
             return pending
         with it:
             for de in it:
+                if path == "":
+                    self.root_names += 1
                 name = de.name
                 child = join(path, name)
                 if child in self.opts.skip:
@@ -234,12 +237,22 @@ class Scanner:
             if listings and (
                 force or len(listings) >= BATCH_LISTINGS or now - last > BATCH_SECONDS
             ):
-                emit(ScanBatch(tuple(listings), tuple(problems), self.files, self.bytes_hashed))
+                emit(
+                    ScanBatch(
+                        tuple(listings),
+                        tuple(problems),
+                        self.files,
+                        self.bytes_hashed,
+                        self.root_names,
+                    )
+                )
                 listings, problems = [], []
                 last = now
 
         for top in under:
-            if top != "":
+            if top == "":
+                self.root_names = 0
+            else:
                 self._emit_partial_parent(top, listings, problems)
             stack = [top]
             while stack:

@@ -111,3 +111,12 @@ def is_locked(directory: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def pick_sessions(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The sessions named (each must exist), or all of them."""
+    if names:
+        for n in names:
+            existing_session_dir(n)
+        return list(names)
+    return list_sessions()

@@ -102,13 +102,14 @@ class Writer:
         name = f".yeet-tmp-{secrets.token_hex(8)}"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self.same_device:
-            fd = os.open(name, flags, 0o600, dir_fd=self.stage_fd)
+            fd = os.open(name, flags, mode, dir_fd=self.stage_fd)
             staged = Staged(name, False, fd)
         else:
             parent, _ = self.root.locate(path)
-            fd = os.open(name, flags, 0o600, dir_fd=parent)
+            fd = os.open(name, flags, mode, dir_fd=parent)
             staged = Staged(name, True, fd)
-        os.fchmod(fd, mode)
+        if mode & _UMASK:  # bits the umask took away at creation
+            os.fchmod(fd, mode)
         return staged
 
     def _stage_dir_fd(self, path: str, staged: Staged) -> int:
@@ -153,7 +154,7 @@ class Writer:
             os.lseek(staged.fd, 0, os.SEEK_SET)
             value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
         else:
-            st = self.root.lstat(op.path)
+            st = self.root.lstat(op.path) if op.old is not None and op.old.is_file else None
             staged = self._stage_create(
                 op.path, new_mode(op.new.executable, st.st_mode if st else None)
             )

@@ -1,0 +1,90 @@
+"""Driving the real ``yeet`` command on real directories, as a user would."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def lines(self) -> list[list[str]]:
+        return [line.split("\t") for line in self.out.splitlines() if line]
+
+
+@dataclass
+class Yeet:
+    """Runs ``python -m yeet`` with its own state directory."""
+
+    home: Path
+    extra_env: dict[str, str] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["XDG_STATE_HOME"] = str(self.home / "state")
+        env["HOME"] = str(self.home)
+        env.pop("YEET_DEBUG", None)
+        if self.extra_env:
+            env.update(self.extra_env)
+        return env
+
+    def __call__(self, *args: str, rc: int | None = None, timeout: float = 300) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "yeet", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if rc is not None:
+            assert result.rc == rc, (
+                f"yeet {' '.join(args)} -> {result.rc}\n{result.out}\n{result.err}"
+            )
+        return result
+
+    def sync(self, alpha: Path, beta: Path, *opts: str, rc: int | None = 0) -> Result:
+        return self("sync", "--quiet", str(alpha), str(beta), "--name", "s", *opts, rc=rc)
+
+    def session_dir(self, name: str = "s") -> Path:
+        return self.home / "state" / "yeet" / "sessions" / name
+
+
+def write(root: Path, rel: str, content: str | bytes = "", executable: bool = False) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    p.write_bytes(data)
+    if executable:
+        p.chmod(0o755)
+    return p
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Everything below ``root``: ``file:<content>[+x]``, ``dir``, ``link:<target>``."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = os.fsdecode(full.relative_to(root).as_posix())
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = f"link:{os.readlink(full)}"
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = "dir"
+            elif stat.S_ISREG(st.st_mode):
+                x = "+x" if st.st_mode & 0o100 else ""
+                out[rel] = f"file:{full.read_bytes().decode(errors='replace')}{x}"
+            else:
+                out[rel] = "special"
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    return out
