@@ -32,7 +32,8 @@ def test_non_utf8_names_survive(yeet: Yeet, roots: tuple[Path, Path]) -> None:
     with open(os.path.join(os.fsencode(a), name), "wb") as f:
         f.write(b"bytes")
     yeet.sync(a, b)
-    assert open(os.path.join(os.fsencode(b), name), "rb").read() == b"bytes"
+    with open(os.path.join(os.fsencode(b), name), "rb") as f:
+        assert f.read() == b"bytes"
     yeet.sync(a, b)  # and the state can hold it
 
 
