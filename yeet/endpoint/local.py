@@ -32,11 +32,12 @@ from yeet.endpoint.api import (
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError
 from yeet.fs.durable import barrier
+from yeet.fs.groupcommit import GroupCommit, Turns
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.scanner import Scanner, ScanOptions
-from yeet.scan.statcache import StatCache, StatSig
+from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
 
@@ -53,6 +54,8 @@ class LocalEndpoint:
         self._writer: Writer | None = None
         self._trash: Trash | None = None
         self._cache: StatCache | None = None
+        self._turns = Turns()
+        self._durable: GroupCommit | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -96,6 +99,8 @@ class LocalEndpoint:
             notes.append(
                 f"{side}: {expired} trash item(s) older than {config.trash_days:g} days removed"
             )
+        root_fd = self._reader.fd
+        self._durable = GroupCommit(lambda: barrier(root_fd))
         self._writer = Writer(
             root,
             str(self.storage / "stage"),
@@ -227,9 +232,7 @@ class LocalEndpoint:
             os.close(fd)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         known = self._cache.entries.get(req.path)
-        vouched = (
-            known is not None and known[0] == StatSig.of(st) and known[1] == req.expected.digest
-        )
+        vouched = known is not None and known[0] == sig_of(st) and known[1] == req.expected.digest
         if len(data) != req.expected.size or not (
             vouched or digest.of_bytes(self.config.digest, data) == req.expected.digest
         ):
@@ -248,7 +251,7 @@ class LocalEndpoint:
             root.close()
         try:
             known = self._cache.entries.get(path)
-            if known is None or known[0] != StatSig.of(os.fstat(fd)) or known[1] != expected.digest:
+            if known is None or known[0] != sig_of(os.fstat(fd)) or known[1] != expected.digest:
                 raise FileChangedError(path)
             return os.pread(fd, length, offset)
         finally:
@@ -261,12 +264,25 @@ class LocalEndpoint:
     # -- writing ----------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
-        return await asyncio.to_thread(self._apply, ops)
+        """Batches are staged concurrently but committed strictly in call order."""
+        ticket = self._turns.ticket()
+        return await asyncio.to_thread(self._apply, ops, ticket)
 
-    def _apply(self, ops: Sequence[Op]) -> list[OpResult]:
-        with self._write_lock:
-            assert self._writer is not None
-            return self._writer.apply(ops)
+    def _apply(self, ops: Sequence[Op], ticket: int) -> list[OpResult]:
+        writer = self._writer
+        assert writer is not None and self._durable is not None
+        durable = self._durable
+        try:
+            prepared = writer.stage(ops)
+            if prepared[1]:
+                durable.wait()  # new contents on disk before any rename
+        finally:
+            self._turns.wait_turn(ticket)
+        try:
+            with self._write_lock:
+                return writer.commit(ops, prepared, durable.wait)
+        finally:
+            self._turns.done(ticket)
 
     async def stage_open(self, path: str, new: Entry) -> int:
         def run() -> int:

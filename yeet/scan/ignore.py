@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pathspec
-
 VCS_PATTERNS = (".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", "CVS/", ".pijul")
 
 
@@ -22,7 +20,11 @@ class IgnoreRules:
         if ignore_vcs:
             lines.extend(VCS_PATTERNS)
         self.patterns = tuple(lines)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        self._spec = None
+        if lines:
+            import pathspec  # only sessions with ignore rules pay for it
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
     def __bool__(self) -> bool:
         return self._spec is not None

@@ -29,7 +29,7 @@ from yeet.engine.entries import DIRECTORY, Entry, Problem, file_entry, special_e
 from yeet.fs.rootdir import DIR_FLAGS, RootDir
 from yeet.paths import join, name_of, parent_of
 from yeet.scan.ignore import IgnoreRules
-from yeet.scan.statcache import StatCache, StatSig
+from yeet.scan.statcache import StatCache, sig_of
 
 TEMP_NAME = re.compile(r"^\.yeet-tmp-[0-9a-f]{16}$")
 """Names of our own in-tree staging files (used only across filesystems)."""
@@ -110,8 +110,8 @@ class Scanner:
         finally:
             os.close(fd)
         self.bytes_hashed += size
-        sig = StatSig.of(after)
-        if StatSig.of(st) == sig and size == st.st_size:
+        sig = sig_of(after)
+        if sig_of(st) == sig and size == st.st_size:
             self.cache.store(path, sig, value, now)
         return file_entry(value, size, bool(st.st_mode & stat.S_IXUSR))
 
@@ -130,7 +130,7 @@ class Scanner:
                 return None
             self.files += 1
             self.seen.add(child)
-            sig = StatSig.of(st)
+            sig = sig_of(st)
             cached = self.cache.lookup(child, sig)
             if cached is not None:
                 return file_entry(cached, st.st_size, bool(mode & stat.S_IXUSR))

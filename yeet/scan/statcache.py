@@ -12,24 +12,18 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 
 from yeet.state.db import transaction
 
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
 
 
-@dataclass(frozen=True, slots=True)
-class StatSig:
-    ino: int
-    size: int
-    mtime: int
-    ctime: int
-    mode: int
+StatSig = tuple[int, int, int, int, int]
+"""``(inode, size, mtime_ns, ctime_ns, mode)``: a plain tuple (cheap to build and compare)."""
 
-    @classmethod
-    def of(cls, st: os.stat_result) -> StatSig:
-        return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+def sig_of(st: os.stat_result) -> StatSig:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
 class StatCache:
@@ -49,9 +43,7 @@ class StatCache:
                 "SELECT path, ino, size, mtime, ctime, mode, digest FROM statcache WHERE side=?",
                 (self.side,),
             ).fetchall()
-        self.entries = {
-            os.fsdecode(p): (StatSig(i, s, m, c, md), d) for p, i, s, m, c, md, d in rows
-        }
+        self.entries = {os.fsdecode(p): ((i, s, m, c, md), d) for p, i, s, m, c, md, d in rows}
 
     def lookup(self, path: str, sig: StatSig) -> bytes | None:
         hit = self.entries.get(path)
@@ -69,7 +61,7 @@ class StatCache:
         """
         value = (sig, digest)
         self.entries[path] = value
-        if now_ns is not None and (sig.mtime >= now_ns - RACY_NS or sig.ctime >= now_ns - RACY_NS):
+        if now_ns is not None and (sig[2] >= now_ns - RACY_NS or sig[3] >= now_ns - RACY_NS):
             self._dirty[path] = None
         else:
             self._dirty[path] = value
@@ -90,18 +82,7 @@ class StatCache:
             return
         dirty, self._dirty = self._dirty, {}
         upserts = [
-            (
-                self.side,
-                os.fsencode(p),
-                v[0].ino,
-                v[0].size,
-                v[0].mtime,
-                v[0].ctime,
-                v[0].mode,
-                v[1],
-            )
-            for p, v in dirty.items()
-            if v is not None
+            (self.side, os.fsencode(p), *v[0], v[1]) for p, v in dirty.items() if v is not None
         ]
         deletes = [(self.side, os.fsencode(p)) for p, v in dirty.items() if v is None]
         with self.lock, transaction(self.conn):

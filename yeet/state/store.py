@@ -56,6 +56,10 @@ def _subtree_range(path: str) -> tuple[bytes, bytes] | None:
     return k, k + b"\x01"
 
 
+def _no_path_twice(updates: list[Update]) -> bool:
+    return len({u.path for u in updates}) == len(updates)
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """One ancestor update; ``applied`` tells a change just applied from an agreement."""
@@ -128,9 +132,33 @@ class SessionStore:
 
     def record(self, updates: Iterable[Update]) -> None:
         """Apply ancestor updates in order, in one transaction."""
+        updates = list(updates)
         with self.lock, transaction(self.conn):
+            if all(u.applied for u in updates) and _no_path_twice(updates):
+                self._record_applied(updates)
+                return
             for u in updates:
                 self._record_one(u)
+
+    def _record_applied(self, updates: list[Update]) -> None:
+        """Fast path: applied changes always forget descendants, so the deletions
+        can all go first (no path appears twice, parents precede children)."""
+        ranges = []
+        removals = []
+        inserts = []
+        for u in updates:
+            k = path_key(u.path)
+            ranges.append((k, k + b"\x01"))
+            parent, name = path_key(parent_of(u.path)), os.fsencode(name_of(u.path))
+            if u.entry is None:
+                removals.append((parent, name))
+            else:
+                inserts.append((parent, name, _enc.encode(u.entry)))
+        self.conn.executemany("DELETE FROM ancestor WHERE parent >= ? AND parent < ?", ranges)
+        self.conn.executemany("DELETE FROM ancestor WHERE parent=? AND name=?", removals)
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO ancestor (parent, name, entry) VALUES (?, ?, ?)", inserts
+        )
 
     def _record_one(self, u: Update) -> None:
         parent, name = path_key(parent_of(u.path)), os.fsencode(name_of(u.path))

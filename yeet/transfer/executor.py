@@ -28,8 +28,8 @@ from yeet.state.store import Update
 
 SMALL = 1 << 20
 CHUNK = 4 << 20
-BATCH_OPS = 512
-BATCH_BYTES = 16 << 20
+BATCH_OPS = 4096
+BATCH_BYTES = 64 << 20
 IN_FLIGHT = 4
 
 
@@ -52,6 +52,10 @@ class _Job:
     side: Side
     changes: list[Change]
     ops: list[Op] = field(default_factory=list)
+
+
+async def _call_apply(ep: Endpoint, ops: list[Op]) -> list[OpResult]:
+    return await ep.apply(ops)
 
 
 def _defers(c: Change) -> bool:
@@ -152,15 +156,25 @@ class Executor:
         return job
 
     async def _applier(self, side: Side) -> None:
+        """Send batches to the endpoint in order, several in flight; account in order."""
         queue = self._ready[side]
         ep = self.ep[side]
+        inflight: list[tuple[_Job, asyncio.Task[list[OpResult]]]] = []
+
+        async def settle_oldest() -> None:
+            job, task = inflight.pop(0)
+            self._account(job, await task)
+
         while (item := await queue.get()) is not None:
             job, fetch = item
             await fetch
             if not job.ops:
                 continue
-            results = await ep.apply(job.ops)
-            self._account(job, results)
+            inflight.append((job, asyncio.create_task(_call_apply(ep, job.ops))))
+            if len(inflight) >= IN_FLIGHT:
+                await settle_oldest()
+        while inflight:
+            await settle_oldest()
 
     # -- content ----------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from yeet import digest
@@ -29,7 +30,7 @@ from yeet.engine.entries import Entry
 from yeet.fs.durable import barrier, sync_file
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.scan.ignore import IgnoreRules
-from yeet.scan.statcache import StatCache, StatSig
+from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer.trash import Trash, copy_into
 
 _UMASK = os.umask(0o022)
@@ -70,7 +71,9 @@ class Writer:
         rules: IgnoreRules,
         alg: str,
     ) -> None:
-        self.root = RootDir(root)
+        self.root = RootDir(root)  # used by commit (one batch at a time)
+        self.stage_root = RootDir(root)  # used by staging, under _stage_lock
+        self._stage_lock = threading.RLock()
         os.makedirs(stage_dir, mode=0o700, exist_ok=True)
         self.stage_fd = os.open(stage_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.same_device = os.fstat(self.stage_fd).st_dev == self.root.dev
@@ -87,6 +90,7 @@ class Writer:
             self.stage_abort(handle)
         os.close(self.stage_fd)
         self.root.close()
+        self.stage_root.close()
 
     def _clean_stage_dir(self) -> None:
         """Leftovers of a crashed run are never content anybody relies on."""
@@ -105,7 +109,7 @@ class Writer:
             fd = os.open(name, flags, mode, dir_fd=self.stage_fd)
             staged = Staged(name, False, fd)
         else:
-            parent, _ = self.root.locate(path)
+            parent, _ = self.stage_root.locate(path)
             fd = os.open(name, flags, mode, dir_fd=parent)
             staged = Staged(name, True, fd)
         if mode & _UMASK:  # bits the umask took away at creation
@@ -113,19 +117,24 @@ class Writer:
         return staged
 
     def _stage_dir_fd(self, path: str, staged: Staged) -> int:
-        return self.root.locate(path)[0] if staged.in_target_dir else self.stage_fd
+        return self.stage_root.locate(path)[0] if staged.in_target_dir else self.stage_fd
 
     def _discard(self, path: str, staged: Staged) -> None:
-        if staged.fd >= 0:
-            os.close(staged.fd)
-            staged.fd = -1
-        try:
-            os.unlink(staged.name, dir_fd=self._stage_dir_fd(path, staged))
-        except OSError:
-            pass
+        with self._stage_lock:
+            if staged.fd >= 0:
+                os.close(staged.fd)
+                staged.fd = -1
+            try:
+                os.unlink(staged.name, dir_fd=self._stage_dir_fd(path, staged))
+            except OSError:
+                pass
 
     def stage_open(self, path: str, new: Entry) -> int:
-        st = self.root.lstat(path)
+        with self._stage_lock:
+            return self._stage_open(path, new)
+
+    def _stage_open(self, path: str, new: Entry) -> int:
+        st = self.stage_root.lstat(path)
         staged = self._stage_create(path, new_mode(new.executable, st.st_mode if st else None))
         os.ftruncate(staged.fd, new.size)
         handle = self._next_handle
@@ -142,7 +151,8 @@ class Writer:
             offset += n
 
     def stage_abort(self, handle: int) -> None:
-        item = self._handles.pop(handle, None)
+        with self._stage_lock:
+            item = self._handles.pop(handle, None)
         if item is not None:
             self._discard(item[0], item[1])
 
@@ -154,7 +164,7 @@ class Writer:
             os.lseek(staged.fd, 0, os.SEEK_SET)
             value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
         else:
-            st = self.root.lstat(op.path) if op.old is not None and op.old.is_file else None
+            st = self.stage_root.lstat(op.path) if op.old is not None and op.old.is_file else None
             staged = self._stage_create(
                 op.path, new_mode(op.new.executable, st.st_mode if st else None)
             )
@@ -164,7 +174,7 @@ class Writer:
                     view = view[os.write(staged.fd, view) :]
                 value, size = digest.of_bytes(self.alg, op.data), len(op.data)
             elif op.copy_from is not None:
-                src = self.root.open_file(op.copy_from)
+                src = self.stage_root.open_file(op.copy_from)
                 try:
                     copy_into(src, staged.fd)
                 finally:
@@ -206,7 +216,7 @@ class Writer:
         elif old.is_file:
             if not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != old.executable:
                 raise Mismatch("file changed since the scan")
-            sig = StatSig.of(st)
+            sig = sig_of(st)
             known = self.cache.entries.get(path)
             if known is None or known[0] != sig or known[1] != old.digest:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
@@ -223,26 +233,64 @@ class Writer:
     # -- applying ---------------------------------------------------------------------
 
     def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        """Stage, make durable, commit, make durable: a whole batch, single-threaded."""
+        prepared = self.stage(ops)
+        barrier(self.stage_fd)
+        return self.commit(ops, prepared, lambda: barrier(self.root.fd))
+
+    def stage(self, ops: Sequence[Op]) -> tuple[list[OpResult | None], dict[int, Staged]]:
+        """Phase 1 (may run while another batch commits): write new contents aside.
+
+        Needs a durability barrier before ``commit``.
+        """
         results: list[OpResult | None] = [None] * len(ops)
         staged: dict[int, Staged] = {}
-        for i, op in enumerate(ops):
-            if op.new is not None and op.new.is_file and not self._exec_only(op):
-                try:
-                    staged[i] = self._prepare(op)
-                except Mismatch as err:
-                    results[i] = OpResult(op.path, False, str(err), transient=True)
-                except OSError as err:
-                    results[i] = OpResult(op.path, False, _oserror(err))
+        with self._stage_lock:
+            try:
+                for i, op in enumerate(ops):
+                    if op.new is not None and op.new.is_file and not self._exec_only(op):
+                        if not self.same_device and op.stage is None:
+                            continue  # staged next to its target, at commit time
+                        try:
+                            staged[i] = self._prepare(op)
+                        except Mismatch as err:
+                            results[i] = OpResult(op.path, False, str(err), transient=True)
+                        except OSError as err:
+                            results[i] = OpResult(op.path, False, _oserror(err))
+            finally:
+                self.stage_root.forget()
+        return results, staged
+
+    def commit(
+        self,
+        ops: Sequence[Op],
+        prepared: tuple[list[OpResult | None], dict[int, Staged]],
+        durable: Callable[[], None],
+    ) -> list[OpResult]:
+        """Phase 2 (one batch at a time, in order): check, trash, rename into place."""
+        results, staged = prepared
         try:
-            if staged:
-                barrier(self.stage_fd)
             for i, op in enumerate(ops):
-                if results[i] is None:
-                    results[i] = self._apply_one(op, staged.pop(i, None))
-            barrier(self.root.fd)
+                if results[i] is not None:
+                    continue
+                s = staged.pop(i, None)
+                needs_content = op.new is not None and op.new.is_file and not self._exec_only(op)
+                if s is None and not self.same_device and needs_content:
+                    try:
+                        with self._stage_lock:
+                            s = self._prepare(op)
+                        fsync_staged(self, op.path, s)
+                    except Mismatch as err:
+                        results[i] = OpResult(op.path, False, str(err), transient=True)
+                        continue
+                    except OSError as err:
+                        results[i] = OpResult(op.path, False, _oserror(err))
+                        continue
+                results[i] = self._apply_one(op, s)
+            durable()
         finally:
-            for i, s in staged.items():
-                self._discard(ops[i].path, s)
+            for i, left in staged.items():
+                self._discard(ops[i].path, left)
             self.root.forget()
         return [r for r in results if r is not None]
 
@@ -293,7 +341,7 @@ class Writer:
             assert st is not None
             os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            self.cache.store(op.path, StatSig.of(after), new.digest)
+            self.cache.store(op.path, sig_of(after), new.digest)
             return
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
@@ -310,7 +358,7 @@ class Writer:
         src_fd = parent if staged.in_target_dir else self.stage_fd
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        self.cache.store(op.path, StatSig.of(after), new.digest)
+        self.cache.store(op.path, sig_of(after), new.digest)
 
     def _remove(self, parent: int, name: str, path: str, old: Entry | None) -> None:
         self.cache.drop(path)
@@ -343,6 +391,18 @@ class Writer:
         finally:
             os.close(fd)
         os.rmdir(name, dir_fd=parent)
+
+
+def fsync_staged(writer: Writer, path: str, staged: Staged) -> None:
+    """A file staged next to its target (across filesystems): make it durable now."""
+    with writer._stage_lock:
+        fd = os.open(
+            staged.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=writer._stage_dir_fd(path, staged)
+        )
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _oserror(err: OSError) -> str:

@@ -1,0 +1,65 @@
+"""The SQLite ancestor follows exactly the engine's update rule."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.engine.trees import D, F, L
+from yeet.engine.entries import Entry, Problem
+from yeet.engine.reconcile import Conflict, apply_ancestor_update
+from yeet.paths import name_of, parent_of
+from yeet.state.store import SessionStore, Update
+
+PATHS = ["a", "a/b", "a/b/c", "a/x", "a-b", "a.b", "b", "b/a", "caf\udce9"]
+ENTRIES = [None, D, F("1"), F("2"), L("t")]
+
+
+@st.composite
+def update(draw: st.DrawFn) -> Update:
+    return Update(draw(st.sampled_from(PATHS)), draw(st.sampled_from(ENTRIES)), draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(update(), max_size=8), max_size=6))
+def test_store_matches_engine_rule(batches: list[list[Update]]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        store = SessionStore(Path(d) / "state.db")
+        model: dict[str, Entry] = {}
+        for batch in batches:
+            store.record(batch)
+            for u in batch:
+                apply_ancestor_update(model, u.path, u.entry, applied=u.applied)
+            assert store.ancestor_subtree("") == model
+        for p in PATHS:
+            assert store.ancestor_get(p) == model.get(p)
+            kids = {name_of(k): v for k, v in model.items() if parent_of(k) == p}
+            assert store.ancestor_children(p) == kids
+        store.close()
+
+
+def test_conflicts_and_problems_round_trip(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "state.db")
+    cs = [Conflict("a/b", F("1"), F("2"), None), Conflict("z", None, D, F("x"))]
+    store.replace_conflicts(cs)
+    assert store.conflicts() == cs
+    store.replace_conflicts([], under="a")
+    assert store.conflicts() == cs[1:]
+    ps = [Problem("p\udce9", "socket", "alpha")]
+    store.replace_problems(ps)
+    assert store.problems() == ps
+    store.close()
+
+
+def test_unusable_database_is_set_aside(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.write_bytes(os.urandom(5000))
+    store = SessionStore(db)
+    assert store.rebuilt_note and "could not be used" in store.rebuilt_note
+    assert store.ancestor_count() == 0
+    assert list(tmp_path.glob("state.db.unusable-*"))
+    store.close()
