@@ -57,7 +57,20 @@ def _subtree_range(path: str) -> tuple[bytes, bytes] | None:
 
 
 def _no_path_twice(updates: list[Update]) -> bool:
-    return len({u.path for u in updates}) == len(updates)
+    """True when deleting all descendants first and inserting after is equivalent
+    to applying the updates in order: no path twice, and no update below a path
+    that a *later* update replaces."""
+    later: set[str] = set()
+    for u in reversed(updates):
+        if u.path in later:
+            return False
+        p = parent_of(u.path)
+        while p:
+            if p in later:
+                return False
+            p = parent_of(p)
+        later.add(u.path)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
