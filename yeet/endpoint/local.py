@@ -164,7 +164,7 @@ class LocalEndpoint:
                 scanner.run(under, emit, stop)
                 if not stop.is_set():
                     for top in under:
-                        cache.prune(scanner.seen, top)
+                        cache.prune_dirs(scanner.seen, top)
                 cache.flush()
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except BaseException as err:  # reported to the awaiting side
@@ -231,7 +231,7 @@ class LocalEndpoint:
         finally:
             os.close(fd)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        known = self._cache.entries.get(req.path)
+        known = self._cache.get(req.path)
         vouched = known is not None and known[0] == sig_of(st) and known[1] == req.expected.digest
         if len(data) != req.expected.size or not (
             vouched or digest.of_bytes(self.config.digest, data) == req.expected.digest
@@ -250,7 +250,7 @@ class LocalEndpoint:
         finally:
             root.close()
         try:
-            known = self._cache.entries.get(path)
+            known = self._cache.get(path)
             if known is None or known[0] != sig_of(os.fstat(fd)) or known[1] != expected.digest:
                 raise FileChangedError(path)
             return os.pread(fd, length, offset)

@@ -83,7 +83,7 @@ class Scanner:
         self.cache = cache
         self.files = 0
         self.bytes_hashed = 0
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()  # directories listed completely
         self.root_names = -1
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="yeet-hash")
 
@@ -129,7 +129,6 @@ class Scanner:
                 self._remove_leftover(dir_fd, name)
                 return None
             self.files += 1
-            self.seen.add(child)
             sig = sig_of(st)
             cached = self.cache.lookup(child, sig)
             if cached is not None:
@@ -163,6 +162,7 @@ class Scanner:
         pending = _Pending(path, {})
         assert pending.entries is not None
         rules = self.opts.rules
+        files: set[str] = set()
         try:
             it = os.scandir(dir_fd)
         except OSError as err:
@@ -192,8 +192,13 @@ class Scanner:
                 entry = self._entry(dir_fd, name, child, st, defer=True)
                 if isinstance(entry, Future):
                     pending.hashing[name] = entry
+                    files.add(name)
                 elif entry is not None:
                     pending.entries[name] = entry
+                    if entry.is_file:
+                        files.add(name)
+        self.seen.add(path)
+        self.cache.listed(path, files)
         return pending
 
     def _remove_leftover(self, dir_fd: int, name: str) -> None:

@@ -3,8 +3,12 @@
 Invariant owned here: a cached digest is reused only when the file's inode,
 size, mtime, ctime and mode are all unchanged since it was hashed, and a digest
 taken while the file's mtime was within the filesystem's timestamp granularity
-of "now" is not cached (a write in the same clock tick could otherwise go
+of "now" is not persisted (a write in the same clock tick could otherwise go
 unnoticed: git's "racily clean" problem).
+
+Storage is one row per directory (a msgpack map name -> signature + digest),
+loaded lazily: a scan of a million files reads thousands of rows, not millions,
+and a directory whose files did not change is not rewritten.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import os
 import sqlite3
 import threading
 
+import msgspec
+
+from yeet.paths import name_of, parent_of
 from yeet.state.db import transaction
 
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
 
-
 StatSig = tuple[int, int, int, int, int]
 """``(inode, size, mtime_ns, ctime_ns, mode)``: a plain tuple (cheap to build and compare)."""
+
+_Dir = dict[str, tuple[StatSig, bytes]]
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(dict[str, tuple[int, int, int, int, int, bytes]])
 
 
 def sig_of(st: os.stat_result) -> StatSig:
@@ -27,26 +38,46 @@ def sig_of(st: os.stat_result) -> StatSig:
 
 
 class StatCache:
-    """The stat cache of one side, held in memory during a scan, persisted after."""
+    """The stat cache of one side; thread-safe enough for a scanner and a writer."""
 
     def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, side: str) -> None:
         self.conn = conn
         self.lock = lock
         self.side = side
-        self.entries: dict[str, tuple[StatSig, bytes]] = {}
-        self._dirty: dict[str, tuple[StatSig, bytes] | None] = {}
+        self._raw: dict[str, bytes] = {}
+        self._dirs: dict[str, _Dir] = {}
+        self._persist: dict[str, _Dir] = {}  # what is (or will be) in the table
+        self._dirty: set[str] = set()
         self.load()
 
     def load(self) -> None:
         with self.lock:
             rows = self.conn.execute(
-                "SELECT path, ino, size, mtime, ctime, mode, digest FROM statcache WHERE side=?",
-                (self.side,),
+                "SELECT path, entries FROM dircache WHERE side=?", (self.side,)
             ).fetchall()
-        self.entries = {os.fsdecode(p): ((i, s, m, c, md), d) for p, i, s, m, c, md, d in rows}
+        self._raw = {os.fsdecode(p): blob for p, blob in rows}
+        self._dirs = {}
+        self._persist = {}
+
+    def _dir(self, path: str) -> _Dir:
+        d = self._dirs.get(path)
+        if d is None:
+            blob = self._raw.pop(path, None)
+            d = {}
+            if blob is not None:
+                try:
+                    d = {n: (v[:5], v[5]) for n, v in _dec.decode(blob).items()}
+                except (msgspec.DecodeError, ValueError, TypeError):
+                    d = {}
+            self._dirs[path] = d
+            self._persist[path] = dict(d)
+        return d
+
+    def get(self, path: str) -> tuple[StatSig, bytes] | None:
+        return self._dir(parent_of(path)).get(name_of(path))
 
     def lookup(self, path: str, sig: StatSig) -> bytes | None:
-        hit = self.entries.get(path)
+        hit = self.get(path)
         if hit is not None and hit[0] == sig:
             return hit[1]
         return None
@@ -59,34 +90,59 @@ class StatCache:
         "racily clean" and will be hashed again next time. Without it (content we
         wrote and then ``fstat``ed ourselves) it is trusted.
         """
-        value = (sig, digest)
-        self.entries[path] = value
-        if now_ns is not None and (sig[2] >= now_ns - RACY_NS or sig[3] >= now_ns - RACY_NS):
-            self._dirty[path] = None
-        else:
-            self._dirty[path] = value
+        parent, name = parent_of(path), name_of(path)
+        self._dir(parent)[name] = (sig, digest)
+        persist = self._persist[parent]
+        racy = now_ns is not None and (sig[2] >= now_ns - RACY_NS or sig[3] >= now_ns - RACY_NS)
+        if racy:
+            if persist.pop(name, None) is not None:
+                self._dirty.add(parent)
+        elif persist.get(name) != (sig, digest):
+            persist[name] = (sig, digest)
+            self._dirty.add(parent)
 
     def drop(self, path: str) -> None:
-        self.entries.pop(path, None)
-        self._dirty[path] = None
+        parent, name = parent_of(path), name_of(path)
+        self._dir(parent).pop(name, None)
+        if self._persist[parent].pop(name, None) is not None:
+            self._dirty.add(parent)
 
-    def prune(self, seen: set[str], under: str = "") -> None:
-        """Forget cached files below ``under`` that a complete scan did not see."""
+    def listed(self, path: str, names: set[str]) -> None:
+        """A complete listing of directory ``path`` holds exactly these file names."""
+        d = self._dir(path)
+        persist = self._persist[path]
+        for name in [n for n in d if n not in names]:
+            del d[name]
+        gone = [n for n in persist if n not in names]
+        for name in gone:
+            del persist[name]
+        if gone:
+            self._dirty.add(path)
+
+    def prune_dirs(self, seen: set[str], under: str = "") -> None:
+        """Forget directories below ``under`` that a complete scan did not see."""
         prefix = under + "/" if under else ""
-        for path in [p for p in self.entries if p.startswith(prefix) or p == under]:
-            if path not in seen:
-                self.drop(path)
+        for path in list(self._raw):
+            if (path == under or path.startswith(prefix) or under == "") and path not in seen:
+                del self._raw[path]
+                self._persist[path] = {}
+                self._dirs[path] = {}
+                self._dirty.add(path)
 
     def flush(self) -> None:
         if not self._dirty:
             return
-        dirty, self._dirty = self._dirty, {}
-        upserts = [
-            (self.side, os.fsencode(p), *v[0], v[1]) for p, v in dirty.items() if v is not None
-        ]
-        deletes = [(self.side, os.fsencode(p)) for p, v in dirty.items() if v is None]
+        dirty, self._dirty = self._dirty, set()
+        upserts = []
+        deletes = []
+        for path in dirty:
+            persist = self._persist.get(path) or {}
+            key = os.fsencode(path)
+            if persist:
+                blob = _enc.encode({n: (*sig, d) for n, (sig, d) in persist.items()})
+                upserts.append((self.side, key, blob))
+            else:
+                deletes.append((self.side, key))
         with self.lock, transaction(self.conn):
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO statcache VALUES (?, ?, ?, ?, ?, ?, ?, ?)", upserts
-            )
-            self.conn.executemany("DELETE FROM statcache WHERE side=? AND path=?", deletes)
+            self.conn.executemany("INSERT OR REPLACE INTO dircache VALUES (?, ?, ?)", upserts)
+            self.conn.executemany("DELETE FROM dircache WHERE side=? AND path=?", deletes)

@@ -30,9 +30,8 @@ CREATE TABLE IF NOT EXISTS conflicts (
 CREATE TABLE IF NOT EXISTS problems (
     side TEXT NOT NULL, path BLOB NOT NULL, reason TEXT NOT NULL, found REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS statcache (
-    side TEXT NOT NULL, path BLOB NOT NULL,
-    ino INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER, mode INTEGER, digest BLOB,
+CREATE TABLE IF NOT EXISTS dircache (
+    side TEXT NOT NULL, path BLOB NOT NULL, entries BLOB NOT NULL,
     PRIMARY KEY (side, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trash (

@@ -217,7 +217,7 @@ class Writer:
             if not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != old.executable:
                 raise Mismatch("file changed since the scan")
             sig = sig_of(st)
-            known = self.cache.entries.get(path)
+            known = self.cache.get(path)
             if known is None or known[0] != sig or known[1] != old.digest:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
                 try:
