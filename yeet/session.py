@@ -161,8 +161,8 @@ class Session:
 
     async def _pass(self) -> _Pass:
         result = _Pass()
-        rec = Reconciler(self.settings.mode)
         store = self.store
+        rec = Reconciler(self.settings.mode, store.ancestor_digests())
         had_ancestor = store.ancestor_count() > 0
         index: dict[Side, dict[bytes, str]] = {Side.ALPHA: {}, Side.BETA: {}}
         root_empty: dict[Side, bool] = {}
@@ -238,6 +238,7 @@ class Session:
             await executor.finish()
         finally:
             progress.cancel()
+            store.refresh_digests()
         return result
 
     async def _report_progress(self, executor: Executor) -> None:

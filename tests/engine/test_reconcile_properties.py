@@ -162,3 +162,36 @@ def test_listing_arrival_order_does_not_matter(
     q = reconcile(anc, x, y, mode, order=order)
     for attr in ("alpha", "beta", "ancestor", "conflicts"):
         assert sorted(map(repr, getattr(p, attr))) == sorted(map(repr, getattr(q, attr)))
+
+
+@settings(max_examples=500)
+@given(s=scenario(), mode=MODES, order=st.lists(st.sampled_from(list(Side)), max_size=30))
+def test_ancestor_digests_change_nothing_but_speed(
+    s: tuple[Tree, Tree, Tree], mode: Mode, order: list[Side]
+) -> None:
+    anc, x, y = s
+    p = reconcile(anc, x, y, mode)
+    q = reconcile(anc, x, y, mode, order=order, use_digests=True)
+    for attr in ("alpha", "beta", "ancestor", "conflicts"):
+        assert sorted(map(repr, getattr(p, attr))) == sorted(map(repr, getattr(q, attr)))
+
+
+def test_unchanged_directories_are_passed_over() -> None:
+    from yeet.engine.reconcile import Reconciler, answer
+
+    t = {"d": D, "d/a": F("1"), "d/e": D, "d/e/b": F("2")}
+    rec = Reconciler(Mode.TWO_WAY_SAFE, None)
+    asked: list[str] = []
+    from yeet.engine.entries import listing_digest
+    from yeet.engine.reconcile import children_of, listings_of
+
+    digests = {p: listing_digest(children_of(t, p)) for p in ("", "d", "d/e")}
+    rec = Reconciler(Mode.TWO_WAY_SAFE, digests)
+    for side in Side:
+        for path, entries in listings_of(t):
+            rec.listing(side, path, entries)
+        rec.finish(side)
+    while wants := rec.wants():
+        asked.extend(w.path for w in wants)
+        answer(rec, t)
+    assert asked == [] and rec.take() == [] and rec.done

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L
-from yeet.engine.entries import Entry, Problem
+from yeet.engine.entries import Entry, Problem, listing_digest
 from yeet.engine.reconcile import Conflict, apply_ancestor_update
 from yeet.paths import name_of, parent_of
 from yeet.state.store import SessionStore, Update
@@ -35,6 +35,12 @@ def test_store_matches_engine_rule(batches: list[list[Update]]) -> None:
             for u in batch:
                 apply_ancestor_update(model, u.path, u.entry, applied=u.applied)
             assert store.ancestor_subtree("") == model
+            store.refresh_digests()
+            for d, digest in store.ancestor_digests().items():
+                assert d == "" or (d in model and model[d].is_dir)
+                assert digest == listing_digest(
+                    {name_of(k): v for k, v in model.items() if parent_of(k) == d}
+                )
         for p in PATHS:
             assert store.ancestor_get(p) == model.get(p)
             kids = {name_of(k): v for k, v in model.items() if parent_of(k) == p}

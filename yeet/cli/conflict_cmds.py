@@ -155,6 +155,7 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
         executor.release()
         await executor.finish()
         store.record(Update(u.path, u.entry, applied=False) for u in plan.ancestor)
+        store.refresh_digests()
         if not problems:
             store.replace_conflicts([], under=path)
         return problems

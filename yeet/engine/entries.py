@@ -12,6 +12,8 @@ that would have to delete them.
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 
 import msgspec
 
@@ -116,3 +118,13 @@ def describe_change(before: Entry | None, after: Entry | None) -> str:
     if after.is_dir:
         return "modified-contents"
     return "modified"
+
+
+_listing_encoder = msgspec.msgpack.Encoder()
+
+
+def listing_digest(entries: Mapping[str, Entry]) -> bytes:
+    """A digest of a directory listing: equal exactly when the listings are equal."""
+    items = sorted((n.encode("utf-8", "surrogateescape"), e) for n, e in entries.items())
+    data = _listing_encoder.encode(items)
+    return hashlib.blake2b(data, digest_size=16).digest()

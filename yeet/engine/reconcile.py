@@ -31,7 +31,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from yeet.engine.entries import Entry, describe_change, is_dir, is_special
+from yeet.engine.entries import Entry, describe_change, is_dir, is_special, listing_digest
 from yeet.paths import join, parent_of, sort_key
 
 
@@ -125,8 +125,12 @@ class _Subtree:
 class Reconciler:
     """Streaming three-way reconcile. Feed listings, drain decisions with ``take``."""
 
-    def __init__(self, mode: Mode) -> None:
+    def __init__(self, mode: Mode, ancestor_digests: Mapping[str, bytes] | None = None) -> None:
+        """``ancestor_digests`` (directory -> ``listing_digest`` of its ancestor
+        children), when given, lets a directory whose three listings are equal be
+        passed over without asking for the ancestor's children."""
         self.mode = mode
+        self._digests = ancestor_digests or {}
         self._out: list[Decision] = []
         self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
         self._waiting: dict[tuple[Side, str], _Handler] = {}
@@ -216,15 +220,28 @@ class Reconciler:
 
         def got(part: str, listing: Listing | None) -> None:
             parts[part] = listing
-            if len(parts) == 3:
+            if len(parts) == 2:
+                x, y = parts["x"], parts["y"]
+                if not ancestor_is_dir:
+                    got("a", {})
+                elif x is not None and y is not None and self._unchanged(path, x, y):
+                    for name, entry in x.items():
+                        if entry.is_dir:
+                            self._agree_dir(join(path, name), ancestor_is_dir=True)
+                else:
+                    self._ask_children(path, lambda lst: got("a", lst))
+            elif len(parts) == 3:
                 self._reconcile_dir(path, parts["a"], parts["x"], parts["y"])
 
         self._wait(Side.ALPHA, path, lambda _p, lst: got("x", lst))
         self._wait(Side.BETA, path, lambda _p, lst: got("y", lst))
-        if ancestor_is_dir:
-            self._ask_children(path, lambda lst: got("a", lst))
-        else:
-            got("a", {})
+
+    def _unchanged(self, path: str, x: Listing, y: Listing) -> bool:
+        """Both listings equal the ancestor's (by digest): nothing to do here."""
+        known = self._digests.get(path)
+        if known is None or len(x) != len(y):
+            return False
+        return listing_digest(x) == known and listing_digest(y) == known
 
     def _reconcile_dir(
         self, path: str, a: Listing | None, x: Listing | None, y: Listing | None
@@ -499,13 +516,18 @@ def reconcile(
     mode: Mode = Mode.TWO_WAY_SAFE,
     *,
     order: Iterable[Side] | None = None,
+    use_digests: bool = False,
 ) -> Plan:
     """Reconcile complete trees (relpath -> entry; the root ``""`` is implicit).
 
     ``order`` optionally interleaves the two sides' listings (a sequence of sides,
     one listing taken from that side per element) to exercise streaming.
     """
-    rec = Reconciler(mode)
+    digests = None
+    if use_digests:
+        dirs = [""] + [p for p, e in ancestor.items() if e.is_dir]
+        digests = {d: listing_digest(children_of(ancestor, d)) for d in dirs}
+    rec = Reconciler(mode, digests)
     plan = Plan()
     queues = {Side.ALPHA: listings_of(alpha), Side.BETA: listings_of(beta)}
     sequence = (

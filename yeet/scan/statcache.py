@@ -30,7 +30,7 @@ StatSig = tuple[int, int, int, int, int]
 _Dir = dict[str, tuple[StatSig, bytes]]
 
 _enc = msgspec.msgpack.Encoder()
-_dec = msgspec.msgpack.Decoder(dict[str, tuple[int, int, int, int, int, bytes]])
+_dec = msgspec.msgpack.Decoder(dict[bytes, tuple[int, int, int, int, int, bytes]])
 
 
 def sig_of(st: os.stat_result) -> StatSig:
@@ -66,7 +66,7 @@ class StatCache:
             d = {}
             if blob is not None:
                 try:
-                    d = {n: (v[:5], v[5]) for n, v in _dec.decode(blob).items()}
+                    d = {os.fsdecode(n): (v[:5], v[5]) for n, v in _dec.decode(blob).items()}
                 except (msgspec.DecodeError, ValueError, TypeError):
                     d = {}
             self._dirs[path] = d
@@ -139,7 +139,7 @@ class StatCache:
             persist = self._persist.get(path) or {}
             key = os.fsencode(path)
             if persist:
-                blob = _enc.encode({n: (*sig, d) for n, (sig, d) in persist.items()})
+                blob = _enc.encode({os.fsencode(n): (*sig, d) for n, (sig, d) in persist.items()})
                 upserts.append((self.side, key, blob))
             else:
                 deletes.append((self.side, key))

@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS ancestor (
     parent BLOB NOT NULL, name BLOB NOT NULL, entry BLOB NOT NULL,
     PRIMARY KEY (parent, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ancestor_dirs (
+    path BLOB PRIMARY KEY, digest BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conflicts (
     path BLOB PRIMARY KEY, ancestor BLOB, alpha BLOB, beta BLOB, found REAL NOT NULL
 );

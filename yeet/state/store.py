@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from yeet.engine.entries import Entry, Problem
+from yeet.engine.entries import Entry, Problem, listing_digest
 from yeet.engine.reconcile import Conflict
 from yeet.paths import join, name_of, parent_of
 from yeet.state.db import open_database, transaction
@@ -89,6 +89,7 @@ class SessionStore:
         self.path = path
         self.conn, self.rebuilt_note = open_database(path)
         self.lock = threading.RLock()
+        self._touched: set[str] = set()  # directories whose ancestor digest must be redone
 
     def close(self) -> None:
         with self.lock:
@@ -139,14 +140,43 @@ class SessionStore:
             ).fetchone()
         return None if row is None else _dec.decode(row[0])
 
+    def ancestor_digests(self) -> dict[str, bytes]:
+        """Directory -> ``listing_digest`` of its ancestor children, where known."""
+        with self.lock:
+            rows = self.conn.execute("SELECT path, digest FROM ancestor_dirs").fetchall()
+        return {key_path(p): d for p, d in rows}
+
+    def refresh_digests(self) -> None:
+        """Compute the digests of directories whose children changed since last time."""
+        touched, self._touched = self._touched, set()
+        rows = []
+        for d in sorted(touched):
+            if d != "":
+                entry = self.ancestor_get(d)
+                if entry is None or not entry.is_dir:
+                    continue
+            rows.append((path_key(d), listing_digest(self.ancestor_children(d))))
+        if rows:
+            with self.lock, transaction(self.conn):
+                self.conn.executemany("INSERT OR REPLACE INTO ancestor_dirs VALUES (?, ?)", rows)
+
     def ancestor_count(self) -> int:
         with self.lock:
             return int(self.conn.execute("SELECT count(*) FROM ancestor").fetchone()[0])
 
     def record(self, updates: Iterable[Update]) -> None:
-        """Apply ancestor updates in order, in one transaction."""
+        """Apply ancestor updates in order, in one transaction.
+
+        The digests of the directories whose children change are dropped in the
+        same transaction (``refresh_digests`` computes them again), so a stored
+        digest always matches the stored children.
+        """
         updates = list(updates)
+        if not updates:
+            return
         with self.lock, transaction(self.conn):
+            parents = {path_key(parent_of(u.path)) for u in updates}
+            self.conn.executemany("DELETE FROM ancestor_dirs WHERE path=?", [(p,) for p in parents])
             if all(u.applied for u in updates) and _no_path_twice(updates):
                 self._record_applied(updates)
                 return
@@ -162,18 +192,25 @@ class SessionStore:
         for u in updates:
             k = path_key(u.path)
             ranges.append((k, k + b"\x01"))
+            self._touched.add(parent_of(u.path))
+            if u.entry is not None and u.entry.is_dir:
+                self._touched.add(u.path)
             parent, name = path_key(parent_of(u.path)), os.fsencode(name_of(u.path))
             if u.entry is None:
                 removals.append((parent, name))
             else:
                 inserts.append((parent, name, _enc.encode(u.entry)))
         self.conn.executemany("DELETE FROM ancestor WHERE parent >= ? AND parent < ?", ranges)
+        self.conn.executemany("DELETE FROM ancestor_dirs WHERE path >= ? AND path < ?", ranges)
         self.conn.executemany("DELETE FROM ancestor WHERE parent=? AND name=?", removals)
         self.conn.executemany(
             "INSERT OR REPLACE INTO ancestor (parent, name, entry) VALUES (?, ?, ?)", inserts
         )
 
     def _record_one(self, u: Update) -> None:
+        self._touched.add(parent_of(u.path))
+        if u.entry is not None and u.entry.is_dir:
+            self._touched.add(u.path)
         parent, name = path_key(parent_of(u.path)), os.fsencode(name_of(u.path))
         drop_descendants = u.applied or u.entry is None or not u.entry.is_dir
         if not drop_descendants:
@@ -186,6 +223,7 @@ class SessionStore:
             rng = _subtree_range(u.path)
             assert rng is not None
             self.conn.execute("DELETE FROM ancestor WHERE parent >= ? AND parent < ?", rng)
+            self.conn.execute("DELETE FROM ancestor_dirs WHERE path >= ? AND path < ?", rng)
         if u.entry is None:
             self.conn.execute("DELETE FROM ancestor WHERE parent=? AND name=?", (parent, name))
         else:
