@@ -21,6 +21,7 @@ from typing import Any
 from yeet.endpoint.api import Endpoint, EndpointConfig, EndpointInfo
 from yeet.engine.entries import Problem
 from yeet.engine.reconcile import (
+    AncestorRequest,
     AncestorUpdate,
     Change,
     Conflict,
@@ -194,6 +195,7 @@ class Session:
         def answer() -> None:
             while wants := rec.wants():
                 for w in wants:
+                    assert isinstance(w, AncestorRequest), "full passes are never asked to scan"
                     if w.subtree:
                         rec.ancestor_subtree(w.path, store.ancestor_subtree(w.path))
                     else:

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L, Tree, X, run_sync
 from yeet.engine.entries import Entry
-from yeet.engine.reconcile import Change, Conflict, Mode, Side, reconcile
+from yeet.engine.reconcile import Change, Conflict, Mode, Side
+from yeet.engine.trees import reconcile
 from yeet.paths import is_within, join
 
 NAMES = ("a", "b", "c")
@@ -177,13 +178,14 @@ def test_ancestor_digests_change_nothing_but_speed(
 
 
 def test_unchanged_directories_are_passed_over() -> None:
-    from yeet.engine.reconcile import Reconciler, answer
+    from yeet.engine.reconcile import Reconciler
+    from yeet.engine.trees import answer
 
     t = {"d": D, "d/a": F("1"), "d/e": D, "d/e/b": F("2")}
     rec = Reconciler(Mode.TWO_WAY_SAFE, None)
     asked: list[str] = []
     from yeet.engine.entries import listing_digest
-    from yeet.engine.reconcile import children_of, listings_of
+    from yeet.engine.trees import children_of, listings_of
 
     digests = {p: listing_digest(children_of(t, p)) for p in ("", "d", "d/e")}
     rec = Reconciler(Mode.TWO_WAY_SAFE, digests)
@@ -195,3 +197,26 @@ def test_unchanged_directories_are_passed_over() -> None:
         asked.extend(w.path for w in wants)
         answer(rec, t)
     assert asked == [] and rec.take() == [] and rec.done
+
+
+@settings(max_examples=1000)
+@given(s=scenario(), mode=MODES)
+def test_scoped_reconcile_of_dirty_directories_equals_full(
+    s: tuple[Tree, Tree, Tree], mode: Mode
+) -> None:
+    """Re-deciding only what a watcher reports dirty gives the full pass's result."""
+    from yeet.engine.trees import dirty_dirs, reconcile_scoped
+
+    anc, x, y = s
+    full = reconcile(anc, x, y, mode)
+    scope = dirty_dirs(anc, x) | dirty_dirs(anc, y)
+    scoped = reconcile_scoped(anc, x, y, mode, scope)
+    for attr in ("alpha", "beta", "ancestor", "conflicts"):
+        assert sorted(map(repr, getattr(full, attr))) == sorted(map(repr, getattr(scoped, attr)))
+
+
+def test_scoped_reconcile_with_empty_scope_does_nothing() -> None:
+    from yeet.engine.trees import reconcile_scoped
+
+    t = {"d": D, "d/a": F("1")}
+    assert reconcile_scoped(t, t, t, Mode.TWO_WAY_SAFE, set()).empty

@@ -209,7 +209,8 @@ def test_special_entry_itself_is_left_alone() -> None:
 
 
 def test_unreadable_directory_is_never_taken_for_deleted() -> None:
-    from yeet.engine.reconcile import Plan, Reconciler, Side, answer
+    from yeet.engine.reconcile import Reconciler, Side
+    from yeet.engine.trees import Plan, answer
 
     anc = tree(p=D, p__c=F("c"))
     rec = Reconciler(Mode.TWO_WAY_SAFE)
@@ -228,7 +229,8 @@ def test_unreadable_directory_is_never_taken_for_deleted() -> None:
 
 def test_decisions_stream_before_scans_finish() -> None:
     """A new directory on alpha flows to beta listing by listing."""
-    from yeet.engine.reconcile import Change, Reconciler, Side, answer
+    from yeet.engine.reconcile import Change, Reconciler, Side
+    from yeet.engine.trees import answer
 
     rec = Reconciler(Mode.TWO_WAY_SAFE)
     answer(rec, {})

@@ -7,15 +7,8 @@ from collections.abc import Mapping
 import blake3
 
 from yeet.engine.entries import DIRECTORY, Entry, file_entry, symlink_entry
-from yeet.engine.reconcile import (
-    Change,
-    Conflict,
-    Mode,
-    Plan,
-    Side,
-    apply_ancestor_update,
-    reconcile,
-)
+from yeet.engine.reconcile import Change, Conflict, Mode, Side
+from yeet.engine.trees import Plan, apply_ancestor_update, reconcile
 from yeet.paths import is_within
 
 D = DIRECTORY

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L
 from yeet.engine.entries import Entry, Problem, listing_digest
-from yeet.engine.reconcile import Conflict, apply_ancestor_update
+from yeet.engine.reconcile import Conflict
+from yeet.engine.trees import apply_ancestor_update
 from yeet.paths import name_of, parent_of
 from yeet.state.store import SessionStore, Update
 

@@ -18,7 +18,8 @@ from yeet.cli.report import human_bytes, iso
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.endpoint.api import Endpoint, ReadRequest
 from yeet.engine.entries import DIRECTORY, Entry, Problem
-from yeet.engine.reconcile import Change, Mode, Side, reconcile
+from yeet.engine.reconcile import Change, Mode, Side
+from yeet.engine.trees import reconcile
 from yeet.errors import EndpointError, UsageError, YeetError
 from yeet.paths import BadPath, check_relpath, is_within, join, parent_of
 from yeet.session import Session

@@ -20,19 +20,26 @@ soon as the listings they depend on are known. So a transfer can start long
 before a scan of millions of files ends. Only a disagreement where a directory
 faces its own deleted/replaced self needs the whole subtree first.
 
-Sans-IO: the reconciler asks for ancestor data through ``wants()`` and is
-answered with ``ancestor_children``/``ancestor_subtree``. ``reconcile`` wraps it
-for complete in-memory trees.
+Sans-IO: the reconciler asks for ancestor data (and, when scoped, for listings)
+through ``wants()``. ``yeet.engine.trees.reconcile`` wraps it for complete
+in-memory trees.
+
+*Scoped* mode re-decides only *dirty* directories (from a watcher or a change
+journal): every other directory is assumed to still hold what the ancestor
+says, so it is neither listed nor reconciled. Paths on the way to dirty
+directories are descended through without listing; a directory that is new,
+or a subtree that changed wholesale, is asked for with a ``ListingRequest``
+(a recursive scan) and decided completely.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from yeet.engine.entries import Entry, describe_change, is_dir, is_special, listing_digest
-from yeet.paths import join, parent_of, sort_key
+from yeet.paths import is_within, join, parent_of, sort_key
 
 
 class Mode(enum.StrEnum):
@@ -100,6 +107,18 @@ class AncestorRequest:
     subtree: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ListingRequest:
+    """(Scoped mode) scan ``path`` on ``side`` recursively and feed its listings,
+    then call ``scanned(side, path)``."""
+
+    side: Side
+    path: str
+
+
+Want = AncestorRequest | ListingRequest
+
+
 class _Delta(enum.Enum):
     """How one side differs from the ancestor below (and at) a path."""
 
@@ -125,20 +144,41 @@ class _Subtree:
 class Reconciler:
     """Streaming three-way reconcile. Feed listings, drain decisions with ``take``."""
 
-    def __init__(self, mode: Mode, ancestor_digests: Mapping[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        ancestor_digests: Mapping[str, bytes] | None = None,
+        scope: Collection[str] | None = None,
+    ) -> None:
         """``ancestor_digests`` (directory -> ``listing_digest`` of its ancestor
         children), when given, lets a directory whose three listings are equal be
-        passed over without asking for the ancestor's children."""
+        passed over without asking for the ancestor's children.
+
+        ``scope``: re-decide only these directories (their listings are fed by
+        the caller, non-recursively, then ``scanned(side, d, recursive=False)``).
+        """
         self.mode = mode
         self._digests = ancestor_digests or {}
         self._out: list[Decision] = []
         self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
         self._waiting: dict[tuple[Side, str], _Handler] = {}
         self._finished: set[Side] = set()
-        self._wants: list[AncestorRequest] = []
+        self._wants: list[Want] = []
         self._anc_children: dict[str, _AncHandler] = {}
         self._anc_subtree: dict[str, _AncHandler] = {}
-        self._agree_dir("", ancestor_is_dir=True)
+        self._started: set[str] = set()
+        self._scope = None if scope is None else set(scope)
+        self._covered: dict[Side, set[str]] = {Side.ALPHA: set(), Side.BETA: set()}
+        self._kids: dict[str, set[str]] = {}
+        for d in self._scope or ():
+            child = d
+            while child:
+                parent = parent_of(child)
+                self._kids.setdefault(parent, set()).add(child)
+                child = parent
+        self.decided: set[str] = set()  # directories whose children were decided
+        self.decided_under: set[str] = set()  # subtrees decided as a whole
+        self._agree_dir("", ancestor_is_dir=True, full=self._scope is None)
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -151,9 +191,18 @@ class Reconciler:
             self._inbox[side][path] = entries
 
     def finish(self, side: Side) -> None:
-        """``side``'s scan is complete: listings still awaited will never come."""
+        """``side``'s full scan is complete: listings still awaited will never come."""
         self._finished.add(side)
-        for key in sorted(k for k in self._waiting if k[0] is side):
+        self.scanned(side, "")
+
+    def scanned(self, side: Side, path: str, recursive: bool = True) -> None:
+        """A scan of ``path`` on ``side`` (and below, if ``recursive``) is complete."""
+        if not recursive:
+            handler = self._waiting.pop((side, path), None)
+            if handler is not None:
+                handler(path, None)
+            return
+        for key in sorted(k for k in self._waiting if k[0] is side and is_within(k[1], path)):
             handler = self._waiting.pop(key, None)
             if handler is not None:
                 handler(key[1], None)
@@ -167,7 +216,7 @@ class Reconciler:
 
     # -- outputs ----------------------------------------------------------------------
 
-    def wants(self) -> list[AncestorRequest]:
+    def wants(self) -> list[Want]:
         wants, self._wants = self._wants, []
         return wants
 
@@ -181,19 +230,33 @@ class Reconciler:
             not self._waiting
             and not self._anc_children
             and not self._anc_subtree
-            and len(self._finished) == 2
+            and (self._scope is not None or len(self._finished) == 2)
         )
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _wait(self, side: Side, path: str, handler: _Handler) -> None:
+    def _wait(self, side: Side, path: str, handler: _Handler, *, ask: bool = True) -> None:
         inbox = self._inbox[side]
         if path in inbox:
             handler(path, inbox.pop(path))
         elif side in self._finished:
             handler(path, None)
-        else:
+        elif self._scope is None or path in self._scope or self._is_covered(side, path):
             self._waiting[(side, path)] = handler
+        elif ask:
+            self._covered[side].add(path)
+            self._wants.append(ListingRequest(side, path))
+            self._waiting[(side, path)] = handler
+
+    def _is_covered(self, side: Side, path: str) -> bool:
+        covered = self._covered[side]
+        p = path
+        while True:
+            if p in covered:
+                return True
+            if p == "":
+                return False
+            p = parent_of(p)
 
     def _discard(self, side: Side, path: str) -> None:
         """Listings of ``side`` at and below ``path`` are not needed."""
@@ -201,9 +264,9 @@ class Reconciler:
         def drop(p: str, listing: Listing | None) -> None:
             for name, entry in (listing or {}).items():
                 if entry.is_dir:
-                    self._wait(side, join(p, name), drop)
+                    self._wait(side, join(p, name), drop, ask=False)
 
-        self._wait(side, path, drop)
+        self._wait(side, path, drop, ask=False)
 
     def _ask_children(self, path: str, handler: _AncHandler) -> None:
         self._anc_children[path] = handler
@@ -215,7 +278,19 @@ class Reconciler:
 
     # -- agreement: both sides hold a directory ----------------------------------------
 
-    def _agree_dir(self, path: str, *, ancestor_is_dir: bool) -> None:
+    def _agree_dir(self, path: str, *, ancestor_is_dir: bool, full: bool) -> None:
+        """Both sides hold a directory at ``path``: decide its children.
+
+        In scoped mode, a directory outside the scope that was a directory in the
+        ancestor too is assumed unchanged: only the way to dirty ones is followed.
+        """
+        if path in self._started:
+            return
+        self._started.add(path)
+        if not full and ancestor_is_dir and self._scope is not None and path not in self._scope:
+            for child in sorted(self._kids.get(path, ())):
+                self._agree_dir(child, ancestor_is_dir=True, full=False)
+            return
         parts: dict[str, Listing | None] = {}
 
         def got(part: str, listing: Listing | None) -> None:
@@ -225,13 +300,14 @@ class Reconciler:
                 if not ancestor_is_dir:
                     got("a", {})
                 elif x is not None and y is not None and self._unchanged(path, x, y):
+                    self.decided.add(path)
                     for name, entry in x.items():
                         if entry.is_dir:
-                            self._agree_dir(join(path, name), ancestor_is_dir=True)
+                            self._agree_dir(join(path, name), ancestor_is_dir=True, full=full)
                 else:
                     self._ask_children(path, lambda lst: got("a", lst))
             elif len(parts) == 3:
-                self._reconcile_dir(path, parts["a"], parts["x"], parts["y"])
+                self._reconcile_dir(path, parts["a"], parts["x"], parts["y"], full)
 
         self._wait(Side.ALPHA, path, lambda _p, lst: got("x", lst))
         self._wait(Side.BETA, path, lambda _p, lst: got("y", lst))
@@ -244,7 +320,7 @@ class Reconciler:
         return listing_digest(x) == known and listing_digest(y) == known
 
     def _reconcile_dir(
-        self, path: str, a: Listing | None, x: Listing | None, y: Listing | None
+        self, path: str, a: Listing | None, x: Listing | None, y: Listing | None, full: bool
     ) -> None:
         if x is None or y is None:
             # One side could not be read: decide nothing below here.
@@ -254,10 +330,13 @@ class Reconciler:
                         self._discard(side, join(path, name))
             return
         a = a or {}
+        self.decided.add(path)
         for name in sorted(a.keys() | x.keys() | y.keys()):
-            self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name))
+            self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name), full)
 
-    def _reconcile_path(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> None:
+    def _reconcile_path(
+        self, p: str, a: Entry | None, x: Entry | None, y: Entry | None, full: bool
+    ) -> None:
         if is_special(x) or is_special(y):
             self._discard_dirs(p, x, y)
             return
@@ -270,8 +349,10 @@ class Reconciler:
             if a != x:
                 self._out.append(AncestorUpdate(p, x))
             if x.is_dir:
-                self._agree_dir(p, ancestor_is_dir=is_dir(a))
+                # A directory new to the ancestor must be listed in full.
+                self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
             return
+        self.decided_under.add(p)
         self._disagree(p, a, x, y)
 
     def _discard_dirs(
@@ -447,125 +528,3 @@ class Reconciler:
                     self._wait(source, child, got)
 
         self._wait(source, root, got)
-
-
-@dataclass(slots=True)
-class Plan:
-    """Everything ``reconcile`` decided, grouped."""
-
-    alpha: list[Change] = field(default_factory=list)
-    beta: list[Change] = field(default_factory=list)
-    ancestor: list[AncestorUpdate] = field(default_factory=list)
-    conflicts: list[Conflict] = field(default_factory=list)
-
-    def add(self, decisions: Iterable[Decision]) -> None:
-        for d in decisions:
-            if isinstance(d, Change):
-                (self.alpha if d.side is Side.ALPHA else self.beta).append(d)
-            elif isinstance(d, AncestorUpdate):
-                self.ancestor.append(d)
-            else:
-                self.conflicts.append(d)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.alpha or self.beta or self.ancestor or self.conflicts)
-
-
-def listings_of(tree: Mapping[str, Entry]) -> list[tuple[str, dict[str, Entry]]]:
-    """Split a flat tree (relpath -> entry) into directory listings, parents first."""
-    dirs: dict[str, dict[str, Entry]] = {"": {}}
-    for path, entry in tree.items():
-        if entry.is_dir:
-            dirs.setdefault(path, {})
-    for path, entry in tree.items():
-        parent = parent_of(path)
-        if parent in dirs:
-            dirs[parent][path[len(parent) + 1 :] if parent else path] = entry
-    return sorted(dirs.items(), key=lambda kv: sort_key(kv[0]))
-
-
-def subtree_of(tree: Mapping[str, Entry], path: str) -> dict[str, Entry]:
-    prefix = path + "/" if path else ""
-    return {k: v for k, v in tree.items() if k.startswith(prefix) and k != path}
-
-
-def children_of(tree: Mapping[str, Entry], path: str) -> dict[str, Entry]:
-    prefix = path + "/" if path else ""
-    return {
-        k[len(prefix) :]: v
-        for k, v in tree.items()
-        if k.startswith(prefix) and "/" not in k[len(prefix) :] and k != path
-    }
-
-
-def answer(rec: Reconciler, ancestor: Mapping[str, Entry]) -> None:
-    """Answer every pending ancestor request of ``rec`` from an in-memory tree."""
-    while wants := rec.wants():
-        for want in wants:
-            if want.subtree:
-                rec.ancestor_subtree(want.path, subtree_of(ancestor, want.path))
-            else:
-                rec.ancestor_children(want.path, children_of(ancestor, want.path))
-
-
-def reconcile(
-    ancestor: Mapping[str, Entry],
-    alpha: Mapping[str, Entry],
-    beta: Mapping[str, Entry],
-    mode: Mode = Mode.TWO_WAY_SAFE,
-    *,
-    order: Iterable[Side] | None = None,
-    use_digests: bool = False,
-) -> Plan:
-    """Reconcile complete trees (relpath -> entry; the root ``""`` is implicit).
-
-    ``order`` optionally interleaves the two sides' listings (a sequence of sides,
-    one listing taken from that side per element) to exercise streaming.
-    """
-    digests = None
-    if use_digests:
-        dirs = [""] + [p for p, e in ancestor.items() if e.is_dir]
-        digests = {d: listing_digest(children_of(ancestor, d)) for d in dirs}
-    rec = Reconciler(mode, digests)
-    plan = Plan()
-    queues = {Side.ALPHA: listings_of(alpha), Side.BETA: listings_of(beta)}
-    sequence = (
-        list(order or [])
-        + [Side.ALPHA] * len(queues[Side.ALPHA])
-        + [Side.BETA] * len(queues[Side.BETA])
-    )
-    answer(rec, ancestor)
-    for side in sequence:
-        if queues[side]:
-            path, entries = queues[side].pop(0)
-            rec.listing(side, path, entries)
-            answer(rec, ancestor)
-            plan.add(rec.take())
-    for side in (Side.ALPHA, Side.BETA):
-        rec.finish(side)
-        answer(rec, ancestor)
-        plan.add(rec.take())
-    assert rec.done, "reconciler did not finish"
-    return plan
-
-
-def apply_ancestor_update(
-    tree: dict[str, Entry], path: str, entry: Entry | None, *, applied: bool = False
-) -> None:
-    """The ancestor's update rule, shared with the state store.
-
-    An agreement (``applied=False``) that sets a path keeps its recorded
-    descendants only when it was and stays a directory. A change that was just
-    *applied* to one side (``applied=True``) always forgets them: that side had
-    no subtree there, and the subtree being copied is recorded child by child.
-    """
-    old = tree.get(path)
-    if applied or entry is None or not (is_dir(old) and entry.is_dir):
-        prefix = path + "/"
-        for k in [k for k in tree if k.startswith(prefix)]:
-            del tree[k]
-    if entry is None:
-        tree.pop(path, None)
-    else:
-        tree[path] = entry
