@@ -1,24 +1,27 @@
-"""One synchronisation session run: scan both sides, reconcile, apply, record.
+"""One synchronisation session: scan, reconcile, apply, record; once or continuously.
 
 Invariants owned here:
 
-* Both scans stream into one reconciler and decisions are applied while the
-  scans go on; deletions wait until both scans are complete.
+* Scans stream into one reconciler and decisions are applied while the scans
+  go on; deletions wait until every scan of the pass is complete.
 * A side whose root has vanished, or whose root is suddenly empty while the
   ancestor remembers content, *halts* the session: nothing is deleted anywhere.
-* A pass that hit "modified since scan" is followed by another pass (a rescan
-  of what changed), up to a limit; the state records the last pass's verdict.
+* A pass that hit "modified since scan" is followed by another pass, up to a
+  limit (one-shot), or marks the directory dirty for the next pass (watching).
+* Continuous mode arms both watchers before the first full scan, then runs
+  *scoped* passes over just the directories reported dirty; the recorded
+  conflicts and problems of directories a pass did not look at are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from yeet.endpoint.api import Endpoint, EndpointConfig, EndpointInfo
+from yeet.endpoint.api import DirtySet, Endpoint, EndpointConfig, EndpointInfo, ScanBatch
 from yeet.engine.entries import Problem
 from yeet.engine.reconcile import (
     AncestorRequest,
@@ -26,16 +29,18 @@ from yeet.engine.reconcile import (
     Change,
     Conflict,
     Decision,
+    ListingRequest,
     Mode,
     Reconciler,
     Side,
 )
 from yeet.errors import EndpointError
-from yeet.paths import join
+from yeet.paths import is_within, join, parent_of
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.executor import Counters, Executor
 
 MAX_PASSES = 4
+SETTLE_SECONDS = 0.05  # coalesce a burst of change events (only while events flow)
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,16 @@ class Outcome:
 class _Pass:
     conflicts: list[Conflict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    transient: bool = False
+    transient: set[str] = field(default_factory=set)  # parents of "modified since scan"
     halted: str = ""
     changes: int = 0
+    decided: set[str] = field(default_factory=set)
+    decided_under: set[str] = field(default_factory=set)
+    remembered: bool = False
+
+
+def _state(conflicts: int, problems: int) -> str:
+    return "conflicts" if conflicts else "problems" if problems else "synced"
 
 
 class Session:
@@ -109,6 +121,9 @@ class Session:
         self.on_progress = on_progress
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
         self._scanned = {Side.ALPHA: 0, Side.BETA: 0}
+        self._executor: Executor | None = None
+        self._index: dict[Side, dict[bytes, str]] = {Side.ALPHA: {}, Side.BETA: {}}
+        self._current: _Pass | None = None
 
     async def open(self) -> dict[Side, EndpointInfo]:
         fresh = self.store.ancestor_count() == 0
@@ -120,9 +135,9 @@ class Session:
             infos[side] = await self.ep[side].open(config)
         return infos
 
-    async def run(self) -> Outcome:
+    async def _start(self, outcome: Outcome) -> bool:
+        """Open both endpoints; False (and ``outcome`` halted) if a root vanished."""
         infos = await self.open()
-        outcome = Outcome("synced")
         for info in infos.values():
             outcome.notes.extend(info.notes)
         missing = [s for s in Side if not infos[s].root_exists]
@@ -138,43 +153,154 @@ class Session:
                 f"{side} root {self.roots[side]} has vanished (unmounted disk?); "
                 "nothing was synchronised or deleted"
             )
+            return False
+        self._executor = Executor(self.ep, self.store.record, self._report, self._index)
+        self._executor.counters = self.counters
+        self._executor.start()
+        return True
+
+    def _report(self, problem: Problem, transient: bool) -> None:
+        current = self._current
+        if current is None:
+            return
+        current.problems.append(problem)
+        if transient:
+            current.transient.add(parent_of(problem.path))
+        if current.remembered:  # continuous mode: the pass was recorded already
+            self.store.add_problems([problem])
+
+    # -- one-shot ---------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        """Passes until both sides agree (or only conflicts/problems remain)."""
+        outcome = Outcome("synced")
+        if not await self._start(outcome):
             return outcome
-        for n in range(1, MAX_PASSES + 1):
-            result = await self._pass()
-            outcome.passes = n
-            outcome.conflicts = result.conflicts
-            outcome.problems = result.problems
-            if result.halted:
-                outcome.state = "halted"
-                outcome.halted = result.halted
-                break
-            if not result.transient:
-                break
+        assert self._executor is not None
+        progress = asyncio.create_task(self._report_progress())
+        try:
+            for n in range(1, MAX_PASSES + 1):
+                result = await self._pass(None)
+                await self._executor.drain()
+                outcome.passes = n
+                outcome.conflicts, outcome.problems = result.conflicts, result.problems
+                if result.halted:
+                    outcome.state, outcome.halted = "halted", result.halted
+                    break
+                if not result.transient:
+                    break
+            await self._executor.finish()
+            self.store.refresh_digests()
+        finally:
+            progress.cancel()
         outcome.counters = self.counters
         if outcome.state != "halted":
-            if outcome.conflicts:
-                outcome.state = "conflicts"
-            elif outcome.problems:
-                outcome.state = "problems"
+            outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
         return outcome
 
-    # -- one pass -----------------------------------------------------------------------
+    # -- continuous -------------------------------------------------------------------
 
-    async def _pass(self) -> _Pass:
+    async def watch(self, on_outcome: Callable[[Outcome], None]) -> Outcome:
+        """Synchronise, then keep synchronising what changes, until cancelled or halted.
+
+        ``on_outcome`` is called whenever the session settles (nothing queued).
+        """
+        outcome = Outcome("synced")
+        if not await self._start(outcome):
+            return outcome
+        executor = self._executor
+        assert executor is not None
+        events: asyncio.Queue[tuple[Side, DirtySet]] = asyncio.Queue()
+        armed = {s: asyncio.Event() for s in Side}
+
+        async def follow(side: Side) -> None:
+            async for dirty in self.ep[side].watch():
+                if not armed[side].is_set():
+                    armed[side].set()
+                    if not dirty.overflow:
+                        continue
+                await events.put((side, dirty))
+
+        watchers = [asyncio.create_task(follow(s)) for s in Side]
+        progress = asyncio.create_task(self._report_progress())
+        try:
+            await asyncio.gather(*(armed[s].wait() for s in Side))
+            scope: set[str] | None = None  # the first pass looks at everything
+            while True:
+                result = await self._pass(scope)
+                outcome.passes += 1
+                self._remember(result, scope)
+                if result.halted:
+                    outcome.state, outcome.halted = "halted", result.halted
+                    break
+                scope = set(result.transient)
+                if not scope and events.empty():
+                    await executor.drain()
+                    self.store.refresh_digests()
+                    outcome.conflicts = self.store.conflicts()
+                    outcome.problems = self.store.problems()
+                    outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
+                    outcome.counters = self.counters
+                    on_outcome(outcome)
+                    if events.empty():
+                        _side, dirty = await events.get()
+                        scope = self._absorb(scope, dirty)
+                # A burst of events: take everything that arrives while it flows.
+                while True:
+                    try:
+                        _side, dirty = await asyncio.wait_for(events.get(), SETTLE_SECONDS)
+                    except TimeoutError:
+                        break
+                    scope = self._absorb(scope, dirty)
+        finally:
+            progress.cancel()
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            await executor.finish()
+        return outcome
+
+    @staticmethod
+    def _absorb(scope: set[str] | None, dirty: DirtySet) -> set[str] | None:
+        if scope is None or dirty.overflow:
+            return None
+        scope.update(dirty.dirs)
+        return scope
+
+    def _remember(self, result: _Pass, scope: set[str] | None) -> None:
+        """Record a pass's conflicts and problems; keep those it did not look at."""
+        result.remembered = True
+        if scope is None:
+            self.store.replace_conflicts(result.conflicts)
+            self.store.replace_problems(result.problems)
+            return
+
+        def looked_at(path: str) -> bool:
+            return (
+                parent_of(path) in result.decided
+                or path in scope
+                or any(is_within(path, r) for r in result.decided_under)
+            )
+
+        kept_c = [c for c in self.store.conflicts() if not looked_at(c.path)]
+        kept_p = [p for p in self.store.problems() if not looked_at(p.path)]
+        self.store.replace_conflicts(kept_c + result.conflicts)
+        self.store.replace_problems(kept_p + result.problems)
+
+    # -- one pass ---------------------------------------------------------------------
+
+    async def _pass(self, scope: set[str] | None) -> _Pass:
+        """Scan (everything, or the ``scope`` directories), reconcile, queue changes."""
         result = _Pass()
+        self._current = result
         store = self.store
-        rec = Reconciler(self.settings.mode, store.ancestor_digests())
+        executor = self._executor
+        assert executor is not None
+        rec = Reconciler(self.settings.mode, store.ancestor_digests(), scope)
         had_ancestor = store.ancestor_count() > 0
-        index: dict[Side, dict[bytes, str]] = {Side.ALPHA: {}, Side.BETA: {}}
         root_empty: dict[Side, bool] = {}
         agreed: list[Update] = []
-
-        def report(problem: Problem, transient: bool) -> None:
-            result.problems.append(problem)
-            result.transient |= transient
-
-        executor = Executor(self.ep, store.record, report, index)
-        executor.counters = self.counters
+        tasks: set[asyncio.Task[None]] = set()
 
         def dispatch(decisions: list[Decision]) -> None:
             changes: list[Change] = []
@@ -192,69 +318,91 @@ class Session:
                 store.record(agreed)
                 agreed.clear()
 
-        def answer() -> None:
+        def serve() -> None:
             while wants := rec.wants():
                 for w in wants:
-                    assert isinstance(w, AncestorRequest), "full passes are never asked to scan"
-                    if w.subtree:
+                    if isinstance(w, ListingRequest):
+                        start(w.side, self.ep[w.side].scan([w.path]), [w.path], True)
+                    elif w.subtree:
                         rec.ancestor_subtree(w.path, store.ancestor_subtree(w.path))
                     else:
+                        assert isinstance(w, AncestorRequest)
                         rec.ancestor_children(w.path, store.ancestor_children(w.path))
-
-        async def consume(side: Side) -> None:
-            async for batch in self.ep[side].scan():
-                if batch.root_names >= 0:
-                    root_empty[side] = batch.root_names == 0
-                for path, entries in batch.listings:
-                    if entries:
-                        idx = index[side]
-                        for name, e in entries.items():
-                            if e.is_file:
-                                idx.setdefault(e.digest, join(path, name))
-                    rec.listing(side, path, entries)
-                    answer()
-                    dispatch(rec.take())
-                self._scanned[side] = batch.files
-                for p in batch.problems:
-                    result.problems.append(p)
-            rec.finish(side)
-            answer()
             dispatch(rec.take())
 
-        executor.start()
-        progress = asyncio.create_task(self._report_progress(executor))
-        try:
-            await asyncio.gather(consume(Side.ALPHA), consume(Side.BETA))
-            if agreed:
-                store.record(agreed)
-                agreed.clear()
-            emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
-            if emptied and executor.deferred() and not self.allow_empty:
-                result.halted = (
-                    f"{emptied[0]} root {self.roots[emptied[0]]} is empty but held synchronised "
-                    "content; deletions were not propagated (rerun with --allow-empty if the "
-                    "emptying was intended)"
-                )
-            else:
-                executor.release()
-            await executor.finish()
-        finally:
-            progress.cancel()
-            store.refresh_digests()
+        def feed(side: Side, batch: ScanBatch) -> None:
+            if batch.root_names >= 0:
+                root_empty[side] = batch.root_names == 0
+            idx = self._index[side]
+            for path, entries in batch.listings:
+                for name, e in (entries or {}).items():
+                    if e.is_file:
+                        idx.setdefault(e.digest, join(path, name))
+                rec.listing(side, path, entries)
+                serve()
+            self._scanned[side] = max(self._scanned[side], batch.files)
+            result.problems.extend(batch.problems)
+
+        async def consume(
+            side: Side, batches: AsyncIterator[ScanBatch], tops: Iterable[str], recursive: bool
+        ) -> None:
+            async for batch in batches:
+                feed(side, batch)
+            for top in tops:
+                if scope is None:
+                    rec.finish(side)
+                else:
+                    rec.scanned(side, top, recursive)
+            serve()
+
+        def start(
+            side: Side, batches: AsyncIterator[ScanBatch], tops: list[str], recursive: bool
+        ) -> None:
+            task = asyncio.create_task(consume(side, batches, tops, recursive))
+            tasks.add(task)
+
+        serve()
+        for side in Side:
+            if scope is None:
+                start(side, self.ep[side].scan(), [""], True)
+            elif scope:
+                tops = sorted(scope)
+                start(side, self.ep[side].scan(tops, recursive=False), tops, False)
+        while tasks:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                tasks.discard(t)
+                t.result()
+        serve()
+        assert rec.done, "reconciler left work undone"
+        if agreed:
+            store.record(agreed)
+        result.decided, result.decided_under = rec.decided, rec.decided_under
+        emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
+        if emptied and executor.deferred() and not self.allow_empty:
+            result.halted = (
+                f"{emptied[0]} root {self.roots[emptied[0]]} is empty but held synchronised "
+                "content; deletions were not propagated (rerun with --allow-empty if the "
+                "emptying was intended)"
+            )
+        else:
+            executor.release()
+        store.refresh_digests()
         return result
 
-    async def _report_progress(self, executor: Executor) -> None:
+    async def _report_progress(self) -> None:
         if self.on_progress is None:
             return
         while True:
-            self.on_progress(self.progress(executor))
+            self.on_progress(self.progress())
             await asyncio.sleep(0.5)
 
-    def progress(self, executor: Executor | None = None) -> dict[str, Any]:
+    def progress(self) -> dict[str, Any]:
+        ex = self._executor
         return {
             "time": time.time(),
             "scanned": {str(s): n for s, n in self._scanned.items()},
-            "queued": executor.queued() if executor else 0,
-            "deferred": executor.deferred() if executor else 0,
+            "queued": ex.queued() if ex else 0,
+            "deferred": ex.deferred() if ex else 0,
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }

@@ -32,7 +32,8 @@ def test_kill_9_during_sync_never_tears_or_loses(yeet: Yeet, roots: tuple[Path, 
         known[p] = {data}
     yeet.sync(a, b)
     killed_at = []
-    for trial in range(TRIALS):
+    duration = 0.0
+    for trial in range(TRIALS + 1):
         # A large transition: alpha rewrites many files, deletes and creates some;
         # beta edits files alpha does not touch (those edits must never be lost).
         alpha_paths = rng.sample(paths, 50)
@@ -53,12 +54,17 @@ def test_kill_9_during_sync_never_tears_or_loses(yeet: Yeet, roots: tuple[Path, 
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        delay = rng.uniform(0.3, 1.5)
-        time.sleep(delay)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_at.append(delay)
-        proc.wait()
+        started = time.monotonic()
+        if trial == 0:
+            proc.wait()  # calibration: how long does such a transition take?
+            duration = time.monotonic() - started
+        else:
+            delay = rng.uniform(0.05, 0.95) * duration
+            time.sleep(delay)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at.append(delay)
+            proc.wait()
         # Right after the kill: every file holds one whole known version.
         for root in (a, b):
             for rel, desc in snapshot(root).items():

@@ -48,7 +48,7 @@ def _with_parents(path: str, tree: dict[str, Entry]) -> dict[str, Entry]:
 async def subtree(ep: Endpoint, path: str) -> dict[str, Entry]:
     """The entry at ``path`` and everything below it (plus its parent directories)."""
     tree: dict[str, Entry] = {}
-    async for batch in ep.scan([path]):
+    async for batch in ep.scan([path], partial_parent=True):
         for d, entries in batch.listings:
             for name, e in (entries or {}).items():
                 tree[join(d, name)] = e

@@ -99,6 +99,17 @@ class PathStat(msgspec.Struct, frozen=True):
     mtime: float = 0.0
 
 
+class DirtySet(msgspec.Struct, frozen=True):
+    """Directories whose listings may have changed since the watch began.
+
+    ``overflow``: events were lost; everything must be rescanned. The first item
+    of a watch is empty and means "armed": changes from now on are reported.
+    """
+
+    dirs: tuple[str, ...] = ()
+    overflow: bool = False
+
+
 class TrashItem(msgspec.Struct, frozen=True):
     id: int
     side: str
@@ -114,8 +125,16 @@ class Endpoint(Protocol):
 
     async def open(self, config: EndpointConfig) -> EndpointInfo: ...
 
-    def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
-        """Stream listings of the subtrees ``under`` (the whole root by default)."""
+    def scan(
+        self, under: Sequence[str] = ("",), recursive: bool = True, partial_parent: bool = False
+    ) -> AsyncIterator[ScanBatch]:
+        """Stream listings of the subtrees ``under`` (the whole root by default),
+        or of just those directories when not ``recursive``; ``partial_parent``
+        first lists each top's parent holding only that top."""
+        ...
+
+    def watch(self) -> AsyncIterator[DirtySet]:
+        """Report changed directories until cancelled (first item: armed)."""
         ...
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:

@@ -13,12 +13,14 @@ import os
 import socket
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from yeet import __version__, digest
 from yeet.endpoint.api import (
+    DirtySet,
     EndpointConfig,
     EndpointInfo,
     Op,
@@ -143,7 +145,9 @@ class LocalEndpoint:
 
     # -- scanning ---------------------------------------------------------------------
 
-    async def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
+    async def scan(
+        self, under: Sequence[str] = ("",), recursive: bool = True, partial_parent: bool = False
+    ) -> AsyncIterator[ScanBatch]:
         assert self.config is not None and self._cache is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ScanBatch | BaseException | None] = asyncio.Queue()
@@ -161,8 +165,8 @@ class LocalEndpoint:
                 def emit(batch: ScanBatch) -> None:
                     loop.call_soon_threadsafe(queue.put_nowait, batch)
 
-                scanner.run(under, emit, stop)
-                if not stop.is_set():
+                scanner.run(under, emit, stop, recursive=recursive, partial_parent=partial_parent)
+                if not stop.is_set() and recursive:
                     for top in under:
                         cache.prune_dirs(scanner.seen, top)
                 cache.flush()
@@ -185,6 +189,39 @@ class LocalEndpoint:
         finally:
             stop.set()
             await task
+
+    async def watch(self) -> AsyncIterator[DirtySet]:
+        assert self.config is not None
+        if not sys.platform.startswith("linux"):
+            raise EndpointError(
+                f"{self.config.side}: watching for changes is implemented for Linux only",
+                hint="run `yeet sync` without --watch (e.g. from cron)",
+            )
+        from yeet.watch.inotify import Dirty, InotifyWatcher
+
+        watcher = InotifyWatcher(self.config.root, self._rules())
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Dirty] = asyncio.Queue()
+
+        def readable() -> None:
+            dirty, new_dirs = watcher.read()
+            if new_dirs:
+                loop.run_in_executor(None, _watch_new, watcher, new_dirs)
+            if dirty:
+                queue.put_nowait(dirty)
+
+        await asyncio.to_thread(watcher.watch_tree, "")
+        loop.add_reader(watcher.fileno(), readable)
+        try:
+            yield DirtySet((), watcher.pending.overflow)
+            while True:
+                dirty = await queue.get()
+                while not queue.empty():
+                    dirty.merge(queue.get_nowait())
+                yield DirtySet(tuple(sorted(dirty.dirs)), dirty.overflow)
+        finally:
+            loop.remove_reader(watcher.fileno())
+            watcher.close()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -367,6 +404,14 @@ class LocalEndpoint:
         LocalEndpoint._make_parents(root, parent_of(path))
         parent, name = root.locate(path)
         os.mkdir(name, 0o777, dir_fd=parent)
+
+
+def _watch_new(watcher: object, new_dirs: list[str]) -> None:
+    from yeet.watch.inotify import InotifyWatcher
+
+    assert isinstance(watcher, InotifyWatcher)
+    for d in new_dirs:
+        watcher.watch_tree(d)
 
 
 class FileChangedError(OSError):

@@ -214,11 +214,16 @@ class Scanner:
         under: Sequence[str],
         emit: Callable[[ScanBatch], None],
         stop: threading.Event | None = None,
+        *,
+        recursive: bool = True,
+        partial_parent: bool = False,
     ) -> None:
-        """Scan the subtrees ``under`` and ``emit`` batches until done.
+        """Scan the subtrees ``under`` (or just those directories, if not
+        ``recursive``) and ``emit`` batches until done. A top that is missing or
+        not a directory yields nothing (not a problem: it is simply not there).
 
-        For a subtree other than the root, a partial listing of its parent holding
-        just that path comes first (so the caller learns what the path itself is).
+        With ``partial_parent``, a listing of each top's parent holding just that
+        top comes first (so the caller learns what the path itself is).
         """
         listings: list[tuple[str, dict[str, Entry] | None]] = []
         problems: list[Problem] = []
@@ -257,7 +262,7 @@ class Scanner:
         for top in under:
             if top == "":
                 self.root_names = 0
-            else:
+            elif partial_parent:
                 self._emit_partial_parent(top, listings, problems)
             stack = [top]
             while stack:
@@ -281,7 +286,8 @@ class Scanner:
                 finally:
                     if fd != self.root.fd:
                         os.close(fd)
-                stack.extend(reversed(subdirs))
+                if recursive:
+                    stack.extend(reversed(subdirs))
         flush(True)
         if problems:
             emit(ScanBatch((), tuple(problems), self.files, self.bytes_hashed))

@@ -278,6 +278,14 @@ class SessionStore:
                 [(p.side, os.fsencode(p.path), p.reason, now) for p in problems],
             )
 
+    def add_problems(self, problems: Iterable[Problem]) -> None:
+        now = time.time()
+        with self.lock, transaction(self.conn):
+            self.conn.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?, ?)",
+                [(p.side, os.fsencode(p.path), p.reason, now) for p in problems],
+            )
+
     def problems(self) -> list[Problem]:
         with self.lock:
             rows = self.conn.execute(

@@ -84,13 +84,37 @@ class Executor:
             s: asyncio.Queue(IN_FLIGHT) for s in Side
         }
         self._tasks: list[asyncio.Task[None]] = []
+        self._known: dict[tuple[Side, str], tuple[Entry | None, Entry | None]] = {}
+        self._busy = 0  # batches taken but not yet accounted
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- input ------------------------------------------------------------------------
 
     def submit(self, changes: Iterable[Change]) -> None:
+        """Queue changes; one identical to a change already queued or in flight
+        (a later pass deciding the same thing again) is dropped."""
         for c in changes:
+            key = (c.side, c.path)
+            if self._known.get(key) == (c.old, c.new):
+                continue
+            self._known[key] = (c.old, c.new)
             (self._deferred if _defers(c) else self._pending)[c.side].append(c)
+            self._idle.clear()
             self._wake[c.side].set()
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far (not held back) has been applied."""
+        while self._pending[Side.ALPHA] or self._pending[Side.BETA] or self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+
+    def _settled(self, job: _Job) -> None:
+        for c in job.changes:
+            self._known.pop((c.side, c.path), None)
+        self._busy -= 1
+        if self._busy == 0 and not (self._pending[Side.ALPHA] or self._pending[Side.BETA]):
+            self._idle.set()
 
     def release(self) -> None:
         """Queue the held-back deletions and directory replacements, deepest first."""
@@ -153,6 +177,7 @@ class Executor:
             n += 1
         job.changes = pending[:n]
         del pending[:n]
+        self._busy += 1
         return job
 
     async def _applier(self, side: Side) -> None:
@@ -163,12 +188,22 @@ class Executor:
 
         async def settle_oldest() -> None:
             job, task = inflight.pop(0)
-            self._account(job, await task)
+            try:
+                self._account(job, await task)
+            finally:
+                self._settled(job)
 
-        while (item := await queue.get()) is not None:
+        while True:
+            if inflight and queue.empty():
+                await settle_oldest()  # nothing else to send meanwhile: collect results
+                continue
+            item = await queue.get()
+            if item is None:
+                break
             job, fetch = item
             await fetch
             if not job.ops:
+                self._settled(job)
                 continue
             inflight.append((job, asyncio.create_task(_call_apply(ep, job.ops))))
             if len(inflight) >= IN_FLIGHT:

@@ -1,0 +1,136 @@
+"""Which directories changed, from Linux inotify, without polling.
+
+Invariant owned here: every directory of the root (ignored ones excepted) is
+watched from before the scan that the caller compares against, so any change
+after that scan marks its directory dirty; a lost event (queue overflow, a
+watch that could not be added) is reported as ``overflow``, which means
+"rescan everything", never as silence.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from dataclasses import dataclass, field
+
+from inotify_simple import INotify, flags
+
+from yeet.fs.rootdir import DIR_FLAGS
+from yeet.paths import join, parent_of
+from yeet.scan.ignore import IgnoreRules
+
+MASK = (
+    flags.CREATE
+    | flags.DELETE
+    | flags.MODIFY
+    | flags.CLOSE_WRITE
+    | flags.ATTRIB
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+    | flags.ONLYDIR
+    | flags.DONT_FOLLOW
+    | flags.EXCL_UNLINK
+)
+
+
+@dataclass
+class Dirty:
+    """Directories whose listing or files may have changed (relpaths)."""
+
+    dirs: set[str] = field(default_factory=set)
+    overflow: bool = False
+
+    def merge(self, other: Dirty) -> None:
+        self.dirs |= other.dirs
+        self.overflow |= other.overflow
+
+    def __bool__(self) -> bool:
+        return bool(self.dirs) or self.overflow
+
+
+class InotifyWatcher:
+    def __init__(self, root: str, rules: IgnoreRules, skip: frozenset[str] = frozenset()) -> None:
+        self.root = root
+        self.rules = rules
+        self.skip = skip
+        self.inotify = INotify()
+        self.paths: dict[int, str] = {}
+        self.pending = Dirty()
+        self._lock = threading.Lock()  # watch_tree runs on a worker thread
+
+    def fileno(self) -> int:
+        return int(self.inotify.fileno())
+
+    def close(self) -> None:
+        self.inotify.close()
+
+    def watch_tree(self, top: str = "") -> None:
+        """Watch ``top`` and every directory below it (blocking: call off the loop)."""
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            full = os.path.join(self.root, rel) if rel else self.root
+            try:
+                wd = self.inotify.add_watch(full, MASK)
+            except OSError as err:
+                if err.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue  # gone meanwhile: its parent reports it
+                with self._lock:
+                    self.pending.overflow = True  # e.g. ENOSPC: out of watches
+                continue
+            with self._lock:
+                self.paths[wd] = rel
+            try:
+                fd = os.open(full, DIR_FLAGS)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    for de in it:
+                        child = join(rel, de.name)
+                        if child in self.skip:
+                            continue
+                        try:
+                            is_dir = stat.S_ISDIR(de.stat(follow_symlinks=False).st_mode)
+                        except OSError:
+                            continue
+                        if is_dir and not (self.rules and self.rules.ignored(child, True)):
+                            stack.append(child)
+            finally:
+                os.close(fd)
+
+    def read(self) -> tuple[Dirty, list[str]]:
+        """Drain pending events (non-blocking). Returns the dirty set and the new
+        directories that need watches (the caller adds them with ``watch_tree``)."""
+        with self._lock:
+            dirty, self.pending = self.pending, Dirty()
+            return self._events(dirty)
+
+    def _events(self, dirty: Dirty) -> tuple[Dirty, list[str]]:
+        new_dirs: list[str] = []
+        for ev in self.inotify.read(timeout=0):
+            if ev.mask & flags.Q_OVERFLOW:
+                dirty.overflow = True
+                continue
+            rel = self.paths.get(ev.wd)
+            if rel is None:
+                continue
+            if ev.mask & flags.IGNORED:
+                self.paths.pop(ev.wd, None)
+                continue
+            if ev.mask & (flags.DELETE_SELF | flags.MOVE_SELF):
+                if rel:
+                    dirty.dirs.add(parent_of(rel))
+                continue
+            child = join(rel, ev.name) if ev.name else rel
+            if ev.name and self.rules and self.rules.ignored(child, bool(ev.mask & flags.ISDIR)):
+                continue
+            dirty.dirs.add(rel)
+            if ev.mask & flags.ISDIR and ev.mask & (flags.CREATE | flags.MOVED_TO):
+                new_dirs.append(child)
+                dirty.dirs.add(child)
+        return dirty, new_dirs
