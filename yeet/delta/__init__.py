@@ -14,12 +14,13 @@ inputs are values, file objects or iterables handed in by the caller.
 """
 
 from yeet.delta.chunking import Params, params_for
-from yeet.delta.diff import Literal, delta, match
+from yeet.delta.diff import delta, match
 from yeet.delta.local import LocalSource, local_sources
 from yeet.delta.ops import (
     Copy,
     Data,
     DeltaError,
+    Literal,
     Op,
     changed_ranges,
     merge,

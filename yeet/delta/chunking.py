@@ -63,6 +63,7 @@ MAX_AVG = 4 << 20
 SCALE_COARSE = 16
 SCALE_FINE = 3
 _MIN_WINDOW = 8 << 20
+_THREAD_MIN = 1 << 20  # windows smaller than this are hashed inline
 
 
 class Params(msgspec.Struct, frozen=True, array_like=True):
@@ -266,7 +267,7 @@ def chunks(
                 cuts.append((start, n, weak, want is None or want(n, weak)))
                 used = start + n
             job: Future[list[bytes | None]]
-            if pool is not None and len(window) >= (1 << 20):
+            if pool is not None and len(window) >= _THREAD_MIN:
                 job = pool.submit(_hash_batch, window, cuts)
             else:
                 job = Future()

@@ -16,22 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import msgspec
-
 from yeet.delta.chunking import Source, chunks, params_for
-from yeet.delta.ops import PIECE, Copy, Data, Op
+from yeet.delta.ops import PIECE, Copy, Data, Literal, Op
 from yeet.delta.signature import Index, Signature
-
-
-class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """A range ``[offset, offset + length)`` of the new data that matched nothing.
-
-    The first round of a refined delta (see ``refine``) yields these instead of
-    ``Data``, so that no literal bytes are held or sent before refinement.
-    """
-
-    offset: int
-    length: int
 
 
 def _as_index(sig: Signature | Index) -> Index:

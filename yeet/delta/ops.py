@@ -39,13 +39,24 @@ class Data(msgspec.Struct, frozen=True, array_like=True, tag=1):
     data: bytes
 
 
+class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """A range ``[offset, offset + length)`` of the new data that matched nothing.
+
+    The first round of a refined delta (``diff.match``, see ``refine``) yields these instead of
+    ``Data``, so that no literal bytes are held or sent before refinement.
+    """
+
+    offset: int
+    length: int
+
+
 Op = Copy | Data
 Reader = Callable[[int, int], bytes]
 """``read(offset, length)`` on the base: returns ``length`` bytes (fewer only at EOF)."""
 
 
-def op_length(op: Op) -> int:
-    return op.length if isinstance(op, Copy) else len(op.data)
+def op_length(op: Copy | Data | Literal) -> int:
+    return len(op.data) if isinstance(op, Data) else op.length
 
 
 def target_size(ops: Iterable[Op]) -> int:
@@ -108,12 +119,13 @@ def patch(read: Reader, ops: Iterable[Op], piece: int = PIECE) -> Iterator[bytes
             pos += n
 
 
-def changed_ranges(ops: Iterable[Op]) -> list[tuple[int, int]]:
+def changed_ranges(ops: Iterable[Copy | Data | Literal]) -> list[tuple[int, int]]:
     """Target ``(offset, length)`` ranges not copied from the same base offset.
 
     Applying a delta in place means writing exactly these ranges (plus
     truncating or extending to the target size); everything else is already
-    there. Adjacent ranges are merged.
+    there. Adjacent ranges are merged. Also works on a refinement plan
+    (``Literal`` for the unmatched ranges), before any literal bytes exist.
     """
     out: list[tuple[int, int]] = []
     pos = 0

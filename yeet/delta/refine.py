@@ -31,8 +31,8 @@ from collections.abc import Iterator, Sequence
 import msgspec
 
 from yeet.delta.chunking import SCALE_FINE, Params, params_for
-from yeet.delta.diff import Literal, delta
-from yeet.delta.ops import PIECE, Copy, Data, DeltaError, Op, Reader, merge
+from yeet.delta.diff import delta
+from yeet.delta.ops import PIECE, Copy, Data, DeltaError, Literal, Op, Reader, merge
 from yeet.delta.signature import Index, Signature, signature
 
 
