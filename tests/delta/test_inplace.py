@@ -70,6 +70,8 @@ def test_apply(tmp_path: Path, kind: str) -> None:
     if kind.startswith("blocks"):
         assert stats.journal_bytes <= 16 * 4096  # narrowed to the changed bytes
         assert stats.appended_bytes == max(0, len(new) - len(base))
+        # unchanged ranges are read once (for the digest), changed ones twice at most
+        assert stats.read_bytes <= len(base) + 16 * 4096 * 4
 
 
 def test_abort_on_wrong_digest(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import random
 from unittest import mock
 
 import msgspec
+from blake3 import blake3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from yeet.delta import (
     fine_params,
     finish,
     match,
+    match_signatures,
     merge,
     patch,
     region_signature,
@@ -179,3 +181,14 @@ def test_fine_params_scale() -> None:
     assert fine_params(coarse).avg_size == 4096
     assert params_for(0).avg_size == 1024
     assert params_for(1 << 50).avg_size == 4 << 20
+
+
+@FAST
+@given(base=blobs(), es=st.lists(edits(), max_size=4))
+def test_match_signatures_is_match(base: bytes, es: list[Edit]) -> None:
+    """Joining two signatures plans the same as scanning the new data."""
+    new = apply_all(base, es)
+    sig = signature(base, len(base), params=SMALL, digest=True)
+    assert sig.digest == blake3(base).digest()
+    new_sig = signature(new, len(new), params=SMALL)
+    assert list(match_signatures(new_sig, sig)) == list(match(new, sig))

@@ -14,7 +14,7 @@ inputs are values, file objects or iterables handed in by the caller.
 """
 
 from yeet.delta.chunking import Params, params_for
-from yeet.delta.diff import delta, match
+from yeet.delta.diff import delta, match, match_signatures
 from yeet.delta.local import LocalSource, local_sources
 from yeet.delta.ops import (
     Copy,
@@ -48,6 +48,7 @@ __all__ = [
     "finish",
     "local_sources",
     "match",
+    "match_signatures",
     "merge",
     "narrow",
     "params_for",

@@ -228,7 +228,17 @@ WantFn = Callable[[int, int], bool]
 """``want(length, weak)``: whether a chunk should get a strong fingerprint."""
 
 
-def _hash_batch(window: memoryview, cuts: list[_Cut]) -> list[bytes | None]:
+class Hasher(Protocol):
+    """What ``chunks`` needs of a whole-data digest (``blake3.blake3()``)."""
+
+    def update(self, data: memoryview, /) -> object: ...
+
+
+def _hash_batch(
+    window: memoryview, cuts: list[_Cut], used: int, digest: Hasher | None
+) -> list[bytes | None]:
+    if digest is not None:
+        digest.update(window[:used])
     return [strong(window[s : s + n]) if w else None for s, n, _, w in cuts]
 
 
@@ -240,12 +250,14 @@ def chunks(
     size_hint: int = 0,
     offset: int = 0,
     threads: bool = True,
+    digest: Hasher | None = None,
 ) -> Iterator[Chunk]:
     """Chunk ``src`` (whose first byte sits at absolute ``offset``).
 
     ``want`` selects the chunks that get a strong fingerprint (``None``: all).
-    With ``threads`` the hashing of one window overlaps the reading and
-    chunking of the next.
+    ``digest``, if given, is fed all the data in order (a whole-file hash for
+    free in the same pass). With ``threads`` the hashing of one window
+    overlaps the reading and chunking of the next.
     """
     cdc = _chunker(params)
     windows = _windows(src, params, size_hint)
@@ -268,10 +280,10 @@ def chunks(
                 used = start + n
             job: Future[list[bytes | None]]
             if pool is not None and len(window) >= _THREAD_MIN:
-                job = pool.submit(_hash_batch, window, cuts)
+                job = pool.submit(_hash_batch, window, cuts, used, digest)
             else:
                 job = Future()
-                job.set_result(_hash_batch(window, cuts))
+                job.set_result(_hash_batch(window, cuts, used, digest))
             if pending is not None:
                 yield from _emit(*pending)
             pending = (window, cuts, base, job)

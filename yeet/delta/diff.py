@@ -14,7 +14,8 @@ base chunk) and one ``PIECE`` (or one chunk, if larger) of pending literal bytes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple, Protocol
 
 from yeet.delta.chunking import Source, chunks, params_for
 from yeet.delta.ops import PIECE, Copy, Data, Literal, Op
@@ -25,16 +26,35 @@ def _as_index(sig: Signature | Index) -> Index:
     return sig if isinstance(sig, Index) else Index([sig])
 
 
-def _scan(
-    new: Source, index: Index, *, keep: bool, size_hint: int, offset: int, threads: bool
-) -> Iterator[Copy | Data | Literal]:
+class _Item(Protocol):
+    """A chunk of the new data as ``_ops`` needs it (``chunking.Chunk`` fits)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def weak(self) -> int: ...
+    @property
+    def strong(self) -> bytes | None: ...
+    @property
+    def data(self) -> memoryview | None: ...
+
+
+class _Entry(NamedTuple):
+    offset: int
+    length: int
+    weak: int
+    strong: bytes | None
+    data: memoryview | None
+
+
+def _ops(items: Iterable[_Item], index: Index, keep: bool) -> Iterator[Copy | Data | Literal]:
     """Core loop: ``Copy`` runs and either ``Data`` (keep) or ``Literal`` spans."""
-    params = index.params or params_for(size_hint)  # no signature at all: all literal
     run_base, run_len = -1, 0
-    lit_start, lit_len = offset, 0
+    lit_start, lit_len = 0, 0
     lit = bytearray()
-    cut = chunks(new, params, want=index.wants, size_hint=size_hint, offset=offset, threads=threads)
-    for c in cut:
+    for c in items:
         found = None
         if c.strong is not None:
             found = index.find(c.length, c.weak, c.strong, run_base + run_len)
@@ -43,6 +63,7 @@ def _scan(
                 yield Copy(run_base, run_len)
                 run_base, run_len = -1, 0
             if keep:
+                assert c.data is not None
                 if len(lit) + c.length > PIECE and lit:
                     yield Data(bytes(lit))
                     lit.clear()
@@ -70,6 +91,14 @@ def _scan(
         yield Data(bytes(lit))
     if lit_len:
         yield Literal(lit_start, lit_len)
+
+
+def _scan(
+    new: Source, index: Index, *, keep: bool, size_hint: int, offset: int, threads: bool
+) -> Iterator[Copy | Data | Literal]:
+    params = index.params or params_for(size_hint)  # no signature at all: all literal
+    cut = chunks(new, params, want=index.wants, size_hint=size_hint, offset=offset, threads=threads)
+    return _ops(cut, index, keep)
 
 
 def delta(
@@ -104,5 +133,22 @@ def match(
     for op in _scan(
         new, _as_index(sig), keep=False, size_hint=size_hint, offset=offset, threads=threads
     ):
+        assert not isinstance(op, Data)
+        yield op
+
+
+def match_signatures(new: Signature, base: Signature | Index) -> Iterator[Copy | Literal]:
+    """``match`` from the new data's own signature: a join, no data is read.
+
+    Lets both sides sign at the same time (each reads only its own file), or
+    reuse signatures computed during a scan. ``new`` must use the same chunk
+    parameters as ``base``. Unlike ``match`` every chunk of the new data was
+    strong-hashed, so the weak key only narrows the lookup here.
+    """
+    index = _as_index(base)
+    if index.params is not None and new.params != index.params:
+        raise ValueError("signatures with different chunk parameters")
+    items = (_Entry(pos, n, w, h, None) for pos, n, w, h in new.entries())
+    for op in _ops(items, index, keep=False):
         assert not isinstance(op, Data)
         yield op

@@ -18,11 +18,12 @@ from array import array
 from collections.abc import Iterable, Iterator
 
 import msgspec
+from blake3 import blake3
 
 from yeet.delta.chunking import STRONG_LEN, Params, Source, chunks, params_for
 
 
-class Signature(msgspec.Struct, frozen=True, array_like=True):
+class Signature(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     """The chunk list of one base range, compact enough to cross the wire."""
 
     params: Params
@@ -31,6 +32,9 @@ class Signature(msgspec.Struct, frozen=True, array_like=True):
     lengths: bytes
     weak: bytes
     strong: bytes
+    digest: bytes = b""
+    """blake3 of the whole signed range, when asked for (``signature(digest=True)``):
+    lets the other side check that the base is the version it planned against."""
 
     def __len__(self) -> int:
         return len(self.weak) // 4
@@ -78,20 +82,24 @@ def signature(
     params: Params | None = None,
     offset: int = 0,
     threads: bool = True,
+    digest: bool = False,
 ) -> Signature:
     """Chunk and fingerprint ``base`` (whose first byte is at absolute ``offset``).
 
     ``size_hint`` picks the chunk parameters when ``params`` is not given (the
     coarse ones, ``params_for(size_hint)``) and sizes the read buffers; it need
-    not be exact. Memory: the chunking windows (see ``chunking``) plus ~16 bytes
-    per chunk of output.
+    not be exact. With ``digest`` the blake3 of all of ``base`` is computed in
+    the same pass (on the hashing thread, where it costs little wall time).
+    Memory: the chunking windows (see ``chunking``) plus ~16 bytes per chunk.
     """
     if params is None:
         params = params_for(size_hint)
     lengths: list[int] = []
     weaks: list[int] = []
     strongs: list[bytes] = []
-    for c in chunks(base, params, size_hint=size_hint, offset=offset, threads=threads):
+    whole = blake3() if digest else None
+    cut = chunks(base, params, size_hint=size_hint, offset=offset, threads=threads, digest=whole)
+    for c in cut:
         assert c.strong is not None
         lengths.append(c.length - 1)
         weaks.append(c.weak)
@@ -103,6 +111,7 @@ def signature(
         lengths=_pack(lengths, _length_code(params)),
         weak=_pack(weaks, "I"),
         strong=b"".join(strongs),
+        digest=whole.digest() if whole is not None else b"",
     )
 
 

@@ -191,13 +191,13 @@ def _new_content(
         if isinstance(op, Copy):
             if op.base_offset < 0 or op.base_offset + op.length > old_size:
                 raise InplaceAborted(f"copy outside the old file: {op}")
+            same = op.base_offset == pos
             done = 0
             while done < op.length:
                 n = min(PIECE * 4, op.length - done)
                 data = _pread_exact(fd, n, op.base_offset + done)
                 stats.read_bytes += n
                 hasher.update(data)
-                same = op.base_offset == pos + done
                 yield pos + done, None if same else data, n
                 done += n
             pos += op.length
