@@ -197,7 +197,8 @@ def _windows(src: Source, params: Params, size_hint: int) -> _Windows:
             if eof and consumed >= len(window):
                 return
             pos += consumed
-    size = min(size, max(2 * params.max_size, size_hint + 1))
+    if size_hint > 0:  # small inputs get small buffers (the hint need not be exact)
+        size = min(size, max(2 * params.max_size, size_hint + 1))
     buffers = [bytearray(size), bytearray(size)]
     views = [memoryview(b) for b in buffers]
     cur, tail_start, tail_len = 0, 0, 0

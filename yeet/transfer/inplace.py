@@ -376,7 +376,12 @@ def _read_journal(jf: BinaryIO) -> tuple[Header | None, int, bool]:
 def recover(
     journal_dir: str, *, verify: bool = True, hasher: HasherFactory = _default_hasher
 ) -> list[Recovered]:
-    """Finish or undo every interrupted update that left a journal in ``journal_dir``."""
+    """Finish or undo every interrupted update that left a journal in ``journal_dir``.
+
+    Run it before anything else touches the files concerned (at start-up). A
+    rolled-forward file whose digest is not the expected one
+    (``digest_ok is False``) was modified behind our back: rescan it.
+    """
     out: list[Recovered] = []
     for name in sorted(os.listdir(journal_dir)):
         if not name.endswith(SUFFIX):
@@ -408,7 +413,7 @@ def _recover_one(
             _replay(fd, jf, start, header.new_size)
             ok = _digest_of(fd, hasher) == header.digest if verify else None
             return Recovered(header.path, "rolled-forward", ok)
-        if st.st_size != header.old_size:
+        if st.st_size > header.old_size:  # drop the appended tail; never extend
             os.ftruncate(fd, header.old_size)
         os.fsync(fd)
         return Recovered(header.path, "rolled-back")
