@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +55,7 @@ def setup(tmp_path: Path, kind: str, seed: int = 0) -> tuple[str, str, bytes, by
     path = tmp_path / "file"
     path.write_bytes(base)
     jdir = tmp_path / "journal"
-    jdir.mkdir()
+    jdir.mkdir(exist_ok=True)
     return str(path), str(jdir), base, new, list(delta(new, signature(base, len(base))))
 
 
@@ -164,11 +167,46 @@ def test_changed_ranges_drive_the_decision(tmp_path: Path) -> None:
     assert should_apply_inplace(len(base), len(new), changed_ranges(ops), min_size=MiB)
 
 
-@pytest.mark.skipif(not reflink_supported("/tmp"), reason="no FICLONE on this filesystem")
-def test_reflinked(tmp_path: Path) -> None:  # pragma: no cover - not on ext4
-    path, _jdir, _base, new, ops = setup(tmp_path, "blocks+truncate")
-    apply_reflinked(path, ops, len(new), digest(new), path + ".stage")
+@pytest.fixture
+def reflink_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory that supports FICLONE: a small btrfs loop mount (root + btrfs-progs)."""
+    if reflink_supported(str(tmp_path)):
+        yield tmp_path
+        return
+    if os.geteuid() != 0 or not shutil.which("mkfs.btrfs"):
+        pytest.skip("no reflink-capable filesystem (need root and mkfs.btrfs)")
+    img, mnt = tmp_path / "btrfs.img", tmp_path / "mnt"
+    with open(img, "wb") as f:
+        f.truncate(160 << 20)
+    mnt.mkdir()
+    try:
+        subprocess.run(["mkfs.btrfs", "-q", str(img)], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True, capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as err:
+        pytest.skip(f"cannot mount a btrfs loop image: {err}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize("kind", ["blocks", "blocks+append", "blocks+truncate", "insert"])
+def test_reflinked(reflink_dir: Path, kind: str) -> None:
+    path, _jdir, base, new, ops = setup(reflink_dir, kind)
+    os.chmod(path, 0o640)
+    stats = apply_reflinked(path, ops, len(new), digest(new), path + ".stage")
     assert Path(path).read_bytes() == new
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert not os.path.exists(path + ".stage")
+    if kind == "blocks":
+        assert stats.inplace_bytes <= 16 * 4096
+    # a wrong digest leaves the file alone and no stage behind
+    before = Path(path).read_bytes()
+    ops2 = list(delta(base, signature(before, len(before))))
+    with pytest.raises(InplaceAborted):
+        apply_reflinked(path, ops2, len(base), digest(b"nope"), path + ".stage")
+    assert Path(path).read_bytes() == before
+    assert not os.path.exists(path + ".stage")
 
 
 def test_reflink_unsupported_is_an_abort(tmp_path: Path) -> None:
