@@ -208,11 +208,11 @@ def _new_content(
 
 
 def apply_inplace(
-    path: str,
+    path: str | os.PathLike[str],
     ops: Iterable[Op],
     new_size: int,
     expected_digest: bytes,
-    journal_dir: str,
+    journal_dir: str | os.PathLike[str],
     *,
     max_journal: int | None = None,
     hasher: HasherFactory = _default_hasher,
@@ -225,6 +225,8 @@ def apply_inplace(
     would have to be journaled (then stage a full copy instead).
     ``on_phase`` is called with "journaled", "committed", "applied", "done".
     """
+    path = os.fspath(path)
+    journal_dir = os.fspath(journal_dir)
     stats = Stats()
 
     def phase(name: str) -> None:
@@ -374,7 +376,10 @@ def _read_journal(jf: BinaryIO) -> tuple[Header | None, int, bool]:
 
 
 def recover(
-    journal_dir: str, *, verify: bool = True, hasher: HasherFactory = _default_hasher
+    journal_dir: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    hasher: HasherFactory = _default_hasher,
 ) -> list[Recovered]:
     """Finish or undo every interrupted update that left a journal in ``journal_dir``.
 
@@ -382,6 +387,7 @@ def recover(
     rolled-forward file whose digest is not the expected one
     (``digest_ok is False``) was modified behind our back: rescan it.
     """
+    journal_dir = os.fspath(journal_dir)
     out: list[Recovered] = []
     for name in sorted(os.listdir(journal_dir)):
         if not name.endswith(SUFFIX):
