@@ -122,6 +122,7 @@ enum pageflags {
 struct kiocb {
 	struct file *ki_filp;
 	loff_t ki_pos;
+	void *ki_complete;
 };
 
 struct iov_iter {

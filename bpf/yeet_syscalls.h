@@ -1,0 +1,706 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * yeet_syscalls.h - turn write-like system calls into marks.
+ *
+ * Invariant: a mark is recorded at syscall *exit* (after the bytes landed),
+ * and it contains every byte the call may have changed:
+ *  - explicit offsets (pwrite*, splice/copy_file_range offsets, fallocate,
+ *    ftruncate) are exact;
+ *  - file-position writes use [pos at entry, pos at exit) widened by the
+ *    byte count, and become whole-file when an lseek on the same open file
+ *    overlapped the call (the position then proves nothing);
+ *  - O_APPEND / RWF_APPEND use [size at entry, size at exit);
+ *  - a write that starts past the old end of file also covers the gap (it
+ *    now reads as zeros), and any write that raced a truncation of the same
+ *    inode becomes whole-file;
+ *  - an exit without an entry record falls back to whole-file (or rescan).
+ *
+ * Part of yeet_trace.bpf.c (one translation unit); not a standalone header.
+ */
+#ifndef YEET_SYSCALLS_H
+#define YEET_SYSCALLS_H
+
+/* x86_64 syscall numbers */
+#define NR_write 1
+#define NR_open 2
+#define NR_lseek 8
+#define NR_mmap 9
+#define NR_ioctl 16
+#define NR_pwrite64 18
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_truncate 76
+#define NR_ftruncate 77
+#define NR_creat 85
+#define NR_io_submit 209
+#define NR_openat 257
+#define NR_splice 275
+#define NR_fallocate 285
+#define NR_pwritev 296
+#define NR_copy_file_range 326
+#define NR_pwritev2 328
+#define NR_openat2 437
+#define X32_SYSCALL_BIT 0x40000000
+
+/* i386 numbers, seen for 32-bit tasks and int $0x80 */
+#define NR32_write 4
+#define NR32_open 5
+#define NR32_creat 8
+#define NR32_ioctl 54
+#define NR32_old_mmap 90
+#define NR32_truncate 92
+#define NR32_ftruncate 93
+#define NR32_writev 146
+#define NR32_pwrite64 181
+#define NR32_sendfile 187
+#define NR32_mmap2 192
+#define NR32_truncate64 193
+#define NR32_ftruncate64 194
+#define NR32_sendfile64 239
+#define NR32_io_submit 248
+#define NR32_openat 295
+#define NR32_splice 313
+#define NR32_fallocate 324
+#define NR32_pwritev 334
+#define NR32_copy_file_range 377
+#define NR32_pwritev2 379
+#define NR32_openat2 437
+#define TS_COMPAT 0x0002
+
+#define O_TRUNC 01000
+#define O_APPEND 02000
+#define FMODE_WRITE 0x2
+#define RWF_APPEND 0x10
+#define MAP_SHARED 0x01
+#define MAP_SHARED_VALIDATE 0x03
+#define MAP_TYPE 0x0f
+#define MAP_ANONYMOUS 0x20
+#define FALLOC_FL_COLLAPSE_RANGE 0x08
+#define FALLOC_FL_INSERT_RANGE 0x20
+
+#define FICLONE 0x40049409u
+#define FICLONERANGE 0x4020940du
+#define EXT4_IOC_SWAP_BOOT 0x6611u
+#define XFS_IOC_EXCHANGE_RANGE 0x40285881u
+#define XFS_IOC_COMMIT_RANGE 0x40585883u
+#define BTRFS_IOC_ENCODED_WRITE 0x40809440u
+#define BTRFS_IOC_ENCODED_WRITE_32 0x40789440u
+
+#define IOCB_CMD_PWRITE 1
+#define IOCB_CMD_PWRITEV 8
+#define AIO_MAX_SCAN 64
+
+/* Per task: what the syscall in progress needs at its exit. */
+struct pending {
+	__u32 nr;        /* syscall number + 1; 0: nothing pending */
+	__u32 op;
+	__u64 file;      /* struct file * at entry (0: not a watched file) */
+	__u64 inode;     /* truncate(path): the inode the inode hooks found */
+	__s64 pos;       /* f_pos at entry */
+	__s64 size;      /* i_size at entry */
+	__u64 seek;      /* lseek sequence of the file at entry */
+	__u64 trunc;     /* truncation sequence of the inode at entry */
+	__u64 off;       /* *off_out at entry (splice, copy_file_range) */
+	__u32 fflags;    /* f_flags at entry */
+	__u32 has_off;
+	__u32 marked;    /* inodes marked by the inode hooks (truncate(path)) */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+/* struct file * -> lseek sequence: +1 at lseek entry and exit (odd: in flight) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} seeks SEC(".maps");
+
+/* struct inode * -> truncation sequence, +1 after each size-shrinking call */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} truncs SEC(".maps");
+
+static __always_inline struct pending *task_pending(struct task_struct *task, int create)
+{
+	return bpf_task_storage_get(&pending, task, 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* a sequence number of an object, bit 63 set when the map has an entry */
+static __always_inline __u64 seq_of(void *map, __u64 key)
+{
+	__u64 *v = bpf_map_lookup_elem(map, &key);
+
+	return v ? (*v | (1ULL << 63)) : 0;
+}
+
+static __always_inline void seq_bump(void *map, __u64 key, __u64 first)
+{
+	__u64 *v = bpf_map_lookup_elem(map, &key);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		bpf_map_update_elem(map, &key, &first, BPF_NOEXIST);
+}
+
+/* a truncation-like call changed this inode's size: writers in flight must
+ * not trust their size snapshot (bumped before the call's own mark) */
+static __always_inline void truncated(__u64 inode)
+{
+	if (!inode)
+		return;
+	seq_bump(&truncs, inode, 1);
+	stat_add(YEET_STAT_TRUNC_SEQ, 1);
+}
+
+static __always_inline __u64 file_inode_addr(struct file *f)
+{
+	return f ? (__u64)BPF_CORE_READ(f, f_inode) : 0;
+}
+
+static __always_inline __u32 op_of(long id)
+{
+	switch (id) {
+	case NR_write: return YEET_OP_WRITE;
+	case NR_writev: return YEET_OP_WRITEV;
+	case NR_pwrite64: return YEET_OP_PWRITE64;
+	case NR_pwritev: return YEET_OP_PWRITEV;
+	case NR_pwritev2: return YEET_OP_PWRITEV2;
+	case NR_sendfile: return YEET_OP_SENDFILE;
+	case NR_splice: return YEET_OP_SPLICE;
+	case NR_copy_file_range: return YEET_OP_COPY_FILE_RANGE;
+	case NR_ftruncate: return YEET_OP_FTRUNCATE;
+	case NR_fallocate: return YEET_OP_FALLOCATE;
+	case NR_truncate: return YEET_OP_TRUNCATE;
+	default: return YEET_OP_NONE;
+	}
+}
+
+/* calls whose exit needs what their entry saw */
+static __always_inline int needs_entry(long id)
+{
+	switch (id) {
+	case NR_write: case NR_writev: case NR_pwrite64: case NR_pwritev: case NR_pwritev2:
+	case NR_sendfile: case NR_splice: case NR_copy_file_range: case NR_ftruncate:
+	case NR_fallocate: case NR_truncate:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The descriptor written to by an fd-based write-like syscall. */
+static __always_inline long out_fd(long id, struct pt_regs *regs)
+{
+	if (id == NR_splice || id == NR_copy_file_range)
+		return (long)regs->dx;
+	return (long)regs->di;
+}
+
+static __always_inline __u64 open_flags(struct pt_regs *regs, long id)
+{
+	__u64 flags = 0, si = regs->si, dx = regs->dx;
+
+	/* every path fills the same stack slot (the verifier rejects an
+	 * instruction that loads from the stack on one path and through
+	 * pt_regs on another) */
+	if (id == NR_open)
+		bpf_probe_read_kernel(&flags, sizeof(flags), &si);
+	else if (id == NR_openat)
+		bpf_probe_read_kernel(&flags, sizeof(flags), &dx);
+	else if (id == NR_creat)
+		flags = O_TRUNC;
+	else
+		bpf_probe_read_user(&flags, sizeof(flags), (void *)dx); /* open_how.flags */
+	return flags;
+}
+
+/* ---- entry ------------------------------------------------------------------- */
+
+static __always_inline void enter_fd(struct task_struct *task, long id, long fd, __u64 off_ptr)
+{
+	struct pending *p = task_pending(task, 1);
+	struct inode *inode;
+	struct file *f;
+
+	if (!p)
+		return; /* the exit falls back to a whole-file mark */
+	p->nr = (__u32)id + 1;
+	p->op = op_of(id);
+	p->file = 0;
+	p->inode = 0;
+	p->marked = 0;
+	f = fd_file(task, fd);
+	if (!file_watched(f))
+		return; /* file == 0: nothing to do at exit */
+	inode = BPF_CORE_READ(f, f_inode);
+	p->file = (__u64)f;
+	p->pos = BPF_CORE_READ(f, f_pos);
+	p->size = BPF_CORE_READ(inode, i_size);
+	p->fflags = BPF_CORE_READ(f, f_flags);
+	p->seek = seq_of(&seeks, (__u64)f);
+	p->trunc = seq_of(&truncs, (__u64)inode);
+	p->has_off = 0;
+	if (off_ptr) {
+		p->has_off = 1;
+		p->off = 0;
+		bpf_probe_read_user(&p->off, sizeof(p->off), (void *)off_ptr);
+	}
+}
+
+static __always_inline void enter_plain(struct task_struct *task, long id, __u32 op)
+{
+	struct pending *p = task_pending(task, 1);
+
+	if (!p)
+		return;
+	p->nr = (__u32)id + 1;
+	p->op = op;
+	p->file = 0;
+	p->inode = 0;
+	p->marked = 0;
+}
+
+static __always_inline void lseek_bump(struct task_struct *task, long fd, int entering)
+{
+	struct file *f = fd_file(task, fd);
+
+	if (file_watched(f))
+		seq_bump(&seeks, (__u64)f, entering ? 1 : 2);
+}
+
+static __always_inline void sys_enter(struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (task->thread_info.status & TS_COMPAT)
+		return; /* 32-bit calls are handled at exit */
+	switch (id) {
+	case NR_write: case NR_writev: case NR_pwrite64: case NR_pwritev: case NR_pwritev2:
+	case NR_sendfile: case NR_ftruncate: case NR_fallocate:
+		enter_fd(task, id, (long)regs->di, 0);
+		break;
+	case NR_splice: case NR_copy_file_range:
+		enter_fd(task, id, (long)regs->dx, regs->r10);
+		break;
+	case NR_lseek:
+		lseek_bump(task, (long)regs->di, 1);
+		break;
+	case NR_truncate:
+		enter_plain(task, id, YEET_OP_TRUNCATE);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- exit ---------------------------------------------------------------------- */
+
+/* A write landed somewhere in [lo, hi): add the hole it may have opened past
+ * the old end of file; give up on ranges if the inode was truncated meanwhile. */
+static __always_inline void exit_range(struct pending *p, struct file *f, __u64 lo, __u64 hi,
+				       __u32 flags, __u32 op, long ret)
+{
+	__u64 size_enter = (__u64)p->size;
+
+	if (seq_of(&truncs, file_inode_addr(f)) != p->trunc) {
+		stat_add(YEET_STAT_RACES, 1);
+		record_whole(f, flags | YEET_F_RACE, op, ret);
+		return;
+	}
+	if (lo > size_enter && hi > size_enter)
+		lo = size_enter; /* the gap [old end, lo) now reads as zeros */
+	record_file(f, lo, hi, flags, op, ret);
+}
+
+/* write at the file position (write, writev, sendfile, splice/copy_file_range
+ * without an offset, pwritev2 with offset -1) */
+static __always_inline void exit_pos(struct pending *p, struct file *f, __u32 op, long ret)
+{
+	__u64 pos_enter = (__u64)p->pos, pos_exit;
+
+	if (seq_of(&seeks, (__u64)f) != p->seek || (p->seek & 1)) {
+		/* an lseek overlapped the write: the position proves nothing */
+		stat_add(YEET_STAT_RACES, 1);
+		record_whole(f, YEET_F_RACE, op, ret);
+		return;
+	}
+	pos_exit = (__u64)BPF_CORE_READ(f, f_pos);
+	/* with only reads and writes moving the position (they are serialized
+	 * by f_pos_lock and only advance it), our bytes lie in
+	 * [pos_enter, pos_exit); the other terms make it exact when alone */
+	exit_range(p, f, min_u64(pos_enter, pos_exit >= (__u64)ret ? pos_exit - ret : 0),
+		   max_u64(pos_exit, pos_enter + ret), 0, op, ret);
+}
+
+/* O_APPEND / RWF_APPEND: the bytes went to the end of file at write time */
+static __always_inline void exit_append(struct pending *p, struct file *f, __u32 op, long ret)
+{
+	__u64 size_enter = (__u64)p->size;
+	__u64 size_exit = (__u64)BPF_CORE_READ(f, f_inode, i_size);
+
+	if (seq_of(&truncs, file_inode_addr(f)) != p->trunc || size_exit < size_enter + ret) {
+		/* a truncation may have moved the end of file under us */
+		stat_add(YEET_STAT_RACES, 1);
+		record_whole(f, YEET_F_APPEND | YEET_F_RACE, op, ret);
+		return;
+	}
+	record_file(f, size_enter, size_exit, YEET_F_APPEND, op, ret);
+}
+
+static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *regs,
+				    struct pending *p, long id, long ret)
+{
+	struct file *f = (struct file *)p->file;
+	struct file *now = fd_file(task, out_fd(id, regs));
+	__u32 op = p->op;
+	int append;
+
+	if (now != f) {
+		/* the descriptor was replaced during the call: mark both */
+		record_whole(f, YEET_F_RACE, op, ret);
+		record_whole(now, YEET_F_RACE, op, ret);
+		return;
+	}
+	if (id == NR_ftruncate) {
+		if (ret == 0) {
+			truncated(file_inode_addr(f));
+			record_file(f, min_u64(regs->si, (__u64)p->size), YEET_OFF_END,
+				    YEET_F_TRUNC, op, ret);
+		}
+		return;
+	}
+	if (id == NR_fallocate) {
+		long mode = (long)regs->si;
+		__u64 off = regs->dx, len = regs->r10;
+
+		if (ret != 0)
+			return;
+		if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) {
+			truncated(file_inode_addr(f));
+			record_file(f, off, YEET_OFF_END, YEET_F_TRUNC, op, ret);
+		} else {
+			exit_range(p, f, off, off + len, 0, op, ret);
+		}
+		return;
+	}
+	if (ret <= 0)
+		return;
+	if ((p->fflags ^ BPF_CORE_READ(f, f_flags)) & O_APPEND) {
+		/* O_APPEND toggled by fcntl during the call */
+		record_whole(f, YEET_F_RACE, op, ret);
+		return;
+	}
+	append = (p->fflags & O_APPEND) != 0;
+	if (id == NR_pwritev2 && (regs->r9 & RWF_APPEND))
+		append = 1;
+	if (append) {
+		exit_append(p, f, op, ret);
+		return;
+	}
+	switch (id) {
+	case NR_pwrite64:
+	case NR_pwritev:
+		exit_range(p, f, regs->r10, regs->r10 + ret, 0, op, ret);
+		return;
+	case NR_pwritev2:
+		if ((long)regs->r10 != -1)
+			exit_range(p, f, regs->r10, regs->r10 + ret, 0, op, ret);
+		else
+			exit_pos(p, f, op, ret);
+		return;
+	case NR_splice:
+	case NR_copy_file_range:
+		if (p->has_off) {
+			__u64 off_now = 0;
+
+			bpf_probe_read_user(&off_now, sizeof(off_now), (void *)regs->r10);
+			exit_range(p, f, min_u64(p->off, off_now >= (__u64)ret ? off_now - ret : 0),
+				   max_u64(p->off + ret, off_now), 0, op, ret);
+		} else {
+			exit_pos(p, f, op, ret);
+		}
+		return;
+	default: /* write, writev, sendfile */
+		exit_pos(p, f, op, ret);
+		return;
+	}
+}
+
+/* truncate(path): no descriptor. The inode hooks (below, in the main file)
+ * may have found the inode; userspace resolves the path as well. */
+static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_regs *regs,
+					    struct pending *p, long ret)
+{
+	struct yeet_file_id none = {};
+	struct yeet_event *ev;
+	struct fs_struct *fs;
+
+	if (ret != 0)
+		return;
+	if (p->inode) { /* again, now that the new size is in place */
+		truncated(p->inode);
+		record_inode((struct inode *)p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC,
+			     YEET_OP_TRUNCATE);
+	}
+	ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
+	if (!ev) {
+		stat_add(YEET_STAT_DROPS, 1);
+		return;
+	}
+	fill_common(ev, YEET_EV_PATH_TRUNC, YEET_OP_TRUNCATE, &none, regs->si, p->marked, 0, ret);
+	ev->root_ino = 0;
+	ev->depth = 0;
+	ev->complete = 0;
+	bpf_probe_read_user_str(ev->names, sizeof(ev->names), (void *)regs->di);
+	fs = BPF_CORE_READ(task, fs);
+	if (fs) {
+		struct inode *ci = BPF_CORE_READ(fs, pwd.dentry, d_inode);
+		struct inode *ri = BPF_CORE_READ(fs, root.dentry, d_inode);
+
+		if (ci) {
+			ev->cwd.ino = BPF_CORE_READ(ci, i_ino);
+			ev->cwd.dev = BPF_CORE_READ(ci, i_sb, s_dev);
+			ev->cwd.gen = BPF_CORE_READ(ci, i_generation);
+		}
+		if (ri) {
+			ev->root.ino = BPF_CORE_READ(ri, i_ino);
+			ev->root.dev = BPF_CORE_READ(ri, i_sb, s_dev);
+			ev->root.gen = BPF_CORE_READ(ri, i_generation);
+		}
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void exit_mmap(struct task_struct *task, long flags, long fd, long ret)
+{
+	struct file *f;
+
+	if ((unsigned long)ret >= (unsigned long)-4095L)
+		return;
+	if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE)
+		return;
+	if (flags & MAP_ANONYMOUS)
+		return;
+	f = fd_file(task, fd);
+	/* writable through this mapping now or after mprotect(): whole file,
+	 * and userspace keeps it dirty for as long as it stays mapped */
+	if (f && (BPF_CORE_READ(f, f_mode) & FMODE_WRITE))
+		record_whole(f, YEET_F_MMAP, YEET_OP_MMAP, 0);
+}
+
+static __always_inline int ioctl_writes(__u32 cmd)
+{
+	return cmd == FICLONE || cmd == FICLONERANGE || cmd == EXT4_IOC_SWAP_BOOT ||
+	       cmd == XFS_IOC_EXCHANGE_RANGE || cmd == XFS_IOC_COMMIT_RANGE ||
+	       cmd == BTRFS_IOC_ENCODED_WRITE || cmd == BTRFS_IOC_ENCODED_WRITE_32;
+}
+
+static __always_inline void exit_ioctl(struct task_struct *task, struct pt_regs *regs, long ret)
+{
+	__u32 cmd = (__u32)regs->si;
+	struct file *f;
+
+	if (!ioctl_writes(cmd) || ret < 0)
+		return;
+	f = fd_file(task, (long)regs->di);
+	if (cmd == FICLONERANGE) {
+		__u64 args[4] = {}; /* src_fd, src_offset, src_length, dest_offset */
+
+		bpf_probe_read_user(args, sizeof(args), (void *)regs->dx);
+		record_file(f, args[3], args[2] ? args[3] + args[2] : YEET_OFF_END, 0,
+			    YEET_OP_IOCTL, ret);
+		return;
+	}
+	if (cmd == XFS_IOC_EXCHANGE_RANGE || cmd == XFS_IOC_COMMIT_RANGE) {
+		__s32 fd1 = -1;
+
+		bpf_probe_read_user(&fd1, sizeof(fd1), (void *)regs->dx);
+		record_whole(fd_file(task, fd1), 0, YEET_OP_IOCTL, ret);
+	}
+	record_whole(f, 0, YEET_OP_IOCTL, ret);
+}
+
+/* struct iocb (uapi/linux/aio_abi.h), little endian */
+struct yeet_iocb {
+	__u64 data;
+	__u32 key;
+	__u32 rw_flags;
+	__u16 opcode;
+	__s16 reqprio;
+	__u32 fildes;
+	__u64 buf;
+	__u64 nbytes;
+	__s64 offset;
+};
+
+/* io_submit: buffered AIO writes are done by now; direct ones are caught
+ * again at completion (iomap_dio_complete) */
+static __always_inline void exit_io_submit(struct task_struct *task, struct pt_regs *regs,
+					   long ret)
+{
+	__u64 *iocbpp = (__u64 *)regs->dx;
+
+	if (ret <= 0)
+		return;
+	if (ret > AIO_MAX_SCAN)
+		stat_add(YEET_STAT_UNPLACEABLE, 1);
+	for (int i = 0; i < AIO_MAX_SCAN; i++) {
+		struct yeet_iocb cb = {};
+		__u64 ptr = 0, end;
+		struct file *f;
+
+		if (i >= ret)
+			break;
+		if (bpf_probe_read_user(&ptr, sizeof(ptr), &iocbpp[i]) ||
+		    bpf_probe_read_user(&cb, sizeof(cb), (void *)ptr)) {
+			stat_add(YEET_STAT_UNPLACEABLE, 1);
+			continue;
+		}
+		if (cb.opcode != IOCB_CMD_PWRITE && cb.opcode != IOCB_CMD_PWRITEV)
+			continue;
+		f = fd_file(task, (long)cb.fildes);
+		if (!f)
+			continue;
+		end = cb.offset + cb.nbytes;
+		/* vectors would need another loop; reaching the end of file may
+		 * have opened a hole whose start we do not know */
+		if (cb.opcode == IOCB_CMD_PWRITEV || (cb.rw_flags & RWF_APPEND) ||
+		    (BPF_CORE_READ(f, f_flags) & O_APPEND) ||
+		    end >= (__u64)BPF_CORE_READ(f, f_inode, i_size))
+			record_whole(f, 0, YEET_OP_IO_SUBMIT, ret);
+		else
+			record_file(f, cb.offset, end, 0, YEET_OP_IO_SUBMIT, ret);
+	}
+}
+
+/* 32-bit tasks: whole file for descriptor-based writes, rescan for others */
+static __always_inline void compat_exit(struct task_struct *task, struct pt_regs *regs,
+					long id, long ret)
+{
+	long fd = -1, flags;
+	struct file *f;
+
+	switch (id) {
+	case NR32_write: case NR32_writev: case NR32_pwrite64: case NR32_pwritev:
+	case NR32_pwritev2: case NR32_sendfile: case NR32_sendfile64: case NR32_fallocate:
+		fd = (long)(int)regs->bx;
+		break;
+	case NR32_ftruncate: case NR32_ftruncate64:
+		fd = (long)(int)regs->bx;
+		if (ret == 0)
+			truncated(file_inode_addr(fd_file(task, fd)));
+		break;
+	case NR32_splice: case NR32_copy_file_range:
+		fd = (long)(int)regs->dx;
+		break;
+	case NR32_ioctl:
+		if (!ioctl_writes((__u32)regs->cx))
+			return;
+		if ((__u32)regs->cx == XFS_IOC_EXCHANGE_RANGE ||
+		    (__u32)regs->cx == XFS_IOC_COMMIT_RANGE)
+			stat_add(YEET_STAT_UNPLACEABLE, 1); /* the other file is in a struct */
+		fd = (long)(int)regs->bx;
+		break;
+	case NR32_mmap2:
+		exit_mmap(task, (long)regs->si, (long)(int)regs->di, ret);
+		return;
+	case NR32_open: case NR32_openat: case NR32_creat:
+		flags = id == NR32_open ? (long)regs->cx : id == NR32_openat ? (long)regs->dx : O_TRUNC;
+		if ((flags & O_TRUNC) && ret >= 0) {
+			f = fd_file(task, ret);
+			truncated(file_inode_addr(f));
+			record_whole(f, YEET_F_TRUNC, YEET_OP_OPEN_TRUNC, 0);
+		}
+		return;
+	case NR32_openat2: case NR32_truncate: case NR32_truncate64: case NR32_io_submit:
+	case NR32_old_mmap:
+		/* would need 32-bit user structures or a path lookup */
+		stat_add(YEET_STAT_UNPLACEABLE, 1);
+		return;
+	default:
+		return;
+	}
+	if (ret < 0)
+		return;
+	record_whole(fd_file(task, fd), 0, YEET_OP_FALLBACK, ret);
+}
+
+static __always_inline void sys_exit(struct pt_regs *regs, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	long id = (long)regs->orig_ax;
+	struct pending *p;
+	struct file *f;
+
+	if (task->thread_info.status & TS_COMPAT) {
+		compat_exit(task, regs, id, ret);
+		return;
+	}
+	if (id & X32_SYSCALL_BIT) {
+		long base = id & ~X32_SYSCALL_BIT;
+
+		/* x32 has its own numbers for the vector calls (>= 512) */
+		if (needs_entry(base) || base == NR_mmap || base == NR_io_submit ||
+		    base == NR_ioctl || base == NR_open || base == NR_openat ||
+		    base == NR_creat || base == NR_openat2 || base >= 512)
+			stat_add(YEET_STAT_UNPLACEABLE, 1);
+		return;
+	}
+	switch (id) {
+	case NR_lseek:
+		lseek_bump(task, (long)regs->di, 0);
+		return;
+	case NR_mmap:
+		exit_mmap(task, (long)regs->r10, (long)(int)regs->r8, ret);
+		return;
+	case NR_ioctl:
+		exit_ioctl(task, regs, ret);
+		return;
+	case NR_io_submit:
+		exit_io_submit(task, regs, ret);
+		return;
+	case NR_open: case NR_openat: case NR_creat: case NR_openat2:
+		if (ret < 0 || !(open_flags(regs, id) & O_TRUNC))
+			return;
+		f = fd_file(task, ret);
+		truncated(file_inode_addr(f));
+		record_whole(f, YEET_F_TRUNC, YEET_OP_OPEN_TRUNC, 0);
+		return;
+	default:
+		break;
+	}
+	if (!needs_entry(id))
+		return;
+	p = task_pending(task, 0);
+	if (!p || p->nr != (__u32)id + 1) {
+		/* no entry record for this call (storage failed, or attached
+		 * mid-call): whatever it wrote, the whole file */
+		stat_add(YEET_STAT_FALLBACKS, 1);
+		if (id == NR_truncate)
+			stat_add(YEET_STAT_UNPLACEABLE, 1);
+		else
+			record_whole(fd_file(task, out_fd(id, regs)), 0, YEET_OP_FALLBACK, ret);
+		if (p)
+			p->nr = 0;
+		return;
+	}
+	p->nr = 0;
+	if (id == NR_truncate)
+		exit_trunc_path(task, regs, p, ret);
+	else if (p->file)
+		exit_fd(task, regs, p, id, ret);
+}
+
+#endif /* YEET_SYSCALLS_H */
