@@ -20,6 +20,9 @@
 #define S_IFREG 0100000
 
 const volatile struct yeet_config cfg = {};
+/* never used: makes the compiler describe the event layout in the object's
+ * BTF, where tests compare it with the Python mirror */
+const volatile struct yeet_event *const yeet_abi_event = 0;
 
 /* ---- maps ------------------------------------------------------------------ */
 
@@ -237,6 +240,16 @@ static __always_inline void fill_names(struct yeet_event *ev, struct dentry *den
 	}
 }
 
+struct mark {
+	__u64 start;
+	__u64 end;
+	__u64 op_start;
+	__u64 op_end;
+	__u32 flags;
+	__u32 op;
+	__s64 ret;
+};
+
 static __always_inline void fill_common(struct yeet_event *ev, __u32 type, __u32 op,
 					struct yeet_file_id *id, __u64 start, __u64 end,
 					__u32 flags, __s64 ret)
@@ -305,14 +318,6 @@ static __always_inline int merge_locked(struct yeet_dirty *d, __u64 start, __u64
 	return 0;
 }
 
-struct mark {
-	__u64 start;
-	__u64 end;
-	__u32 flags;
-	__u32 op;
-	__s64 ret;
-};
-
 /* Record a mark for an inode (dentry: how it was reached, for the subtree
  * filter and names). Returns 1 if the inode is watched. A global BPF
  * function: the verifier checks it once, not once per call site. Pointers
@@ -344,6 +349,19 @@ __noinline int record(__u64 inode_addr, __u64 dentry_addr, struct mark *m)
 	key.id.ino = BPF_CORE_READ(inode, i_ino);
 	key.id.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key.id.gen = BPF_CORE_READ(inode, i_generation);
+
+	if (cfg.verbose) { /* first: `yeet trace` shows even what the map has no room for */
+		ev = bpf_ringbuf_reserve(&verbose_rb, sizeof(*ev), 0);
+		if (ev) {
+			fill_common(ev, YEET_EV_WRITE, m->op, &key.id, start, end, flags, m->ret);
+			ev->op_start = m->op_start;
+			ev->op_end = m->op_end;
+			fill_names(ev, dentry, root_ino);
+			bpf_ringbuf_submit(ev, 0);
+		} else {
+			stat_add(YEET_STAT_VERBOSE_LOST, 1);
+		}
+	}
 
 	ep = bpf_map_lookup_elem(&epoch, &zero);
 	if (!ep) {
@@ -383,33 +401,33 @@ __noinline int record(__u64 inode_addr, __u64 dentry_addr, struct mark *m)
 		ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
 		if (ev) {
 			fill_common(ev, YEET_EV_DIRTY, m->op, &key.id, start, end, flags, m->ret);
+			ev->op_start = m->op_start;
+			ev->op_end = m->op_end;
 			fill_names(ev, dentry, root_ino);
 			bpf_ringbuf_submit(ev, 0);
 		} else {
 			stat_add(YEET_STAT_NOTICE_LOST, 1);
 		}
 	}
-	if (cfg.verbose) {
-		ev = bpf_ringbuf_reserve(&verbose_rb, sizeof(*ev), 0);
-		if (ev) {
-			fill_common(ev, YEET_EV_WRITE, m->op, &key.id, start, end, flags, m->ret);
-			fill_names(ev, dentry, root_ino);
-			bpf_ringbuf_submit(ev, 0);
-		} else {
-			stat_add(YEET_STAT_VERBOSE_LOST, 1);
-		}
-	}
 	return 1;
+}
+
+/* mark [start, end) for the bytes [op_start, op_end) a call wrote */
+static __always_inline int record_op(struct file *f, __u64 start, __u64 end, __u64 op_start,
+				     __u64 op_end, __u32 flags, __u32 op, __s64 ret)
+{
+	struct mark m = { .start = start, .end = end, .op_start = op_start, .op_end = op_end,
+			  .flags = flags, .op = op, .ret = ret };
+
+	if (!f)
+		return 0;
+	return record((__u64)BPF_CORE_READ(f, f_inode), (__u64)BPF_CORE_READ(f, f_path.dentry), &m);
 }
 
 static __always_inline int record_file(struct file *f, __u64 start, __u64 end, __u32 flags,
 				       __u32 op, __s64 ret)
 {
-	struct mark m = { .start = start, .end = end, .flags = flags, .op = op, .ret = ret };
-
-	if (!f)
-		return 0;
-	return record((__u64)BPF_CORE_READ(f, f_inode), (__u64)BPF_CORE_READ(f, f_path.dentry), &m);
+	return record_op(f, start, end, start, end, flags, op, ret);
 }
 
 static __always_inline int record_whole(struct file *f, __u32 flags, __u32 op, __s64 ret)
@@ -421,7 +439,8 @@ static __always_inline int record_whole(struct file *f, __u32 flags, __u32 op, _
 static __always_inline int record_inode(struct inode *inode, __u64 start, __u64 end, __u32 flags,
 					__u32 op)
 {
-	struct mark m = { .start = start, .end = end, .flags = flags, .op = op, .ret = 0 };
+	struct mark m = { .start = start, .end = end, .op_start = start, .op_end = end,
+			  .flags = flags, .op = op, .ret = 0 };
 
 	return record((__u64)inode, (__u64)inode_alias(inode), &m);
 }

@@ -312,16 +312,16 @@ static __always_inline void sys_enter(struct pt_regs *regs, long id)
 static __always_inline void exit_range(struct pending *p, struct file *f, __u64 lo, __u64 hi,
 				       __u32 flags, __u32 op, long ret)
 {
-	__u64 size_enter = (__u64)p->size;
+	__u64 size_enter = (__u64)p->size, start = lo;
 
 	if (seq_of(&truncs, file_inode_addr(f)) != p->trunc) {
 		stat_add(YEET_STAT_RACES, 1);
-		record_whole(f, flags | YEET_F_RACE, op, ret);
+		record_op(f, 0, YEET_OFF_END, lo, hi, flags | YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	if (lo > size_enter && hi > size_enter)
-		lo = size_enter; /* the gap [old end, lo) now reads as zeros */
-	record_file(f, lo, hi, flags, op, ret);
+		start = size_enter; /* the gap [old end, lo) now reads as zeros */
+	record_op(f, start, hi, lo, hi, flags, op, ret);
 }
 
 /* write at the file position (write, writev, sendfile, splice/copy_file_range

@@ -9,7 +9,7 @@
 #ifndef YEET_TRACE_H
 #define YEET_TRACE_H
 
-#define YEET_ABI_VERSION 1
+#define YEET_ABI_VERSION 2
 
 /* Ranges kept per inode per epoch; one more distinct range -> whole file. */
 #define YEET_MAX_RANGES 32
@@ -129,8 +129,10 @@ struct yeet_event {
 	__u32 tid;
 	struct yeet_file_id id;
 	__u64 ts_ns;   /* bpf_ktime_get_boot_ns */
-	__u64 start;
+	__u64 start;     /* the mark: what the sync engine is told */
 	__u64 end;
+	__u64 op_start;  /* the call's own bytes, where known (yeet trace) */
+	__u64 op_end;
 	__u32 flags;
 	__s32 ret;
 	char comm[16];

@@ -12,7 +12,7 @@ import ctypes
 import os
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 MAX_RANGES = 32
 OFF_END = 0xFFFF_FFFF_FFFF_FFFF
@@ -129,6 +129,8 @@ class EventC(ctypes.Structure):
         ("ts_ns", c_uint64),
         ("start", c_uint64),
         ("end", c_uint64),
+        ("op_start", c_uint64),
+        ("op_end", c_uint64),
         ("flags", c_uint32),
         ("ret", c_int32),
         ("comm", c_char * 16),

@@ -99,8 +99,10 @@ class TraceEvent:
     comm: str
     op: str
     file: FileId
-    start: int
+    start: int  # the mark (what the sync engine is told)
     end: int
+    op_start: int  # the call's own bytes, where known
+    op_end: int
     flags: int
     ret: int
     path: str
@@ -123,8 +125,8 @@ def _check_environment() -> None:
             "the kernel has no BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF=y)"
         )
     try:
-        with open("/sys/kernel/security/lockdown", encoding="ascii") as f:
-            if "[confidentiality]" in f.read():
+        with open("/sys/kernel/security/lockdown", "rb") as f:
+            if b"[confidentiality]" in f.read():
                 raise TracerUnavailable(
                     "kernel lockdown=confidentiality forbids BPF tracing of kernel memory"
                 )
@@ -134,9 +136,9 @@ def _check_environment() -> None:
 
 def _has_bpf_caps() -> bool:
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(b"CapEff:"):
                     caps = int(line.split()[1], 16)
                     return bool(caps & (1 << 21)) or (
                         bool(caps & (1 << 39)) and bool(caps & (1 << 38))
@@ -445,6 +447,8 @@ class Tracer:
                 file=FileId(abi.user_dev(ev.id.dev), ev.id.ino, ev.id.gen),
                 start=ev.start,
                 end=ev.end,
+                op_start=ev.op_start,
+                op_end=ev.op_end,
                 flags=ev.flags,
                 ret=ev.ret,
                 path=self._event_path(ev),
@@ -535,6 +539,11 @@ class Tracer:
 
     def set_event_callback(self, on_event: Callable[[TraceEvent], None] | None) -> None:
         self._on_event = on_event
+
+    def consume(self) -> None:
+        """Process whatever the kernel has sent, now (callbacks run here)."""
+        self._check_open()
+        self._readable()
 
     def _readable(self) -> None:
         self._woke = False
