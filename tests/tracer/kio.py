@@ -92,14 +92,17 @@ class Uring:
         tail = self._u32(self.sq, p.sq_off.tail)
         mask = self._u32(self.sq, p.sq_off.ring_mask)
         idx = tail & mask
-        sqe = struct.pack("<BBHiQQIIQHHiQQ", opcode, 0, 0, fd, off, addr, length, 0, 7, 0, 0, 0, 0, 0)
+        sqe = struct.pack(
+            "<BBHiQQIIQHHiQQ", opcode, 0, 0, fd, off, addr, length, 0, 7, 0, 0, 0, 0, 0
+        )
         self.sqes[idx * 64 : idx * 64 + 64] = sqe
         struct.pack_into("<I", self.sq, p.sq_off.array + idx * 4, idx)
         struct.pack_into("<I", self.sq, p.sq_off.tail, tail + 1)
         _check(_syscall(NR_IO_URING_ENTER, self.fd, 1, 1, IORING_ENTER_GETEVENTS, None, 0))
         head = self._u32(self.cq, p.cq_off.head)
         cmask = self._u32(self.cq, p.cq_off.ring_mask)
-        _data, res, _flags = struct.unpack_from("<QiI", self.cq, p.cq_off.cqes + (head & cmask) * 16)
+        cqe = p.cq_off.cqes + (head & cmask) * 16
+        _data, res, _flags = struct.unpack_from("<QiI", self.cq, cqe)
         struct.pack_into("<I", self.cq, p.cq_off.head, head + 1)
         return int(res)
 
@@ -153,8 +156,13 @@ class Aio:
 
     def pwrite(self, fd: int, data: bytes | memoryview, off: int) -> int:
         buf = (ctypes.c_char * len(data)).from_buffer_copy(data)
-        cb = _Iocb(opcode=IOCB_CMD_PWRITE, fildes=fd, buf=ctypes.addressof(buf), nbytes=len(data),
-                   offset=off)
+        cb = _Iocb(
+            opcode=IOCB_CMD_PWRITE,
+            fildes=fd,
+            buf=ctypes.addressof(buf),
+            nbytes=len(data),
+            offset=off,
+        )
         return self._run(cb, buf)
 
     def pwritev(self, fd: int, parts: list[bytes], off: int) -> int:
@@ -163,8 +171,13 @@ class Aio:
         for i, b in enumerate(bufs):
             iov[2 * i] = ctypes.addressof(b)
             iov[2 * i + 1] = len(parts[i])
-        cb = _Iocb(opcode=IOCB_CMD_PWRITEV, fildes=fd, buf=ctypes.addressof(iov),
-                   nbytes=len(parts), offset=off)
+        cb = _Iocb(
+            opcode=IOCB_CMD_PWRITEV,
+            fildes=fd,
+            buf=ctypes.addressof(iov),
+            nbytes=len(parts),
+            offset=off,
+        )
         return self._run(cb, (bufs, iov))
 
     def _run(self, cb: _Iocb, keep: object) -> int:

@@ -31,13 +31,24 @@ def test_header_constants_match() -> None:
     text = HEADER.read_text()
     defines = dict(re.findall(r"#define (YEET_\w+)\s+(0x[0-9a-fA-F]+|\d+)", text))
     enums = dict(re.findall(r"\b(YEET_\w+) = (\d+),", text))
-    values = {k: int(v.rstrip("ULL"), 0) for k, v in {**defines, **enums}.items()}
+    values = {k: int(v, 0) for k, v in {**defines, **enums}.items()}
     assert values["YEET_ABI_VERSION"] == abi.ABI_VERSION
     assert values["YEET_MAX_RANGES"] == abi.MAX_RANGES
     assert values["YEET_PATH_DEPTH"] == abi.PATH_DEPTH
     assert values["YEET_NAME_LEN"] == abi.NAME_LEN
-    for name in ("F_WHOLE", "F_MMAP", "F_OVERFLOW", "F_APPEND", "F_RACE", "F_TRUNC",
-                 "EV_DIRTY", "EV_WRITE", "EV_PATH_TRUNC", "WATCH_SUBTREES", "WATCH_ALL"):
+    for name in (
+        "F_WHOLE",
+        "F_MMAP",
+        "F_OVERFLOW",
+        "F_APPEND",
+        "F_RACE",
+        "F_TRUNC",
+        "EV_DIRTY",
+        "EV_WRITE",
+        "EV_PATH_TRUNC",
+        "WATCH_SUBTREES",
+        "WATCH_ALL",
+    ):
         assert values[f"YEET_{name}"] == getattr(abi, name), name
     for i, name in enumerate(abi.STAT_NAMES):
         assert values[f"YEET_STAT_{name.upper()}"] == i
@@ -48,8 +59,9 @@ def test_header_constants_match() -> None:
 
 
 def _btf_structs(obj: str) -> dict[str, dict[str, object]]:
-    raw = subprocess.run(["bpftool", "-j", "btf", "dump", "file", obj], check=True,
-                         capture_output=True, text=True).stdout
+    raw = subprocess.run(
+        ["bpftool", "-j", "btf", "dump", "file", obj], check=True, capture_output=True, text=True
+    ).stdout
     types = json.loads(raw)["types"]
     return {t["name"]: t for t in types if t["kind"] == "STRUCT" and t.get("name")}
 

@@ -58,9 +58,7 @@ def test_range_list_overflow_becomes_whole_file(
     assert judge(shadow, d.files).missed_bytes == 0
 
 
-def test_full_range_map_forces_a_rescan(
-    tmp_path: Path, open_tracer: Callable[..., Tracer]
-) -> None:
+def test_full_range_map_forces_a_rescan(tmp_path: Path, open_tracer: Callable[..., Tracer]) -> None:
     paths = _files(tmp_path / "t", 60)
     tracer = open_tracer([tmp_path / "t"], max_files=4)
     tracer.dirty_files()
@@ -74,7 +72,7 @@ def test_full_range_map_forces_a_rescan(
     rescanned: dict[FileId, Ranges] = {file_id(p): WHOLE for p in paths}
     assert judge(shadow, rescanned).missed_bytes == 0
     # and what was recorded is still right
-    for fid, r in d.items():
+    for r in d.values():
         assert r is WHOLE or isinstance(r, RangeSet)
 
     # the tracer recovers: the next interval is exact again

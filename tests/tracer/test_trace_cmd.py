@@ -6,8 +6,8 @@ import io
 import os
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -37,8 +37,7 @@ def _trace(tmp_path: Path, ranges: bool) -> tuple[str, str]:
     rc: list[int] = []
 
     def run() -> None:
-        rc.append(run_trace([str(tmp_path)], ranges, out, duration=4.0, ready=started.set,
-                            err=err))
+        rc.append(run_trace([str(tmp_path)], ranges, out, duration=4.0, ready=started.set, err=err))
 
     th = threading.Thread(target=run)
     th.start()

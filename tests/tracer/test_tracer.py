@@ -161,7 +161,10 @@ def test_mapping_made_before_the_tracer(tree: Path, open_tracer: Callable[..., T
     p = tree / "early"
     _file(p)
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import mmap, os, sys
             fd = os.open({str(p)!r}, os.O_RDWR)
             m = mmap.mmap(fd, 4096)
@@ -170,8 +173,11 @@ def test_mapping_made_before_the_tracer(tree: Path, open_tracer: Callable[..., T
             m[0:5] = b"later"
             print("written", flush=True)
             sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None and child.stdin is not None
     assert child.stdout.readline() == "mapped\n"

@@ -44,9 +44,14 @@ def fallocate(fd: int, mode: int, off: int, length: int) -> None:
 class Writer:
     """One worker's state: its own descriptors, helpers and random stream."""
 
-    def __init__(self, seed: int, free: list[str], mapped: list[str],
-                 shared_fds: dict[str, int] | None = None,
-                 only: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        free: list[str],
+        mapped: list[str],
+        shared_fds: dict[str, int] | None = None,
+        only: set[str] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.free = free
         self.mapped = mapped
@@ -296,14 +301,48 @@ class Writer:
 
 
 ALL_OPS = [
-    "write", "pwrite", "writev", "pwritev", "pwritev2_pos", "pwritev2_append", "append",
-    "ftruncate", "truncate_path", "truncate_write", "fallocate", "punch_hole", "zero_range",
-    "collapse_insert", "copy_file_range", "sendfile", "splice", "mmap", "open_trunc",
-    "io_uring", "aio", "odirect", "shared_fd",
+    "write",
+    "pwrite",
+    "writev",
+    "pwritev",
+    "pwritev2_pos",
+    "pwritev2_append",
+    "append",
+    "ftruncate",
+    "truncate_path",
+    "truncate_write",
+    "fallocate",
+    "punch_hole",
+    "zero_range",
+    "collapse_insert",
+    "copy_file_range",
+    "sendfile",
+    "splice",
+    "mmap",
+    "open_trunc",
+    "io_uring",
+    "aio",
+    "odirect",
+    "shared_fd",
 ]
 # operations the tracer places exactly (no whole-file mark expected)
 EXACT_OPS = [
-    "write", "pwrite", "writev", "pwritev", "pwritev2_pos", "pwritev2_append", "append",
-    "ftruncate", "truncate_write", "fallocate", "punch_hole", "zero_range", "collapse_insert",
-    "copy_file_range", "sendfile", "splice", "odirect", "shared_fd",
+    "write",
+    "pwrite",
+    "writev",
+    "pwritev",
+    "pwritev2_pos",
+    "pwritev2_append",
+    "append",
+    "ftruncate",
+    "truncate_write",
+    "fallocate",
+    "punch_hole",
+    "zero_range",
+    "collapse_insert",
+    "copy_file_range",
+    "sendfile",
+    "splice",
+    "odirect",
+    "shared_fd",
 ]

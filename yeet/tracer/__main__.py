@@ -1,4 +1,4 @@
-"""``python -m yeet.tracer [--ranges] [--duration S] [PATH...]`` - ``yeet trace`` for manual testing."""
+"""``python -m yeet.tracer [--ranges] [--duration S] [PATH...]``: ``yeet trace``, by hand."""
 
 from __future__ import annotations
 

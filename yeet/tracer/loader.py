@@ -7,13 +7,15 @@ kernel could not record something: a drop, an unplaceable write, an
 unresolvable ``truncate(path)``). Nothing is lost between two calls: the
 kernel tags every record with an epoch; ``dirty_files()`` bumps the epoch,
 waits until no BPF program still runs (a map-in-map update makes the kernel
-``synchronize_rcu``) and only then reads and deletes the old epoch's records. Files with a shared writable mapping stay
-``WHOLE`` in every result until no process maps them any more.
+``synchronize_rcu``) and only then reads and deletes the old epoch's records.
+Files with a shared writable mapping stay ``WHOLE`` in every result until no
+process maps them any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import os
@@ -347,9 +349,7 @@ class Tracer:
         libbpf.update(self._fd_epoch, ctypes.c_uint32(0), ctypes.c_uint64(self._epoch))
         # updating a map-in-map returns only after every BPF program that was
         # running has finished (synchronize_rcu): none still writes epoch `old`
-        libbpf.update(
-            self._fd_sync_outer, ctypes.c_uint32(0), ctypes.c_uint32(self._fd_sync_inner)
-        )
+        libbpf.update(self._fd_sync_outer, ctypes.c_uint32(0), ctypes.c_uint32(self._fd_sync_inner))
         self._rb.consume()
         stats = self._read_stats()
         reasons = list(self._extra_reasons)
@@ -456,8 +456,10 @@ class Tracer:
         )
 
     def _event_path(self, ev: abi.EventC) -> str:
-        names = [bytes(ev.names[i].value).decode("utf-8", "surrogateescape") for i in
-                 range(min(ev.depth, abi.PATH_DEPTH))]
+        names = [
+            bytes(ev.names[i].value).decode("utf-8", "surrogateescape")
+            for i in range(min(ev.depth, abi.PATH_DEPTH))
+        ]
         if not names:
             return ""
         if ev.complete and ev.root_ino:
@@ -484,9 +486,10 @@ class Tracer:
 
     def _resolve_path(self, ev: abi.EventC, path: str) -> FileId | None:
         candidates = []
+        absolute = path.startswith("/")
         if pid_alive(ev.pid):
-            base = f"/proc/{ev.pid}/root" if path.startswith("/") else f"/proc/{ev.pid}/cwd"
-            candidates.append(os.path.join(base, path.lstrip("/") if path.startswith("/") else path))
+            base = f"/proc/{ev.pid}/root" if absolute else f"/proc/{ev.pid}/cwd"
+            candidates.append(os.path.join(base, path.lstrip("/")))
         anchor = ev.root if path.startswith("/") else ev.cwd
         if anchor.ino:
             d = self.path_of(FileId(abi.user_dev(anchor.dev), anchor.ino, anchor.gen))
@@ -576,10 +579,8 @@ class Tracer:
             return
         self._closed = True
         if self._loop is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
                 self._loop.remove_reader(self.fileno())
-            except (ValueError, OSError, RuntimeError):
-                pass
         for link in self._links:
             libbpf.link_destroy(link)
         self._links.clear()
@@ -608,5 +609,6 @@ def _explain_load_failure(e: libbpf.LibbpfError) -> str:
         )
     detail = [line for line in e.log if line and not line.startswith(";")][-6:]
     return f"the kernel refused the tracer program ({e.strerror}): " + " | ".join(detail)
+
 
 __all__ = ["DirtyFiles", "FileId", "RangeSet", "TraceEvent", "Tracer"]

@@ -93,9 +93,9 @@ def mount_of(path: str) -> Mount | None:
     best: Mount | None = None
     for m in mounts():
         p = m.point.rstrip("/") or "/"
-        if real == p or real.startswith(p.rstrip("/") + "/") or p == "/":
-            if best is None or len(p) >= len(best.point.rstrip("/") or "/"):
-                best = m
+        inside = real == p or real.startswith(p.rstrip("/") + "/") or p == "/"
+        if inside and (best is None or len(p) >= len(best.point.rstrip("/") or "/")):
+            best = m
     return best
 
 

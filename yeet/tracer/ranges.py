@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
-from typing import Final, Union
+from typing import Final
 
 END: Final = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -129,12 +129,11 @@ class RangeSet:
         if block <= 1:
             return self
         return RangeSet(
-            (s - s % block, e if e == END else min(END, -(-e // block) * block))
-            for s, e in self._r
+            (s - s % block, e if e == END else min(END, -(-e // block) * block)) for s, e in self._r
         )
 
 
-Ranges = Union[RangeSet, Whole]
+Ranges = RangeSet | Whole
 
 
 def merge(a: Ranges, b: Ranges) -> Ranges:
@@ -170,9 +169,7 @@ def _normalize(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]
     return tuple(out)
 
 
-def _insert(
-    r: tuple[tuple[int, int], ...], start: int, end: int
-) -> tuple[tuple[int, int], ...]:
+def _insert(r: tuple[tuple[int, int], ...], start: int, end: int) -> tuple[tuple[int, int], ...]:
     if start < 0 or end > END:
         raise ValueError(f"range out of bounds: [{start}, {end})")
     # first range whose end >= start (may touch), last whose start <= end

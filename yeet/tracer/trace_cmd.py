@@ -53,9 +53,7 @@ def format_ranges(path: str, r: Ranges) -> str:
     parts = [f"{s}-{'EOF' if e == END else e}" for s, e in r]
     total = r.total() if all(e != END for _, e in r) else None
     size = f" ({total} bytes)" if total is not None else ""
-    return f"{_quote(path)}: {len(r)} range{'s' if len(r) != 1 else ''}{size}: " + ", ".join(
-        parts
-    )
+    return f"{_quote(path)}: {len(r)} range{'s' if len(r) != 1 else ''}{size}: " + ", ".join(parts)
 
 
 def _quote(path: str) -> str:
