@@ -40,6 +40,11 @@
 #define NR_copy_file_range 326
 #define NR_pwritev2 328
 #define NR_openat2 437
+#define NR_rename 82
+#define NR_link 86
+#define NR_renameat 264
+#define NR_linkat 265
+#define NR_renameat2 316
 #define X32_SYSCALL_BIT 0x40000000
 
 /* i386 numbers, seen for 32-bit tasks and int $0x80 */
@@ -65,6 +70,11 @@
 #define NR32_copy_file_range 377
 #define NR32_pwritev2 379
 #define NR32_openat2 437
+#define NR32_link 9
+#define NR32_rename 38
+#define NR32_renameat 302
+#define NR32_linkat 303
+#define NR32_renameat2 353
 #define TS_COMPAT 0x0002
 
 #define O_TRUNC 01000
@@ -94,16 +104,24 @@
 struct pending {
 	__u32 nr;        /* syscall number + 1; 0: nothing pending */
 	__u32 op;
-	__u64 file;      /* struct file * at entry (0: not a watched file) */
-	__u64 inode;     /* truncate(path): the inode the inode hooks found */
+	__u64 file;      /* struct file * at entry, if watched (0: not, or none) */
+	__u64 inode;     /* its inode (truncate(path): the one the inode hooks found) */
+	__u64 dentry;
+	__u64 root_ino;
+	struct yeet_file_id id;
+	__u64 tglobal;   /* truncations anywhere, at entry */
 	__s64 pos;       /* f_pos at entry */
 	__s64 size;      /* i_size at entry */
-	__u64 seek;      /* lseek sequence of the file at entry */
-	__u64 trunc;     /* truncation sequence of the inode at entry */
+	__u64 seek;      /* lseek sequence of the open file at entry */
+	__u64 birth;     /* ... and the cache entry it belongs to */
 	__u64 off;       /* *off_out at entry (splice, copy_file_range) */
+	__u32 rgen;      /* rename and roots generations at entry */
+	__u32 wgen;
 	__u32 fflags;    /* f_flags at entry */
 	__u32 has_off;
 	__u32 marked;    /* inodes marked by the inode hooks (truncate(path)) */
+	__u32 unknown;   /* 1: the file cache had no room; whole file at exit */
+	__u32 counted;   /* 1: counted in GEN_PATH_TRUNCS */
 	__u32 pad;
 };
 
@@ -114,15 +132,7 @@ struct {
 	__type(value, struct pending);
 } pending SEC(".maps");
 
-/* struct file * -> lseek sequence: +1 at lseek entry and exit (odd: in flight) */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} seeks SEC(".maps");
-
-/* struct inode * -> truncation sequence, +1 after each size-shrinking call */
+/* struct inode * -> value of GEN_TRUNCS at its latest truncation-like call */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -136,37 +146,83 @@ static __always_inline struct pending *task_pending(struct task_struct *task, in
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* a sequence number of an object, bit 63 set when the map has an entry */
-static __always_inline __u64 seq_of(void *map, __u64 key)
-{
-	__u64 *v = bpf_map_lookup_elem(map, &key);
-
-	return v ? (*v | (1ULL << 63)) : 0;
-}
-
-static __always_inline void seq_bump(void *map, __u64 key, __u64 first)
-{
-	__u64 *v = bpf_map_lookup_elem(map, &key);
-
-	if (v)
-		__sync_fetch_and_add(v, 1);
-	else
-		bpf_map_update_elem(map, &key, &first, BPF_NOEXIST);
-}
-
-/* a truncation-like call changed this inode's size: writers in flight must
- * not trust their size snapshot (bumped before the call's own mark) */
+/* A truncation-like call (of a watched inode) landed: writers in flight must
+ * not trust their size snapshot. Called before the call's own mark. */
 static __always_inline void truncated(__u64 inode)
 {
-	if (!inode)
+	__u32 idx = GEN_TRUNCS;
+	__u64 *g = bpf_map_lookup_elem(&gens, &idx), now, *v, old;
+
+	if (!inode || !g)
 		return;
-	seq_bump(&truncs, inode, 1);
+	now = __sync_fetch_and_add(g, 1) + 1;
 	stat_add(YEET_STAT_TRUNC_SEQ, 1);
+	v = bpf_map_lookup_elem(&truncs, &inode);
+	if (!v) {
+		if (!bpf_map_update_elem(&truncs, &inode, &now, BPF_NOEXIST))
+			return;
+		v = bpf_map_lookup_elem(&truncs, &inode);
+		if (!v) {
+			stat_add(YEET_STAT_UNPLACEABLE, 1);
+			return;
+		}
+	}
+	/* store max(*v, now): a concurrent truncation of the same inode must
+	 * not lower it */
+	for (int i = 0; i < 4; i++) {
+		old = *v;
+		if (old >= now || __sync_val_compare_and_swap(v, old, now) == old)
+			return;
+	}
+	stat_add(YEET_STAT_UNPLACEABLE, 1); /* could not tell: rescan */
+}
+
+/* was the pending call's inode truncated since its entry? (no lookup when
+ * nothing was truncated anywhere meanwhile) */
+static __always_inline int truncated_since(struct pending *p)
+{
+	__u64 *v;
+
+	if (gen_get(GEN_TRUNCS) == p->tglobal)
+		return 0;
+	v = bpf_map_lookup_elem(&truncs, &p->inode);
+	return v && *v > p->tglobal;
 }
 
 static __always_inline __u64 file_inode_addr(struct file *f)
 {
 	return f ? (__u64)BPF_CORE_READ(f, f_inode) : 0;
+}
+
+static __always_inline void renamed(void)
+{
+	__u32 idx = GEN_RENAME;
+	__u64 *v = bpf_map_lookup_elem(&gens, &idx);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/* a watched open file was truncated (O_TRUNC, 32-bit ftruncate, io_uring):
+ * the whole file, after telling writers in flight */
+static __always_inline void truncated_whole(struct file *f, __u32 op, long ret)
+{
+	struct fview v = {};
+	struct fstate *st;
+
+	if (!f)
+		return;
+	file_view(f, &v);
+	st = file_state(f, &v);
+	if (st && !st->watched)
+		return;
+	truncated(v.inode);
+	record_whole(f, YEET_F_TRUNC, op, ret);
+}
+
+static __always_inline int gens_moved(struct pending *p)
+{
+	return (__u32)gen_get(GEN_RENAME) != p->rgen || (__u32)gen_get(GEN_ROOTS) != p->wgen;
 }
 
 static __always_inline __u32 op_of(long id)
@@ -231,7 +287,8 @@ static __always_inline __u64 open_flags(struct pt_regs *regs, long id)
 static __always_inline void enter_fd(struct task_struct *task, long id, long fd, __u64 off_ptr)
 {
 	struct pending *p = task_pending(task, 1);
-	struct inode *inode;
+	struct fview v = {};
+	struct fstate *st;
 	struct file *f;
 
 	if (!p)
@@ -241,16 +298,32 @@ static __always_inline void enter_fd(struct task_struct *task, long id, long fd,
 	p->file = 0;
 	p->inode = 0;
 	p->marked = 0;
+	p->unknown = 0;
+	p->rgen = (__u32)gen_get(GEN_RENAME);
+	p->wgen = (__u32)gen_get(GEN_ROOTS);
 	f = fd_file(task, fd);
-	if (!file_watched(f))
-		return; /* file == 0: nothing to do at exit */
-	inode = BPF_CORE_READ(f, f_inode);
+	if (!f)
+		return;
+	file_view(f, &v);
+	st = file_state(f, &v);
+	if (!st) {
+		p->file = (__u64)f;
+		p->unknown = 1;
+		return;
+	}
+	if (!st->watched)
+		return; /* file == 0: nothing to do at exit, unless a rename lands */
 	p->file = (__u64)f;
-	p->pos = BPF_CORE_READ(f, f_pos);
-	p->size = BPF_CORE_READ(inode, i_size);
-	p->fflags = BPF_CORE_READ(f, f_flags);
-	p->seek = seq_of(&seeks, (__u64)f);
-	p->trunc = seq_of(&truncs, (__u64)inode);
+	p->inode = v.inode;
+	p->dentry = v.dentry;
+	p->root_ino = st->root_ino;
+	p->id = st->id;
+	p->pos = v.pos;
+	p->fflags = v.flags;
+	p->tglobal = gen_get(GEN_TRUNCS);
+	p->size = inode_size(v.inode);
+	p->seek = st->seek;
+	p->birth = st->birth;
 	p->has_off = 0;
 	if (off_ptr) {
 		p->has_off = 1;
@@ -259,25 +332,34 @@ static __always_inline void enter_fd(struct task_struct *task, long id, long fd,
 	}
 }
 
-static __always_inline void enter_plain(struct task_struct *task, long id, __u32 op)
+static __always_inline void enter_trunc_path(struct task_struct *task, long id)
 {
 	struct pending *p = task_pending(task, 1);
 
 	if (!p)
 		return;
 	p->nr = (__u32)id + 1;
-	p->op = op;
+	p->op = YEET_OP_TRUNCATE;
 	p->file = 0;
 	p->inode = 0;
 	p->marked = 0;
+	p->unknown = 0;
+	p->counted = 1;
+	gen_add(GEN_PATH_TRUNCS, 1); /* wakes up the inode hooks */
 }
 
-static __always_inline void lseek_bump(struct task_struct *task, long fd, int entering)
+static __always_inline void lseek_bump(struct task_struct *task, long fd)
 {
 	struct file *f = fd_file(task, fd);
+	struct fview v = {};
+	struct fstate *st;
 
-	if (file_watched(f))
-		seq_bump(&seeks, (__u64)f, entering ? 1 : 2);
+	if (!f)
+		return;
+	file_view(f, &v);
+	st = file_state(f, &v);
+	if (st && st->watched)
+		__sync_fetch_and_add(&st->seek, 1);
 }
 
 static __always_inline void sys_enter(struct pt_regs *regs, long id)
@@ -295,10 +377,10 @@ static __always_inline void sys_enter(struct pt_regs *regs, long id)
 		enter_fd(task, id, (long)regs->dx, regs->r10);
 		break;
 	case NR_lseek:
-		lseek_bump(task, (long)regs->di, 1);
+		lseek_bump(task, (long)regs->di);
 		break;
 	case NR_truncate:
-		enter_plain(task, id, YEET_OP_TRUNCATE);
+		enter_trunc_path(task, id);
 		break;
 	default:
 		break;
@@ -307,56 +389,62 @@ static __always_inline void sys_enter(struct pt_regs *regs, long id)
 
 /* ---- exit ---------------------------------------------------------------------- */
 
+/* the watched file of a pending call, marked with the identity seen at entry */
+#define RECORD_P(p, start, end, op_start, op_end, flags, op, ret) \
+	record_id((p)->inode, (p)->dentry, (p)->root_ino, &(p)->id, start, end, op_start, op_end, \
+		  flags, op, ret)
+
 /* A write landed somewhere in [lo, hi): add the hole it may have opened past
  * the old end of file; give up on ranges if the inode was truncated meanwhile. */
-static __always_inline void exit_range(struct pending *p, struct file *f, __u64 lo, __u64 hi,
-				       __u32 flags, __u32 op, long ret)
+static __always_inline void exit_range(struct pending *p, __u64 lo, __u64 hi, __u32 flags,
+				       __u32 op, long ret)
 {
 	__u64 size_enter = (__u64)p->size, start = lo;
 
-	if (seq_of(&truncs, file_inode_addr(f)) != p->trunc) {
+	if (truncated_since(p)) {
 		stat_add(YEET_STAT_RACES, 1);
-		record_op(f, 0, YEET_OFF_END, lo, hi, flags | YEET_F_WHOLE | YEET_F_RACE, op, ret);
+		RECORD_P(p, 0, YEET_OFF_END, lo, hi, flags | YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	if (lo > size_enter && hi > size_enter)
 		start = size_enter; /* the gap [old end, lo) now reads as zeros */
-	record_op(f, start, hi, lo, hi, flags, op, ret);
+	RECORD_P(p, start, hi, lo, hi, flags, op, ret);
 }
 
 /* write at the file position (write, writev, sendfile, splice/copy_file_range
  * without an offset, pwritev2 with offset -1) */
-static __always_inline void exit_pos(struct pending *p, struct file *f, __u32 op, long ret)
+static __always_inline void exit_pos(struct pending *p, __s64 pos, __u32 op, long ret)
 {
-	__u64 pos_enter = (__u64)p->pos, pos_exit;
+	__u64 pos_enter = (__u64)p->pos, pos_exit = (__u64)pos, key = p->file;
+	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
 
-	if (seq_of(&seeks, (__u64)f) != p->seek || (p->seek & 1)) {
-		/* an lseek overlapped the write: the position proves nothing */
+	if (!st || st->birth != p->birth || st->seek != p->seek || (p->seek & 1)) {
+		/* an lseek overlapped the write (or the cache forgot whether one
+		 * did): the position proves nothing */
 		stat_add(YEET_STAT_RACES, 1);
-		record_whole(f, YEET_F_RACE, op, ret);
+		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
-	pos_exit = (__u64)BPF_CORE_READ(f, f_pos);
 	/* with only reads and writes moving the position (they are serialized
 	 * by f_pos_lock and only advance it), our bytes lie in
 	 * [pos_enter, pos_exit); the other terms make it exact when alone */
-	exit_range(p, f, min_u64(pos_enter, pos_exit >= (__u64)ret ? pos_exit - ret : 0),
+	exit_range(p, min_u64(pos_enter, pos_exit >= (__u64)ret ? pos_exit - ret : 0),
 		   max_u64(pos_exit, pos_enter + ret), 0, op, ret);
 }
 
 /* O_APPEND / RWF_APPEND: the bytes went to the end of file at write time */
-static __always_inline void exit_append(struct pending *p, struct file *f, __u32 op, long ret)
+static __always_inline void exit_append(struct pending *p, __u32 op, long ret)
 {
-	__u64 size_enter = (__u64)p->size;
-	__u64 size_exit = (__u64)BPF_CORE_READ(f, f_inode, i_size);
+	__u64 size_enter = (__u64)p->size, size_exit = (__u64)inode_size(p->inode);
 
-	if (seq_of(&truncs, file_inode_addr(f)) != p->trunc || size_exit < size_enter + ret) {
+	if (truncated_since(p) || size_exit < size_enter + ret) {
 		/* a truncation may have moved the end of file under us */
 		stat_add(YEET_STAT_RACES, 1);
-		record_whole(f, YEET_F_APPEND | YEET_F_RACE, op, ret);
+		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END,
+			 YEET_F_WHOLE | YEET_F_APPEND | YEET_F_RACE, op, ret);
 		return;
 	}
-	record_file(f, size_enter, size_exit, YEET_F_APPEND, op, ret);
+	RECORD_P(p, size_enter, size_exit, size_exit - ret, size_exit, YEET_F_APPEND, op, ret);
 }
 
 static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *regs,
@@ -364,20 +452,21 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 {
 	struct file *f = (struct file *)p->file;
 	struct file *now = fd_file(task, out_fd(id, regs));
-	__u32 op = p->op;
+	__u32 flags_now, op = p->op;
 	int append;
 
-	if (now != f) {
+	if (now != f || p->unknown) {
 		/* the descriptor was replaced during the call: mark both */
 		record_whole(f, YEET_F_RACE, op, ret);
-		record_whole(now, YEET_F_RACE, op, ret);
+		if (now != f)
+			record_whole(now, YEET_F_RACE, op, ret);
 		return;
 	}
 	if (id == NR_ftruncate) {
 		if (ret == 0) {
-			truncated(file_inode_addr(f));
-			record_file(f, min_u64(regs->si, (__u64)p->size), YEET_OFF_END,
-				    YEET_F_TRUNC, op, ret);
+			truncated(p->inode);
+			RECORD_P(p, min_u64(regs->si, (__u64)p->size), YEET_OFF_END, regs->si,
+				 YEET_OFF_END, YEET_F_TRUNC, op, ret);
 		}
 		return;
 	}
@@ -388,37 +477,38 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 		if (ret != 0)
 			return;
 		if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) {
-			truncated(file_inode_addr(f));
-			record_file(f, off, YEET_OFF_END, YEET_F_TRUNC, op, ret);
+			truncated(p->inode);
+			RECORD_P(p, off, YEET_OFF_END, off, YEET_OFF_END, YEET_F_TRUNC, op, ret);
 		} else {
-			exit_range(p, f, off, off + len, 0, op, ret);
+			exit_range(p, off, off + len, 0, op, ret);
 		}
 		return;
 	}
 	if (ret <= 0)
 		return;
-	if ((p->fflags ^ BPF_CORE_READ(f, f_flags)) & O_APPEND) {
+	flags_now = BPF_CORE_READ(f, f_flags);
+	if ((p->fflags ^ flags_now) & O_APPEND) {
 		/* O_APPEND toggled by fcntl during the call */
-		record_whole(f, YEET_F_RACE, op, ret);
+		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	append = (p->fflags & O_APPEND) != 0;
 	if (id == NR_pwritev2 && (regs->r9 & RWF_APPEND))
 		append = 1;
 	if (append) {
-		exit_append(p, f, op, ret);
+		exit_append(p, op, ret);
 		return;
 	}
 	switch (id) {
 	case NR_pwrite64:
 	case NR_pwritev:
-		exit_range(p, f, regs->r10, regs->r10 + ret, 0, op, ret);
+		exit_range(p, regs->r10, regs->r10 + ret, 0, op, ret);
 		return;
 	case NR_pwritev2:
 		if ((long)regs->r10 != -1)
-			exit_range(p, f, regs->r10, regs->r10 + ret, 0, op, ret);
+			exit_range(p, regs->r10, regs->r10 + ret, 0, op, ret);
 		else
-			exit_pos(p, f, op, ret);
+			exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
 		return;
 	case NR_splice:
 	case NR_copy_file_range:
@@ -426,14 +516,14 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 			__u64 off_now = 0;
 
 			bpf_probe_read_user(&off_now, sizeof(off_now), (void *)regs->r10);
-			exit_range(p, f, min_u64(p->off, off_now >= (__u64)ret ? off_now - ret : 0),
+			exit_range(p, min_u64(p->off, off_now >= (__u64)ret ? off_now - ret : 0),
 				   max_u64(p->off + ret, off_now), 0, op, ret);
 		} else {
-			exit_pos(p, f, op, ret);
+			exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
 		}
 		return;
 	default: /* write, writev, sendfile */
-		exit_pos(p, f, op, ret);
+		exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
 		return;
 	}
 }
@@ -451,15 +541,25 @@ static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_
 		return;
 	if (p->inode) { /* again, now that the new size is in place */
 		truncated(p->inode);
-		record_inode((struct inode *)p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC,
-			     YEET_OP_TRUNCATE);
+		record_inode(p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_TRUNCATE);
 	}
 	ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
 	if (!ev) {
 		stat_add(YEET_STAT_DROPS, 1);
 		return;
 	}
-	fill_common(ev, YEET_EV_PATH_TRUNC, YEET_OP_TRUNCATE, &none, regs->si, p->marked, 0, ret);
+	ev->type = YEET_EV_PATH_TRUNC;
+	ev->op = YEET_OP_TRUNCATE;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->id = none;
+	ev->ts_ns = bpf_ktime_get_boot_ns();
+	ev->start = regs->si;
+	ev->end = p->marked;
+	ev->op_start = ev->op_end = 0;
+	ev->flags = 0;
+	ev->ret = 0;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ev->root_ino = 0;
 	ev->depth = 0;
 	ev->complete = 0;
@@ -578,7 +678,7 @@ static __always_inline void exit_io_submit(struct task_struct *task, struct pt_r
 		 * have opened a hole whose start we do not know */
 		if (cb.opcode == IOCB_CMD_PWRITEV || (cb.rw_flags & RWF_APPEND) ||
 		    (BPF_CORE_READ(f, f_flags) & O_APPEND) ||
-		    end >= (__u64)BPF_CORE_READ(f, f_inode, i_size))
+		    end >= (__u64)inode_size(file_inode_addr(f)))
 			record_whole(f, 0, YEET_OP_IO_SUBMIT, ret);
 		else
 			record_file(f, cb.offset, end, 0, YEET_OP_IO_SUBMIT, ret);
@@ -590,7 +690,6 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 					long id, long ret)
 {
 	long fd = -1, flags;
-	struct file *f;
 
 	switch (id) {
 	case NR32_write: case NR32_writev: case NR32_pwrite64: case NR32_pwritev:
@@ -598,10 +697,9 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		fd = (long)(int)regs->bx;
 		break;
 	case NR32_ftruncate: case NR32_ftruncate64:
-		fd = (long)(int)regs->bx;
 		if (ret == 0)
-			truncated(file_inode_addr(fd_file(task, fd)));
-		break;
+			truncated_whole(fd_file(task, (long)(int)regs->bx), YEET_OP_FALLBACK, ret);
+		return;
 	case NR32_splice: case NR32_copy_file_range:
 		fd = (long)(int)regs->dx;
 		break;
@@ -618,11 +716,13 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		return;
 	case NR32_open: case NR32_openat: case NR32_creat:
 		flags = id == NR32_open ? (long)regs->cx : id == NR32_openat ? (long)regs->dx : O_TRUNC;
-		if ((flags & O_TRUNC) && ret >= 0) {
-			f = fd_file(task, ret);
-			truncated(file_inode_addr(f));
-			record_whole(f, YEET_F_TRUNC, YEET_OP_OPEN_TRUNC, 0);
-		}
+		if ((flags & O_TRUNC) && ret >= 0)
+			truncated_whole(fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
+		return;
+	case NR32_rename: case NR32_renameat: case NR32_renameat2: case NR32_link:
+	case NR32_linkat:
+		if (ret == 0)
+			renamed();
 		return;
 	case NR32_openat2: case NR32_truncate: case NR32_truncate64: case NR32_io_submit:
 	case NR32_old_mmap:
@@ -642,7 +742,6 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 	struct task_struct *task = bpf_get_current_task_btf();
 	long id = (long)regs->orig_ax;
 	struct pending *p;
-	struct file *f;
 
 	if (task->thread_info.status & TS_COMPAT) {
 		compat_exit(task, regs, id, ret);
@@ -651,6 +750,9 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 	if (id & X32_SYSCALL_BIT) {
 		long base = id & ~X32_SYSCALL_BIT;
 
+		if (base == NR_rename || base == NR_renameat || base == NR_renameat2 ||
+		    base == NR_link || base == NR_linkat)
+			renamed();
 		/* x32 has its own numbers for the vector calls (>= 512) */
 		if (needs_entry(base) || base == NR_mmap || base == NR_io_submit ||
 		    base == NR_ioctl || base == NR_open || base == NR_openat ||
@@ -660,7 +762,7 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 	}
 	switch (id) {
 	case NR_lseek:
-		lseek_bump(task, (long)regs->di, 0);
+		lseek_bump(task, (long)regs->di);
 		return;
 	case NR_mmap:
 		exit_mmap(task, (long)regs->r10, (long)(int)regs->r8, ret);
@@ -674,9 +776,13 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 	case NR_open: case NR_openat: case NR_creat: case NR_openat2:
 		if (ret < 0 || !(open_flags(regs, id) & O_TRUNC))
 			return;
-		f = fd_file(task, ret);
-		truncated(file_inode_addr(f));
-		record_whole(f, YEET_F_TRUNC, YEET_OP_OPEN_TRUNC, 0);
+		truncated_whole(fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
+		return;
+	case NR_rename: case NR_renameat: case NR_renameat2: case NR_link: case NR_linkat:
+		/* a file may have moved into (or got a name in) a watched tree:
+		 * cached answers are stale */
+		if (ret == 0)
+			renamed();
 		return;
 	default:
 		break;
@@ -688,19 +794,32 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 		/* no entry record for this call (storage failed, or attached
 		 * mid-call): whatever it wrote, the whole file */
 		stat_add(YEET_STAT_FALLBACKS, 1);
-		if (id == NR_truncate)
+		if (id == NR_truncate) {
 			stat_add(YEET_STAT_UNPLACEABLE, 1);
-		else
+			if (p && p->counted) {
+				p->counted = 0;
+				gen_add(GEN_PATH_TRUNCS, -1);
+			}
+		} else
 			record_whole(fd_file(task, out_fd(id, regs)), 0, YEET_OP_FALLBACK, ret);
 		if (p)
 			p->nr = 0;
 		return;
 	}
 	p->nr = 0;
-	if (id == NR_truncate)
+	if (id == NR_truncate) {
+		if (p->counted) {
+			p->counted = 0;
+			gen_add(GEN_PATH_TRUNCS, -1);
+		}
 		exit_trunc_path(task, regs, p, ret);
-	else if (p->file)
+	} else if (p->file) {
 		exit_fd(task, regs, p, id, ret);
+	} else if (gens_moved(p)) {
+		/* not watched at entry, but a rename/link or new root since:
+		 * maybe it is now */
+		record_whole(fd_file(task, out_fd(id, regs)), YEET_F_RACE, p->op, ret);
+	}
 }
 
 #endif /* YEET_SYSCALLS_H */

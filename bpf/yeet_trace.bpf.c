@@ -46,6 +46,8 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define IORING_OP_WRITE 23
 #define IORING_OP_OPENAT2 28
 #define IORING_OP_SPLICE 30
+#define IORING_OP_RENAMEAT 35
+#define IORING_OP_LINKAT 39
 #define IORING_OP_FTRUNCATE 55
 #define IORING_OP_WRITEV_FIXED 61
 #define REQ_F_CQE_SKIP (1ULL << 6)
@@ -78,15 +80,20 @@ int BPF_PROG(yeet_sys_exit, struct pt_regs *regs, long ret)
 
 static __always_inline void inode_changed(struct inode *inode)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending *p = task_pending(task, 0);
+	struct task_struct *task;
+	struct pending *p;
 	__u64 addr;
 
+	/* this fires on every inode update: nothing unless a truncate(path)
+	 * is in flight somewhere, then only for watched filesystems */
+	if (!gen_get(GEN_PATH_TRUNCS) || !dev_watched(inode))
+		return;
+	task = bpf_get_current_task_btf();
+	p = task_pending(task, 0);
 	if (!p || p->nr != NR_truncate + 1)
 		return;
 	addr = as_scalar(inode);
-	if (record_inode((struct inode *)addr, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC,
-			 YEET_OP_INODE)) {
+	if (record_inode(addr, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_INODE)) {
 		if (!p->inode)
 			p->inode = addr;
 		p->marked++;
@@ -112,19 +119,21 @@ int BPF_PROG(yeet_ext4_mark_inode_dirty, struct inode *inode, unsigned long ip)
 SEC("tp_btf/writeback_dirty_folio")
 int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mapping)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending *p = task_pending(task, 0);
+	struct task_struct *task;
 	unsigned long flags = 0, order = 0;
 	struct inode *inode;
+	struct pending *p;
 	__u64 start;
 
-	if (p && p->nr && p->file)
-		return 0; /* a traced write in progress: its exit accounts for it */
 	if (!mapping)
 		return 0;
-	inode = BPF_CORE_READ(mapping, host);
-	if (!is_reg(inode))
+	inode = mapping->host;
+	if (!dev_watched(inode))
 		return 0;
+	task = bpf_get_current_task_btf();
+	p = task_pending(task, 0);
+	if (p && p->nr)
+		return 0; /* a write-like call is in progress: its exit accounts for it */
 	if (bpf_core_field_exists(struct folio___old, flags))
 		flags = BPF_CORE_READ((struct folio___old *)folio, flags);
 	else
@@ -132,7 +141,7 @@ int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mappin
 	if (flags & (1UL << bpf_core_enum_value(enum pageflags, PG_head)))
 		order = BPF_CORE_READ(folio, _flags_1) & 0xff;
 	start = (__u64)BPF_CORE_READ(folio, index) << 12;
-	record_inode(inode, start, start + (4096ULL << (order & 31)), 0, YEET_OP_FOLIO);
+	record_inode(as_scalar(inode), start, start + (4096ULL << (order & 31)), 0, YEET_OP_FOLIO);
 	return 0;
 }
 
@@ -148,7 +157,7 @@ int BPF_PROG(yeet_dio_begin, struct kiocb *iocb, struct iov_iter *iter, unsigned
 	/* synchronous direct I/O completes before its syscall returns */
 	if (!BPF_CORE_READ(iter, data_source) || !BPF_CORE_READ(iocb, ki_complete))
 		return 0;
-	if (!file_watched(BPF_CORE_READ(iocb, ki_filp)))
+	if (!iocb->ki_filp || !dev_watched(iocb->ki_filp->f_inode))
 		return 0;
 	bpf_map_update_elem(&dio_writes, &key, &one, BPF_ANY);
 	return 0;
@@ -167,7 +176,7 @@ int BPF_PROG(yeet_dio_complete, struct kiocb *iocb, int error, long ret)
 	pos = (__u64)BPF_CORE_READ(iocb, ki_pos); /* already advanced by ret */
 	/* an error may follow a partial write; reaching the end of file may
 	 * have opened a hole whose start we do not know */
-	if (ret <= 0 || error || pos >= (__u64)BPF_CORE_READ(f, f_inode, i_size))
+	if (ret <= 0 || error || pos >= (__u64)inode_size(file_inode_addr(f)))
 		record_whole(f, 0, YEET_OP_DIO, ret);
 	else
 		record_file(f, pos >= (__u64)ret ? pos - ret : 0, pos, 0, YEET_OP_DIO, ret);
@@ -203,10 +212,13 @@ int BPF_PROG(yeet_uring_submit, struct io_kiocb *req)
 {
 	__u64 flags = BPF_CORE_READ_BITFIELD_PROBED(req, flags);
 
+	__u8 opcode = BPF_CORE_READ(req, opcode);
+
 	if (!(flags & REQ_F_CQE_SKIP))
 		return 0;
 	/* no completion event will tell us when it lands */
-	if (uring_writes(BPF_CORE_READ(req, opcode)) || uring_open_trunc(req))
+	if (uring_writes(opcode) || uring_open_trunc(req) || opcode == IORING_OP_RENAMEAT ||
+	    opcode == IORING_OP_LINKAT)
 		stat_add(YEET_STAT_UNPLACEABLE, 1);
 	return 0;
 }
@@ -220,12 +232,17 @@ int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *c
 	if (!req)
 		return 0;
 	opcode = BPF_CORE_READ(req, opcode);
+	if (opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_LINKAT) {
+		renamed();
+		return 0;
+	}
 	if (uring_writes(opcode)) {
 		struct file *f = BPF_CORE_READ(req, file);
 
 		if (opcode == IORING_OP_FTRUNCATE)
-			truncated(file_inode_addr(f));
-		record_whole(f, 0, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
+			truncated_whole(f, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
+		else
+			record_whole(f, 0, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
 		return 0;
 	}
 	if (uring_open_trunc(req)) {
@@ -240,8 +257,7 @@ int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *c
 			return 0;
 		}
 		f = fd_file(bpf_get_current_task_btf(), res);
-		truncated(file_inode_addr(f));
-		record_whole(f, YEET_F_TRUNC, YEET_OP_IO_URING, res);
+		truncated_whole(f, YEET_OP_IO_URING, res);
 	}
 	return 0;
 }

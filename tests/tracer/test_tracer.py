@@ -329,3 +329,31 @@ def test_unprivileged_user_gets_a_reason(tmp_path: Path) -> None:
 
 def test_unavailable_is_a_yeet_error() -> None:
     assert TracerUnavailable("x").exit_code == 8
+
+
+def test_open_file_moved_into_the_tree(tmp_path: Path, open_tracer: Callable[..., Tracer]) -> None:
+    """The kernel caches "is this open file watched?"; renames and new roots
+    must invalidate it."""
+    inside, outside = tmp_path / "in", tmp_path / "out"
+    inside.mkdir()
+    outside.mkdir()
+    f = outside / "f"
+    f.write_bytes(b"0" * 100)
+    t = open_tracer([inside])
+    t.dirty_files()
+    fd = os.open(f, os.O_RDWR)
+    os.pwrite(fd, b"a", 0)  # outside: not reported, and now cached as such
+    assert file_id(str(f)) not in t.dirty_files()
+    os.rename(f, inside / "f")
+    os.pwrite(fd, b"b", 10)  # same open file, now inside
+    assert t.dirty_files()[file_id(str(inside / "f"))] == RangeSet([(10, 11)])
+    g = outside / "g"
+    g.write_bytes(b"0" * 100)
+    gfd = os.open(g, os.O_RDWR)
+    os.pwrite(gfd, b"a", 0)
+    assert file_id(str(g)) not in t.dirty_files()
+    t.add_root(str(outside))
+    os.pwrite(gfd, b"c", 20)
+    assert t.dirty_files()[file_id(str(g))] == RangeSet([(20, 21)])
+    os.close(fd)
+    os.close(gfd)

@@ -346,6 +346,16 @@ class RingBuffer:
         self._callbacks.clear()
 
 
+def possible_cpus() -> int:
+    """Values per key in per-CPU maps (what libbpf_num_possible_cpus() says)."""
+    with open("/sys/devices/system/cpu/possible", "rb") as f:
+        text = f.read().decode().strip()
+    last = 0
+    for part in text.split(","):
+        last = max(last, int(part.split("-")[-1]))
+    return last + 1
+
+
 # ---- kernel BTF -------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ _PROGRAMS: dict[str, tuple[str, bool]] = {
     "yeet_uring_complete": ("io_uring_complete", False),
 }
 _PAIRS = (("yeet_dio_begin", "yeet_dio_complete"), ("yeet_uring_submit", "yeet_uring_complete"))
+GEN_EPOCH, GEN_ROOTS = 0, 2  # slots of the `gens` map (slot 1: renames, kernel-owned)
 _RESCAN_STATS = {
     abi.STAT_DROPS: "the kernel dropped changes",
     abi.STAT_UNPLACEABLE: "writes the tracer cannot place",
@@ -293,10 +294,12 @@ class Tracer:
                     raise TracerUnavailable(f"the kernel refused to attach to {tp}: {e}") from e
                 self.hooks[tp] = f"refused: {e.strerror}"
         self._fd_dirty = libbpf.map_fd(m["dirty"])
-        self._fd_epoch = libbpf.map_fd(m["epoch"])
+        self._fd_gens = libbpf.map_fd(m["gens"])
         self._fd_sync_outer = libbpf.map_fd(m["sync_outer"])
         self._fd_sync_inner = libbpf.map_fd(m["sync_inner"])
         self._epoch = 0
+        self._roots_gen = 0
+        self._ncpus = libbpf.possible_cpus()
         self._fd_devs = libbpf.map_fd(m["watched_devs"])
         self._fd_dirs = libbpf.map_fd(m["watched_dirs"])
         self._fd_stats = libbpf.map_fd(m["stats"])
@@ -318,7 +321,13 @@ class Tracer:
         self._roots[(kdev, st.st_ino)] = path
         self._root_devs[kdev] = self._root_devs.get(kdev, 0) + 1
         libbpf.update(self._fd_devs, ctypes.c_uint32(kdev), ctypes.c_uint32(abi.WATCH_SUBTREES))
+        self._roots_changed()
         self._handles.learn(path, udev)
+
+    def _roots_changed(self) -> None:
+        """The kernel's cached per-file answers are stale now."""
+        self._roots_gen += 1
+        libbpf.update(self._fd_gens, ctypes.c_uint32(GEN_ROOTS), ctypes.c_uint64(self._roots_gen))
 
     def remove_root(self, path: str) -> None:
         path = os.path.abspath(path)
@@ -331,6 +340,7 @@ class Tracer:
             if not self._root_devs[kdev]:
                 del self._root_devs[kdev]
                 libbpf.delete(self._fd_devs, ctypes.c_uint32(kdev))
+            self._roots_changed()
 
     @property
     def roots(self) -> list[str]:
@@ -346,7 +356,7 @@ class Tracer:
         self._check_open()
         old = self._epoch
         self._epoch += 1
-        libbpf.update(self._fd_epoch, ctypes.c_uint32(0), ctypes.c_uint64(self._epoch))
+        libbpf.update(self._fd_gens, ctypes.c_uint32(GEN_EPOCH), ctypes.c_uint64(self._epoch))
         # updating a map-in-map returns only after every BPF program that was
         # running has finished (synchronize_rcu): none still writes epoch `old`
         libbpf.update(self._fd_sync_outer, ctypes.c_uint32(0), ctypes.c_uint32(self._fd_sync_inner))
@@ -404,10 +414,10 @@ class Tracer:
 
     def _read_stats(self) -> list[int]:
         out = []
-        v = ctypes.c_uint64(0)
+        per_cpu = (ctypes.c_uint64 * self._ncpus)()
         for i in range(abi.STAT_MAX):
-            libbpf.lookup(self._fd_stats, ctypes.c_uint32(i), v)
-            out.append(int(v.value))
+            libbpf.lookup(self._fd_stats, ctypes.c_uint32(i), per_cpu)
+            out.append(sum(per_cpu))
         return out
 
     def _sticky_from_existing_mappings(self) -> None:
