@@ -24,7 +24,9 @@
  *   tp_btf/writeback_mark_inode_dirty, ext4_mark_inode_dirty: find the inode
  *     of truncate(path), which has no file descriptor.
  *
- * Recording and the epoch protocol: yeet_record.h.
+ * Maps: yeet_maps.h. Watched files: yeet_files.h. Recording and the
+ * epoch protocol: yeet_record.h, yeet_maps.h. Calls: yeet_syscalls.h,
+ * yeet_othercalls.h.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -34,6 +36,8 @@
 
 #include "yeet_kernel.h"
 #include "yeet_trace.h"
+#include "yeet_maps.h"
+#include "yeet_files.h"
 #include "yeet_record.h"
 #include "yeet_syscalls.h"
 
