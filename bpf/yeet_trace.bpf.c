@@ -265,3 +265,14 @@ int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *c
 	}
 	return 0;
 }
+
+/* ---- fentry: probed only ------------------------------------------------------ */
+
+/* Never attached: userspace loads it alone to learn whether fentry/fexit work
+ * on this kernel (a faster path could use them; the tracepoints above are the
+ * path that must always work). */
+SEC("fentry/vfs_fsync_range")
+int BPF_PROG(yeet_fentry_probe)
+{
+	return 0;
+}

@@ -357,3 +357,11 @@ def test_open_file_moved_into_the_tree(tmp_path: Path, open_tracer: Callable[...
     assert t.dirty_files()[file_id(str(g))] == RangeSet([(20, 21)])
     os.close(fd)
     os.close(gfd)
+
+
+def test_hooks_report(tree: Path, open_tracer: Callable[..., Tracer]) -> None:
+    t = open_tracer([tree])
+    assert t.hooks["sys_enter"] == "attached"
+    assert t.hooks["sys_exit"] == "attached"
+    fentry = t.hooks["fentry (fast path, unused)"]
+    assert fentry == "available" or fentry.startswith("refused")

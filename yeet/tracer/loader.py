@@ -151,6 +151,41 @@ def _has_bpf_caps() -> bool:
     return os.geteuid() == 0
 
 
+_fentry_status: str | None = None
+
+
+def probe_fentry(object_path: str | None = None) -> str:
+    """Whether fentry/fexit programs load here ("available" or "refused: why").
+
+    The tracer's hooks are tracepoints; fentry could only ever be a faster
+    path, so this is informational. Loads a do-nothing program once.
+    """
+    global _fentry_status
+    if _fentry_status is not None:
+        return _fentry_status
+    try:
+        obj = libbpf.object_open(object_path or _object_path())
+    except (OSError, libbpf.LibbpfError) as e:
+        return f"unknown: {e}"
+    try:
+        for prog in libbpf.programs(obj):
+            libbpf.program_set_autoload(prog, libbpf.program_name(prog) == "yeet_fentry_probe")
+        for m in libbpf.maps(obj):  # every map is created: keep them tiny
+            name = libbpf.map_name(m)
+            if name in ("notices", "verbose_rb"):
+                libbpf.map_set_max_entries(m, 4096)
+            elif name in ("dirty", "fcache", "truncs", "dio_writes"):
+                libbpf.map_set_max_entries(m, 1)
+        try:
+            libbpf.object_load(obj)
+            _fentry_status = "available"
+        except libbpf.LibbpfError as e:
+            _fentry_status = f"refused: {e.strerror} ({errno.errorcode.get(e.errno or 0, '?')})"
+    finally:
+        libbpf.object_close(obj)
+    return _fentry_status
+
+
 def _object_path() -> str:
     return str(resources.files("yeet.tracer").joinpath(OBJECT_NAME))
 
@@ -214,6 +249,7 @@ class Tracer:
                 verbose_ring=verbose_ring,
                 ignore_self=ignore_self,
             )
+            t.hooks["fentry (fast path, unused)"] = probe_fentry(object_path)
             for root in roots:
                 t.add_root(os.fspath(root))
             t._sticky_from_existing_mappings()

@@ -139,6 +139,9 @@ async def _run(
     tracer.attach_loop(loop, on_dirty=drain, on_event=None if ranges else on_event)
     what = "dirty ranges" if ranges else "writes"
     print(f"yeet trace: tracing {what} under {', '.join(roots)} (Ctrl-C to stop)", file=err)
+    for hook, status in tracer.hooks.items():
+        if status != "attached":
+            print(f"yeet trace: {hook}: {status}", file=err)
     if ready is not None:
         ready()
     await done.wait()
