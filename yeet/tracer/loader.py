@@ -17,18 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import os
-import platform
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import NamedTuple
 
 from yeet.errors import TracerUnavailable
-from yeet.tracer import abi, libbpf
+from yeet.tracer import abi, kernel, libbpf
 from yeet.tracer.paths import (
     HandleResolver,
     Mount,
@@ -39,8 +35,6 @@ from yeet.tracer.paths import (
 )
 from yeet.tracer.paths import generation as inode_generation
 from yeet.tracer.ranges import WHOLE, Ranges, RangeSet, from_kernel, merge
-
-OBJECT_NAME = "yeet_trace.bpf.o"
 
 # program name -> tracepoint it needs; required programs make open() fail
 _PROGRAMS: dict[str, tuple[str, bool]] = {
@@ -111,85 +105,6 @@ class TraceEvent:
     path: str
 
 
-def _check_environment() -> None:
-    if sys.platform != "linux":
-        raise TracerUnavailable("the write tracer needs Linux (eBPF)")
-    if platform.machine() != "x86_64":
-        raise TracerUnavailable(
-            f"the tracer's kernel object is built for x86_64, this is {platform.machine()}"
-        )
-    if not _has_bpf_caps():
-        raise TracerUnavailable(
-            "the write tracer needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)",
-            hint="run as root, or use the `yeet tracer` service",
-        )
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
-        raise TracerUnavailable(
-            "the kernel has no BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF=y)"
-        )
-    try:
-        with open("/sys/kernel/security/lockdown", "rb") as f:
-            if b"[confidentiality]" in f.read():
-                raise TracerUnavailable(
-                    "kernel lockdown=confidentiality forbids BPF tracing of kernel memory"
-                )
-    except OSError:
-        pass
-
-
-def _has_bpf_caps() -> bool:
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"CapEff:"):
-                    caps = int(line.split()[1], 16)
-                    return bool(caps & (1 << 21)) or (
-                        bool(caps & (1 << 39)) and bool(caps & (1 << 38))
-                    )
-    except OSError:
-        pass
-    return os.geteuid() == 0
-
-
-_fentry_status: str | None = None
-
-
-def probe_fentry(object_path: str | None = None) -> str:
-    """Whether fentry/fexit programs load here ("available" or "refused: why").
-
-    The tracer's hooks are tracepoints; fentry could only ever be a faster
-    path, so this is informational. Loads a do-nothing program once.
-    """
-    global _fentry_status
-    if _fentry_status is not None:
-        return _fentry_status
-    try:
-        obj = libbpf.object_open(object_path or _object_path())
-    except (OSError, libbpf.LibbpfError) as e:
-        return f"unknown: {e}"
-    try:
-        for prog in libbpf.programs(obj):
-            libbpf.program_set_autoload(prog, libbpf.program_name(prog) == "yeet_fentry_probe")
-        for m in libbpf.maps(obj):  # every map is created: keep them tiny
-            name = libbpf.map_name(m)
-            if name in ("notices", "verbose_rb"):
-                libbpf.map_set_max_entries(m, 4096)
-            elif name in ("dirty", "fcache", "truncs", "dio_writes"):
-                libbpf.map_set_max_entries(m, 1)
-        try:
-            libbpf.object_load(obj)
-            _fentry_status = "available"
-        except libbpf.LibbpfError as e:
-            _fentry_status = f"refused: {e.strerror} ({errno.errorcode.get(e.errno or 0, '?')})"
-    finally:
-        libbpf.object_close(obj)
-    return _fentry_status
-
-
-def _object_path() -> str:
-    return str(resources.files("yeet.tracer").joinpath(OBJECT_NAME))
-
-
 def _pow2_at_least(n: int, floor: int = 4096) -> int:
     size = floor
     while size < n:
@@ -238,18 +153,18 @@ class Tracer:
 
         Raises ``TracerUnavailable`` saying why when the kernel will not have it.
         """
-        _check_environment()
+        kernel.check_environment()
         t = cls()
         try:
             t._load(
-                object_path or _object_path(),
+                object_path or kernel.object_path(),
                 verbose=verbose,
                 max_files=max_files,
                 notice_ring=notice_ring,
                 verbose_ring=verbose_ring,
                 ignore_self=ignore_self,
             )
-            t.hooks["fentry (fast path, unused)"] = probe_fentry(object_path)
+            t.hooks["fentry (fast path, unused)"] = kernel.probe_fentry(object_path)
             for root in roots:
                 t.add_root(os.fspath(root))
             t._sticky_from_existing_mappings()
@@ -317,7 +232,7 @@ class Tracer:
         try:
             libbpf.object_load(self._obj)
         except libbpf.LibbpfError as e:
-            raise TracerUnavailable(_explain_load_failure(e)) from e
+            raise TracerUnavailable(kernel.explain_load_failure(e)) from e
         for name, prog in progs.items():
             if not libbpf.program_autoload(prog):
                 continue
@@ -645,16 +560,6 @@ class Tracer:
 
 def _mounts_of_dev(dev: int) -> list[Mount]:
     return [m for m in mounts() if m.dev == dev]
-
-
-def _explain_load_failure(e: libbpf.LibbpfError) -> str:
-    if e.errno == errno.EPERM:
-        return (
-            "the kernel refused to load the tracer (EPERM): lockdown, a BPF LSM "
-            "policy or missing capabilities"
-        )
-    detail = [line for line in e.log if line and not line.startswith(";")][-6:]
-    return f"the kernel refused the tracer program ({e.strerror}): " + " | ".join(detail)
 
 
 __all__ = ["DirtyFiles", "FileId", "RangeSet", "TraceEvent", "Tracer"]
