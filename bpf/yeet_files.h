@@ -199,6 +199,19 @@ __noinline int evaluate(__u64 inode, __u64 dentry, struct evaluation *out)
 	return watched(&iv, dentry, &out->root_ino, &out->id);
 }
 
+/* The cached answer for an open file if it is there and fresh (no reads of
+ * the file beyond f_inode, which tells a reused struct file apart). */
+static __always_inline struct fstate *file_state_cached(struct file *f, __u64 inode)
+{
+	__u64 key = (__u64)f;
+	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
+
+	if (st && st->inode == inode && st->rgen == (__u32)gen_get(GEN_RENAME) &&
+	    st->wgen == (__u32)gen_get(GEN_ROOTS))
+		return st;
+	return NULL;
+}
+
 /* The cached answer for an open file (computed now if missing or stale).
  * NULL only when the cache refuses an entry: the caller must be careful. */
 static __always_inline struct fstate *file_state(struct file *f, struct fview *v)

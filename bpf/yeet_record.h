@@ -194,9 +194,14 @@ __noinline int record(__u64 inode, __u64 dentry, struct mark *m)
 			return 1;
 		}
 	}
-	bpf_spin_lock(&d->lock);
-	overflow = merge_locked(d, m->start, m->end, m->flags);
-	bpf_spin_unlock(&d->lock);
+	if (d->flags & YEET_F_WHOLE) {
+		/* already whole (flags only ever grow): nothing to merge, no lock */
+		overflow = 0;
+	} else {
+		bpf_spin_lock(&d->lock);
+		overflow = merge_locked(d, m->start, m->end, m->flags);
+		bpf_spin_unlock(&d->lock);
+	}
 
 	stat_add(YEET_STAT_MARKS, 1);
 	if (overflow)

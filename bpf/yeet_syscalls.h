@@ -82,6 +82,12 @@ struct pending {
 	__u32 unknown;   /* 1: the file cache had no room; whole file at exit */
 	__u32 counted;   /* 1: counted in GEN_PATH_TRUNCS */
 	__u32 pad;
+	/* this task's last open file that is not watched (a lookup-free answer
+	 * for the common case), valid for these generations */
+	__u64 u_file;
+	__u64 u_inode;
+	__u32 u_rgen;
+	__u32 u_wgen;
 };
 
 struct {
@@ -249,6 +255,7 @@ static __always_inline void enter_fd(struct task_struct *task, long id, long fd,
 	struct fview v = {};
 	struct fstate *st;
 	struct file *f;
+	__u64 inode;
 
 	if (!p)
 		return; /* the exit falls back to a whole-file mark */
@@ -263,15 +270,29 @@ static __always_inline void enter_fd(struct task_struct *task, long id, long fd,
 	f = fd_file(task, fd);
 	if (!f)
 		return;
-	file_view(f, &v);
-	st = file_state(f, &v);
+	/* the common case for files nobody watches: one 8-byte read */
+	inode = (__u64)BPF_CORE_READ(f, f_inode);
+	if (p->u_file == (__u64)f && p->u_inode == inode && p->u_rgen == p->rgen &&
+	    p->u_wgen == p->wgen)
+		return; /* file == 0: nothing to do at exit, unless a rename lands */
+	st = file_state_cached(f, inode);
+	if (!st || st->watched)
+		file_view(f, &v);
 	if (!st) {
-		p->file = (__u64)f;
-		p->unknown = 1;
+		st = file_state(f, &v);
+		if (!st) {
+			p->file = (__u64)f;
+			p->unknown = 1;
+			return;
+		}
+	}
+	if (!st->watched) {
+		p->u_file = (__u64)f;
+		p->u_inode = inode;
+		p->u_rgen = p->rgen;
+		p->u_wgen = p->wgen;
 		return;
 	}
-	if (!st->watched)
-		return; /* file == 0: nothing to do at exit, unless a rename lands */
 	p->file = (__u64)f;
 	p->inode = v.inode;
 	p->dentry = v.dentry;
