@@ -195,8 +195,11 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		if (ret == 0)
 			renamed();
 		return;
-	case NR32_openat2: case NR32_truncate: case NR32_truncate64: case NR32_io_submit:
-	case NR32_old_mmap:
+	case NR32_truncate: case NR32_truncate64:
+		/* a 32-bit path pointer: userspace resolves it like any truncate(path) */
+		exit_trunc_path(task, (__u32)regs->bx, (__u32)regs->cx, NULL, ret);
+		return;
+	case NR32_openat2: case NR32_io_submit: case NR32_old_mmap:
 		/* would need 32-bit user structures or a path lookup */
 		stat_add(YEET_STAT_UNPLACEABLE, 1);
 		return;

@@ -510,7 +510,7 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 
 /* truncate(path): no descriptor. The inode hooks (below, in the main file)
  * may have found the inode; userspace resolves the path as well. */
-static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_regs *regs,
+static __always_inline void exit_trunc_path(struct task_struct *task, __u64 path, __u64 length,
 					    struct pending *p, long ret)
 {
 	struct yeet_file_id none = {};
@@ -519,7 +519,7 @@ static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_
 
 	if (ret != 0)
 		return;
-	if (p->inode) { /* again, now that the new size is in place */
+	if (p && p->inode) { /* again, now that the new size is in place */
 		truncated(p->inode);
 		record_inode(p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_TRUNCATE);
 	}
@@ -534,8 +534,8 @@ static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_
 	ev->tid = (__u32)bpf_get_current_pid_tgid();
 	ev->id = none;
 	ev->ts_ns = bpf_ktime_get_boot_ns();
-	ev->start = regs->si;
-	ev->end = p->marked;
+	ev->start = length;
+	ev->end = p ? p->marked : 0;
 	ev->op_start = ev->op_end = 0;
 	ev->flags = 0;
 	ev->ret = 0;
@@ -543,7 +543,7 @@ static __always_inline void exit_trunc_path(struct task_struct *task, struct pt_
 	ev->root_ino = 0;
 	ev->depth = 0;
 	ev->complete = 0;
-	bpf_probe_read_user_str(ev->names, sizeof(ev->names), (void *)regs->di);
+	bpf_probe_read_user_str(ev->names, sizeof(ev->names), (void *)path);
 	fs = BPF_CORE_READ(task, fs);
 	if (fs) {
 		struct inode *ci = BPF_CORE_READ(fs, pwd.dentry, d_inode);
@@ -623,11 +623,12 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 		 * mid-call): whatever it wrote, the whole file */
 		stat_add(YEET_STAT_FALLBACKS, 1);
 		if (id == NR_truncate) {
-			stat_add(YEET_STAT_UNPLACEABLE, 1);
 			if (p && p->counted) {
 				p->counted = 0;
 				gen_add(GEN_PATH_TRUNCS, -1);
 			}
+			/* userspace resolves the path (rescans if it cannot) */
+			exit_trunc_path(task, regs->di, regs->si, NULL, ret);
 		} else
 			record_whole(fd_file(task, out_fd(id, regs)), 0, YEET_OP_FALLBACK, ret);
 		if (p)
@@ -640,7 +641,7 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 			p->counted = 0;
 			gen_add(GEN_PATH_TRUNCS, -1);
 		}
-		exit_trunc_path(task, regs, p, ret);
+		exit_trunc_path(task, regs->di, regs->si, p, ret);
 	} else if (p->file) {
 		exit_fd(task, regs, p, id, ret);
 	} else if (gens_moved(p)) {
