@@ -113,7 +113,13 @@ def _pow2_at_least(n: int, floor: int = 4096) -> int:
 
 
 class Tracer:
-    """A loaded tracer. Use ``Tracer.open(roots)``; ``close()`` detaches."""
+    """A loaded tracer. Use ``Tracer.open(roots)``; ``close()`` detaches.
+
+    Not thread-safe: use one tracer from one thread (normally the event loop's).
+    Usage by a session: open the tracer, *then* scan (changes after ``open``
+    returns are traced), then loop: ``await wait_dirty()``, ``dirty_files()``,
+    read and ship the reported ranges (or rescan when ``rescan`` is set).
+    """
 
     def __init__(self) -> None:
         self._obj = 0
