@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * yeet_files.h - from file descriptors and inodes to "is it watched?".
+ *
+ * Invariant: a file is reported as not watched only if it is not a regular
+ * file, or its filesystem is not watched, or it has a single link and none
+ * of its ancestors (up to the filesystem root) is a watched directory. A
+ * cached answer for an open file is used only while no rename/link happened
+ * and the roots did not change since it was computed.
+ *
+ * Kernel memory behind plain numbers (file descriptors lead to those) is read
+ * with one bpf_probe_read_kernel per structure ("windows"); fields are then
+ * taken at their CO-RE offsets, falling back to a single read when a field
+ * lies outside the window on some kernel.
+ *
+ * Part of yeet_trace.bpf.c (one translation unit); not a standalone header.
+ */
+#ifndef YEET_FILES_H
+#define YEET_FILES_H
+
+/* one read for a window of a structure; field at its CO-RE offset */
+#define WIN_READ(win, type, base) \
+	bpf_probe_read_kernel(&(win), min_u64(sizeof(win), bpf_core_type_size(type)), (void *)(base))
+#define WIN_GET(win, base, type, field, T) ({					\
+	T __v = 0;								\
+	__u32 __o = bpf_core_field_offset(type, field);			\
+	if (__o + sizeof(T) <= min_u64(sizeof(win), bpf_core_type_size(type)))	\
+		__v = *(T *)((void *)&(win) + __o);				\
+	else									\
+		bpf_probe_read_kernel(&__v, sizeof(T), (void *)(base) + __o);	\
+	__v;									\
+})
+
+struct win128 {
+	__u64 q[16];
+};
+
+struct win120 {
+	__u64 q[15];
+};
+
+struct win64 {
+	__u64 q[8];
+};
+
+struct fview {
+	__u64 inode;
+	__u64 dentry;
+	__s64 pos;
+	__u32 flags;
+	__u32 mode;
+};
+
+static __always_inline void file_view(struct file *f, struct fview *v)
+{
+	struct win120 w = {};
+
+	WIN_READ(w, struct file, f);
+	v->inode = WIN_GET(w, f, struct file, f_inode, __u64);
+	v->dentry = WIN_GET(w, f, struct file, f_path.dentry, __u64);
+	v->pos = WIN_GET(w, f, struct file, f_pos, __s64);
+	v->flags = WIN_GET(w, f, struct file, f_flags, __u32);
+	v->mode = WIN_GET(w, f, struct file, f_mode, __u32);
+}
+
+struct iview {
+	__u64 ino;
+	__u64 sb;
+	__s64 size;
+	__u32 nlink;
+	__u32 gen;
+	__u16 mode;
+};
+
+static __always_inline void inode_view(__u64 inode, struct iview *v)
+{
+	struct win128 w = {};
+
+	WIN_READ(w, struct inode, inode);
+	v->mode = WIN_GET(w, inode, struct inode, i_mode, __u16);
+	v->sb = WIN_GET(w, inode, struct inode, i_sb, __u64);
+	v->ino = WIN_GET(w, inode, struct inode, i_ino, __u64);
+	v->nlink = WIN_GET(w, inode, struct inode, i_nlink, __u32);
+	v->size = WIN_GET(w, inode, struct inode, i_size, __s64);
+	v->gen = WIN_GET(w, inode, struct inode, i_generation, __u32);
+}
+
+static __always_inline __u32 sb_dev(__u64 sb)
+{
+	return BPF_CORE_READ((struct super_block *)sb, s_dev);
+}
+
+static __always_inline __s64 inode_size(__u64 inode)
+{
+	return BPF_CORE_READ((struct inode *)inode, i_size);
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+{
+	struct file *f = NULL;
+	struct files_struct *files;
+	struct fdtable *fdt;
+	struct file **fds;
+
+	if (fd < 0)
+		return NULL;
+	files = task->files; /* trusted task: direct loads */
+	if (!files)
+		return NULL;
+	fdt = files->fdt;
+	if (!fdt || (unsigned long)fd >= fdt->max_fds)
+		return NULL;
+	fds = fdt->fd;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+static __always_inline __u64 dentry_alias(__u64 inode)
+{
+	struct hlist_node *first = BPF_CORE_READ((struct inode *)inode, i_dentry.first);
+
+	if (!first)
+		return 0;
+	return (__u64)first - bpf_core_field_offset(struct dentry, d_u.d_alias);
+}
+
+/* A typed kernel pointer (a tracepoint argument) as a plain number: global
+ * functions accept only scalars, and the verifier would not let it decay. */
+static __always_inline __u64 as_scalar(void *ptr)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &ptr);
+	return v;
+}
+
+/*
+ * Is an inode (with its view v, reached through dentry, which may be 0)
+ * watched? 0: no. 1: yes; *root_ino = watched directory it lies under
+ * (0: unknown). Fills id.
+ */
+static __always_inline int watched(struct iview *v, __u64 dentry, __u64 *root_ino,
+				   struct yeet_file_id *id)
+{
+	struct yeet_dir_key k = {};
+	__u32 dev, *w;
+
+	*root_ino = 0;
+	if ((v->mode & S_IFMT) != S_IFREG)
+		return 0;
+	dev = sb_dev(v->sb);
+	w = bpf_map_lookup_elem(&watched_devs, &dev);
+	if (!w)
+		return 0;
+	id->ino = v->ino;
+	id->dev = dev;
+	id->gen = v->gen;
+	if (*w & YEET_WATCH_ALL)
+		return 1;
+	/* another link may be inside the tree even if this one is not */
+	if (v->nlink > 1 || !dentry)
+		return 1;
+	k.dev = dev;
+	for (int i = 0; i < YEET_MAX_ANCESTORS; i++) {
+		struct win64 w = {};
+		__u64 di, parent;
+
+		WIN_READ(w, struct dentry, dentry);
+		di = WIN_GET(w, dentry, struct dentry, d_inode, __u64);
+		parent = WIN_GET(w, dentry, struct dentry, d_parent, __u64);
+		if (di) {
+			k.ino = BPF_CORE_READ((struct inode *)di, i_ino);
+			if (bpf_map_lookup_elem(&watched_dirs, &k)) {
+				*root_ino = k.ino;
+				return 1;
+			}
+		}
+		if (!parent || parent == dentry)
+			return 0;
+		dentry = parent;
+	}
+	return 1; /* deeper than we look: keep it */
+}
+
+struct evaluation {
+	__u64 root_ino;
+	struct yeet_file_id id;
+};
+
+/* Is this inode watched (see watched())? A global function: the verifier
+ * walks its loop once per program instead of once per call site. */
+__noinline int evaluate(__u64 inode, __u64 dentry, struct evaluation *out)
+{
+	struct iview iv = {};
+
+	if (!out || !inode)
+		return 0;
+	inode_view(inode, &iv);
+	return watched(&iv, dentry, &out->root_ino, &out->id);
+}
+
+/* The cached answer for an open file if it is there and fresh (no reads of
+ * the file beyond f_inode, which tells a reused struct file apart). */
+static __always_inline struct fstate *file_state_cached(struct file *f, __u64 inode)
+{
+	__u64 key = (__u64)f;
+	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
+
+	if (st && st->inode == inode && st->rgen == (__u32)gen_get(GEN_RENAME) &&
+	    st->wgen == (__u32)gen_get(GEN_ROOTS))
+		return st;
+	return NULL;
+}
+
+/* The cached answer for an open file (computed now if missing or stale).
+ * NULL only when the cache refuses an entry: the caller must be careful. */
+static __always_inline struct fstate *file_state(struct file *f, struct fview *v)
+{
+	__u64 key = (__u64)f, rgen = gen_get(GEN_RENAME), wgen = gen_get(GEN_ROOTS);
+	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
+	struct evaluation ev = {};
+	struct dirty_bytes *z;
+	__u32 zero = 0;
+
+	if (st && st->inode == v->inode) {
+		if (st->rgen == (__u32)rgen && st->wgen == (__u32)wgen)
+			return st;
+		/* stale: recompute in place, keeping the lseek history (a
+		 * replaced entry could lose a concurrent lseek's increment);
+		 * generations read before, written after the answer */
+		st->watched = evaluate(v->inode, v->dentry, &ev);
+		st->root_ino = ev.root_ino;
+		st->id = ev.id;
+		st->dentry = v->dentry;
+		st->rgen = (__u32)rgen;
+		st->wgen = (__u32)wgen;
+		return st;
+	}
+	/* a new entry, zeroed from the template (no big struct on the stack);
+	 * `inode` is written last: until then readers see a mismatch */
+	z = bpf_map_lookup_elem(&zero_dirty, &zero);
+	if (!z || bpf_map_update_elem(&fcache, &key, z, BPF_ANY))
+		return NULL;
+	st = bpf_map_lookup_elem(&fcache, &key);
+	if (!st)
+		return NULL;
+	st->watched = evaluate(v->inode, v->dentry, &ev);
+	st->root_ino = ev.root_ino;
+	st->id = ev.id;
+	st->dentry = v->dentry;
+	st->birth = bpf_ktime_get_ns();
+	st->rgen = (__u32)rgen;
+	st->wgen = (__u32)wgen;
+	st->inode = v->inode;
+	return st;
+}
+
+/* cheap test on a typed inode (tracepoint argument): on a watched filesystem? */
+static __always_inline int dev_watched(struct inode *inode)
+{
+	__u32 dev;
+
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFREG)
+		return 0;
+	dev = inode->i_sb->s_dev;
+	return bpf_map_lookup_elem(&watched_devs, &dev) != NULL;
+}
+
+#endif /* YEET_FILES_H */

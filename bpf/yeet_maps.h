@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * yeet_maps.h - every map of the tracer, its configuration and counters.
+ *
+ * Invariant: userspace (yeet/tracer/loader.py) and the programs agree on what
+ * each map holds; the comments here are that agreement.
+ *
+ * Part of yeet_trace.bpf.c (one translation unit); not a standalone header.
+ */
+#ifndef YEET_MAPS_H
+#define YEET_MAPS_H
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+
+const volatile struct yeet_config cfg = {};
+/* never used: makes the compiler describe the event layout in the object's
+ * BTF, where tests compare it with the Python mirror */
+const volatile struct yeet_event *const yeet_abi_event = 0;
+
+/* ---- maps ------------------------------------------------------------------ */
+
+/* The range map. Keys carry the epoch they were recorded in; userspace bumps
+ * `epoch`, waits for running programs (see sync_outer), then reads and deletes
+ * the previous epoch's entries while new ones keep arriving. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct yeet_key);
+	__type(value, struct yeet_dirty);
+} dirty SEC(".maps");
+
+/* [0]: current epoch (userspace), [1]: rename/link generation (bumped here
+ * after every rename or link), [2]: roots generation (userspace),
+ * [3]: truncations so far, [4]: truncate(path) calls in flight */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 5);
+	__type(key, __u32);
+	__type(value, __u64);
+} gens SEC(".maps");
+#define GEN_EPOCH 0
+#define GEN_RENAME 1
+#define GEN_ROOTS 2
+#define GEN_TRUNCS 3
+#define GEN_PATH_TRUNCS 4
+
+/* Never read by the programs: updating a map-in-map makes the kernel wait for
+ * every running BPF program (synchronize_rcu) before the syscall returns,
+ * which is how userspace knows nothing still writes into the old epoch. */
+struct sync_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sync_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct sync_inner);
+} sync_outer SEC(".maps") = {
+	.values = { [0] = &sync_inner },
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);    /* kernel dev_t */
+	__type(value, __u32);  /* YEET_WATCH_* */
+} watched_devs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct yeet_dir_key);
+	__type(value, __u32);
+} watched_dirs SEC(".maps");
+
+/* per CPU, so counting never bounces a cache line between CPUs */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, YEET_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} notices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} verbose_rb SEC(".maps");
+
+/* all-zero template for new range map entries (never written); plain bytes:
+ * a value holding a bpf_spin_lock may not be passed to helpers as memory */
+struct dirty_bytes {
+	__u8 b[sizeof(struct yeet_dirty)];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dirty_bytes);
+} zero_dirty SEC(".maps");
+
+/* What we know about an open file (key: struct file *). */
+struct fstate {
+	__u64 inode;     /* the inode the answer is about */
+	__u64 dentry;
+	__u64 root_ino;  /* watched directory it lies under (0: unknown) */
+	__u64 seek;      /* lseek sequence: +1 at entry and exit (odd: in flight) */
+	__u64 birth;     /* tells a recreated entry from the one a writer saw */
+	struct yeet_file_id id;
+	__u32 rgen;      /* gens[GEN_RENAME] when computed */
+	__u32 wgen;      /* gens[GEN_ROOTS] when computed */
+	__u32 watched;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct fstate);
+} fcache SEC(".maps");
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static __always_inline void stat_add(__u32 idx, __s64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v) /* atomic: a program in interrupt context may nest */
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline __u64 gen_get(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&gens, &idx);
+
+	return v ? *v : 0;
+}
+
+static __always_inline void gen_add(__u32 idx, __s64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&gens, &idx);
+
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline __u64 min_u64(__u64 a, __u64 b) { return a < b ? a : b; }
+static __always_inline __u64 max_u64(__u64 a, __u64 b) { return a > b ? a : b; }
+
+#endif /* YEET_MAPS_H */

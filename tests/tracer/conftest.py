@@ -1,0 +1,39 @@
+"""Fixtures for the tracer tests: they load the real BPF object into the real kernel."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yeet.errors import TracerUnavailable
+from yeet.tracer import Tracer
+
+
+@pytest.fixture
+def open_tracer() -> Iterator[Callable[..., Tracer]]:
+    """open_tracer(roots, **kw) -> Tracer, closed at teardown.
+
+    Skips only where eBPF cannot work at all (not root / not Linux); a
+    refusal by a kernel that should work fails the test.
+    """
+    opened: list[Tracer] = []
+
+    def _open(roots: list[str | Path], **kw: Any) -> Tracer:
+        if os.geteuid() != 0:
+            pytest.skip("the tracer tests need root")
+        try:
+            t = Tracer.open([str(r) for r in roots], **kw)
+        except TracerUnavailable as e:
+            if not os.path.exists("/sys/kernel/btf/vmlinux"):
+                pytest.skip(f"no BTF: {e}")
+            raise
+        opened.append(t)
+        return t
+
+    yield _open
+    for t in opened:
+        t.close()

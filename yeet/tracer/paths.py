@@ -1,0 +1,277 @@
+"""From kernel identities back to paths, and the /proc facts the tracer needs.
+
+Invariant owned here: a path returned for a (dev, ino, gen) names that very
+inode at the time of the call (checked by the kernel through a file handle,
+or by ``lstat`` against the inode number), or the answer is ``None`` - never
+a guess. Device numbers crossing this module are userspace ``st_dev`` values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+AT_FDCWD = -100
+MAX_HANDLE_SZ = 128
+FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [
+        ("handle_bytes", ctypes.c_uint),
+        ("handle_type", ctypes.c_int),
+        ("f_handle", ctypes.c_ubyte * MAX_HANDLE_SZ),
+    ]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.name_to_handle_at.argtypes = [
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.POINTER(_FileHandle),
+    ctypes.POINTER(ctypes.c_int),
+    ctypes.c_int,
+]
+_libc.name_to_handle_at.restype = ctypes.c_int
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), ctypes.c_int]
+_libc.open_by_handle_at.restype = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_id: int
+    dev: int  # userspace dev_t of the superblock (mountinfo major:minor)
+    root: str  # path inside the filesystem that is mounted here
+    point: str  # where it is mounted
+    fstype: str
+
+
+def mounts() -> list[Mount]:
+    out: list[Mount] = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            parts = left.split()
+            major, minor = (int(x) for x in parts[2].split(":"))
+            out.append(
+                Mount(
+                    mount_id=int(parts[0]),
+                    dev=os.makedev(major, minor),
+                    root=_unescape(parts[3]),
+                    point=_unescape(parts[4]),
+                    fstype=right.split()[0] if right else "",
+                )
+            )
+    return out
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) + 1 and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_of(path: str) -> Mount | None:
+    """The mount a (real, absolute) path lies on: the longest mount point prefix."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    for m in mounts():
+        p = m.point.rstrip("/") or "/"
+        inside = real == p or real.startswith(p.rstrip("/") + "/") or p == "/"
+        if inside and (best is None or len(p) >= len(best.point.rstrip("/") or "/")):
+            best = m
+    return best
+
+
+def superblock_dev(path: str) -> int:
+    """The dev of the filesystem holding ``path`` as the kernel names it.
+
+    Equal to ``st_dev`` on most filesystems; differs on btrfs subvolumes,
+    where ``st_dev`` is per subvolume but the tracer sees the superblock's.
+    """
+    st = os.stat(path)
+    m = mount_of(path)
+    if m is not None and m.dev != st.st_dev:
+        return m.dev
+    return st.st_dev
+
+
+def generation(path_or_fd: str | int) -> int | None:
+    """The inode generation (FS_IOC_GETVERSION), or None if the fs won't say."""
+    fd = path_or_fd
+    opened = False
+    if isinstance(path_or_fd, str):
+        try:
+            fd = os.open(path_or_fd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        opened = True
+    assert isinstance(fd, int)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, FS_IOC_GETVERSION, buf)
+        return int(struct.unpack("<q", bytes(buf))[0]) & 0xFFFFFFFF
+    except OSError:
+        return None
+    finally:
+        if opened:
+            os.close(fd)
+
+
+# ---- file handles ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HandleFormat:
+    handle_type: int
+    layout: str  # "ino32_gen", "ino64_gen", "shmem", "btrfs"
+    extra: bytes = b""  # btrfs: root objectid
+
+
+class HandleResolver:
+    """(dev, ino, gen) -> path through ``open_by_handle_at`` (needs root).
+
+    The handle layout of each filesystem is learned from a template file on it
+    (``learn``) and checked by rebuilding the template's own handle.
+    """
+
+    def __init__(self) -> None:
+        self._mount_fds: dict[int, int] = {}
+        self._formats: dict[int, _HandleFormat] = {}
+
+    def close(self) -> None:
+        for fd in self._mount_fds.values():
+            os.close(fd)
+        self._mount_fds.clear()
+
+    def learn(self, path: str, dev: int) -> bool:
+        if dev in self._formats:
+            return True
+        h = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
+        mount_id = ctypes.c_int(0)
+        if _libc.name_to_handle_at(AT_FDCWD, os.fsencode(path), h, ctypes.byref(mount_id), 0):
+            return False
+        st = os.stat(path)
+        fmt = _guess_format(h, st.st_ino, generation(path))
+        if fmt is None:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0)
+        except OSError:
+            return False
+        self._formats[dev] = fmt
+        self._mount_fds[dev] = fd
+        return True
+
+    def path_of(self, dev: int, ino: int, gen: int) -> str | None:
+        fmt = self._formats.get(dev)
+        if fmt is None:
+            return None
+        raw = _build(fmt, ino, gen)
+        h = _FileHandle(handle_bytes=len(raw), handle_type=fmt.handle_type)
+        ctypes.memmove(h.f_handle, raw, len(raw))
+        fd = _libc.open_by_handle_at(self._mount_fds[dev], h, os.O_PATH | os.O_NOFOLLOW)
+        if fd < 0:
+            return None
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if st.st_ino != ino or not target.startswith("/"):
+            return None
+        if target.endswith(" (deleted)") and not os.path.lexists(target):
+            return None
+        return target
+
+
+def _guess_format(h: _FileHandle, ino: int, gen: int | None) -> _HandleFormat | None:
+    data = bytes(h.f_handle[: h.handle_bytes])
+    n = h.handle_bytes
+    if n == 8:
+        i, g = struct.unpack("<II", data)
+        if i == ino & 0xFFFFFFFF and (gen is None or g == gen):
+            return _HandleFormat(h.handle_type, "ino32_gen")
+    if n == 12:
+        i64, g = struct.unpack("<QI", data)
+        if i64 == ino and (gen is None or g == gen):
+            return _HandleFormat(h.handle_type, "ino64_gen")
+        g, lo, hi = struct.unpack("<III", data)
+        if (hi << 32 | lo) == ino and (gen is None or g == gen):
+            return _HandleFormat(h.handle_type, "shmem")
+    if n >= 20:
+        obj, root, g = struct.unpack("<QQI", data[:20])
+        if obj == ino and (gen is None or g == gen):
+            return _HandleFormat(h.handle_type, "btrfs", struct.pack("<Q", root))
+    return None
+
+
+def _build(fmt: _HandleFormat, ino: int, gen: int) -> bytes:
+    if fmt.layout == "ino32_gen":
+        return struct.pack("<II", ino & 0xFFFFFFFF, gen)
+    if fmt.layout == "ino64_gen":
+        return struct.pack("<QI", ino, gen)
+    if fmt.layout == "shmem":
+        return struct.pack("<III", gen, ino & 0xFFFFFFFF, ino >> 32)
+    return struct.pack("<Q", ino) + fmt.extra + struct.pack("<I", gen)
+
+
+# ---- shared mappings ---------------------------------------------------------------
+
+
+def shared_mappings(devs: Iterable[int] | None = None) -> dict[tuple[int, int], str]:
+    """Files mapped MAP_SHARED by any process now: (dev, ino) -> path.
+
+    ``devs`` restricts the answer to those filesystems. Processes that vanish
+    while we read are skipped (their mappings are gone too).
+    """
+    want = set(devs) if devs is not None else None
+    found: dict[tuple[int, int], str] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        for line in data.splitlines():
+            parts = line.split(None, 5)
+            if len(parts) < 5 or len(parts[1]) < 4 or parts[1][3:4] != b"s":
+                continue
+            ino = int(parts[4])
+            if ino == 0:
+                continue
+            major, minor = (int(x, 16) for x in parts[3].split(b":"))
+            dev = os.makedev(major, minor)
+            if want is not None and dev not in want:
+                continue
+            path = os.fsdecode(parts[5].strip()) if len(parts) > 5 else ""
+            found[(dev, ino)] = path
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
