@@ -19,8 +19,10 @@ from yeet.state.db import transaction
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StatSig:
+    __slots__ = ("ctime", "ino", "mode", "mtime", "size")  # not slots=True: agents run on 3.9
+
     ino: int
     size: int
     mtime: int
