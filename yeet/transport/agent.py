@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 MIN_PYTHON = (3, 9)
 
 
-def _parse(argv: list[str]) -> Optional[str]:
-    state: Optional[str] = None
+def _parse(argv: list[str]) -> str | None:
+    state: str | None = None
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -42,7 +41,7 @@ def _parse(argv: list[str]) -> Optional[str]:
     return state
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     if sys.version_info < MIN_PYTHON:
         print(
             f"yeet agent: needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer, "

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from yeet import __version__, digest
 from yeet.endpoint.api import EndpointConfig, EndpointInfo, Op, OpResult, ReadRequest, ReadResult
@@ -93,12 +93,12 @@ class _Lock:
 class AgentEndpoint:
     """The agent's view of its endpoint: untrusted input checked, state opened lazily."""
 
-    def __init__(self, state_dir: Optional[Path] = None, lock_wait: float = LOCK_WAIT) -> None:
+    def __init__(self, state_dir: Path | None = None, lock_wait: float = LOCK_WAIT) -> None:
         self.state_dir = state_dir
         self.lock_wait = lock_wait
-        self.ep: Optional[LocalEndpoint] = None
-        self.config: Optional[EndpointConfig] = None
-        self._lock: Optional[_Lock] = None
+        self.ep: LocalEndpoint | None = None
+        self.config: EndpointConfig | None = None
+        self._lock: _Lock | None = None
         self._conn: Any = None
         self._handles: set[int] = set()
 
@@ -222,9 +222,13 @@ class AgentEndpoint:
             return f"invalid path: {err}"
         if op.stage is not None and op.stage not in self._handles:
             return "its staged upload was lost (connection reset?); it will be sent again"
-        if op.new is not None and op.new.is_file and op.data is not None:
-            if len(op.data) != op.new.size:
-                return "content size does not match its entry"
+        if (
+            op.new is not None
+            and op.new.is_file
+            and op.data is not None
+            and (len(op.data) != op.new.size)
+        ):
+            return "content size does not match its entry"
         return ""
 
     def _settle(self, ops: Sequence[Op], results: list[OpResult]) -> list[OpResult]:
