@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import os
 import socket
@@ -354,17 +355,17 @@ class AgentServer:
                 self._credit[event.call].set()
             task = asyncio.ensure_future(self._serve(event))
             self._tasks[event.call] = task
-            task.add_done_callback(lambda _t, c=event.call: self._done(c))
+            task.add_done_callback(functools.partial(self._done, event.call))
         elif isinstance(event, CancelReceived):
-            task = self._tasks.get(event.call)
-            if task is not None:
-                task.cancel()
+            running = self._tasks.get(event.call)
+            if running is not None:
+                running.cancel()
         elif isinstance(event, CreditReceived):
             ev = self._credit.get(event.call)
             if ev is not None:
                 ev.set()
 
-    def _done(self, call: int) -> None:
+    def _done(self, call: int, _task: object = None) -> None:
         self._tasks.pop(call, None)
         self._credit.pop(call, None)
 
