@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from yeet import __version__, digest
 from yeet.endpoint.api import EndpointConfig, EndpointInfo, Op, OpResult, ReadRequest, ReadResult
 from yeet.endpoint.local import LocalEndpoint
@@ -113,6 +115,8 @@ class AgentEndpoint:
             raise EndpointError("the endpoint is already open")
         if not config.root or "\x00" in config.root:
             raise BadPath(f"invalid root {config.root!r}")
+        if config.root.startswith("~"):
+            config = msgspec.structs.replace(config, root=os.path.expanduser(config.root))
         directory = self.state_dir or storage_for(config)
         self._lock = await asyncio.to_thread(_Lock, directory, self.lock_wait)
         conn, note = open_database(directory / "state.db")
