@@ -30,7 +30,7 @@ import msgspec
 from yeet.errors import ProtocolError
 from yeet.protocol import codec
 from yeet.protocol.banner import PROTOCOL, Banner, BannerScanner, banner_line
-from yeet.protocol.frames import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Kind, encode_frame
+from yeet.protocol.frames import DEFAULT_MAX_FRAME, FIXED, Frame, FrameDecoder, Kind, encode_frame
 from yeet.protocol.messages import Fault, Hello, Welcome
 from yeet.protocol.methods import ENDPOINT, Method, Registry
 
@@ -164,6 +164,12 @@ class _Side:
         self, kind: Kind, payload: bytes, *, method: int = 0, call: int = 0, pack: bool = False
     ) -> bytes:
         flags = 0
+        if len(payload) + FIXED > self.max_frame:
+            # The limit holds for the payload as decoded, compressed or not.
+            raise self._fail(
+                f"refusing to send a {len(payload)}-byte {kind.name} (limit {self.max_frame})",
+                local=True,
+            )
         if pack:
             flags, payload = self.codec.pack(payload)
         return encode_frame(
