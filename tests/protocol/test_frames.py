@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +31,7 @@ def test_round_trip_under_any_split(
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     dec = FrameDecoder(1 << 16)
     got = []
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         dec.feed(stream[a:b])
         while (f := dec.next_frame()) is not None:
             got.append((f.kind, f.payload, f.method, f.call))

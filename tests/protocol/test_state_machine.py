@@ -245,12 +245,12 @@ def test_bulk_bytes_compressed_per_frame() -> None:
     import os
 
     c, a = _pair("zstd")
-    call, data = c.call("stage_write", (1, 0, b"a" * (1 << 19)))
+    _call, data = c.call("stage_write", (1, 0, b"a" * (1 << 19)))
     assert len(data) < 10_000
     a.receive_data(data)
     (ev,) = _drain(a)
     assert ev.args[2] == b"a" * (1 << 19)
-    call, data = c.call("stage_write", (1, 0, os.urandom(1 << 19)))
+    _call, data = c.call("stage_write", (1, 0, os.urandom(1 << 19)))
     assert len(data) > 1 << 19  # incompressible: sent as it is
     with pytest.raises(ProtocolError) as err:
         c.call("stage_write", (1, 0, b"a" * (1 << 20)))  # over the limit, even if it packs
