@@ -179,7 +179,7 @@ def run(count: int, seed: int = 0, report: Callable[[str], Any] = print) -> int:
         data = base if rng.random() < 0.1 else _mutate(rng, base, seeds)
         conn = rng.choice(makers)()
         points = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randint(0, 3)))
-        pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=False)]
+        pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
         try:
             for piece in pieces:
                 conn.receive_data(piece)
