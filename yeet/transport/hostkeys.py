@@ -10,10 +10,10 @@ line names it", with the fingerprint of the key the server offered.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -30,6 +30,13 @@ def host_pattern(host: str, port: int | None) -> str:
     return host if port in (None, 22) else f"[{host}]:{port}"
 
 
+def _glob(pattern: str) -> re.Pattern[str]:
+    """OpenSSH host patterns: only ``*`` and ``?`` are special (``[host]:port`` is literal)."""
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    )
+
+
 def _matches(field: str, name: str) -> bool:
     if field.startswith("|1|"):
         try:
@@ -43,7 +50,7 @@ def _matches(field: str, name: str) -> bool:
         negate = pat.startswith("!")
         if negate:
             pat = pat[1:]
-        if fnmatch.fnmatchcase(name, pat):
+        if _glob(pat).fullmatch(name):
             if negate:
                 return False
             hit = True
@@ -94,6 +101,15 @@ def explain(
             "do not connect until the host's administrator issued a new key",
         )
     plain = [k for k in found if not k.marker]
+    if plain and offered is None:
+        k = plain[0]
+        return (
+            f"the host key of {name} was refused: it does not match the {k.keytype} key "
+            f"recorded in {k.file} line {k.line} (a changed host key?). "
+            "Nothing was synchronised.",
+            f"if the host was reinstalled and you verified its new key, remove the old one "
+            f"with `ssh-keygen -R '{name}' -f {k.file}` and add the new one",
+        )
     if plain:
         k = plain[0]
         where = f"{k.file} line {k.line}"

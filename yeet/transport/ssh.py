@@ -165,40 +165,44 @@ class SshConnector:
         return self._conn
 
     async def _host_key_error(self, err: asyncssh.HostKeyNotVerifiable) -> EndpointError:
-        """Say which host, which known_hosts line, and what to do."""
+        """Say which host (the target or a jump host), which known_hosts line, what to do."""
         reason = str(err.reason)
         failed = reason.rsplit(" for host ", 1)[-1].strip() if " for host " in reason else ""
         t = self.target
-        host, port, user, tunnel = t.host, t.port, t.user, ",".join(t.via) or ()
-        for hop in t.via:
-            _hop_user, _, rest = hop.rpartition("@")
-            hop_host, _, hop_port = rest.partition(":")
-            if hop_host == failed or hop == failed:
-                host, port, user, tunnel = hop_host, int(hop_port) if hop_port else None, None, ()
-                break
-        kwargs: dict[str, Any] = {}
-        if user:
-            kwargs["username"] = user
         try:
-            options = await asyncssh.SSHClientConnectionOptions.construct(
-                host=host, port=port or (), **kwargs
-            )
-            real_host = options.host_key_alias or options.host
-            real_port = options.port
-            files = [str(f) for f in options.known_hosts] if options.known_hosts else []
+            target = await _resolve(t.host, t.port, t.user)
+            hops = list(t.via)
+            if not hops and isinstance(target.tunnel, str):
+                hops = [h for h in target.tunnel.split(",") if h]
+            chain = [(h, await _resolve(*_split_hop(h))) for h in hops]
         except Exception:
-            real_host, real_port, files = failed or host, port, []
+            return EndpointError(f"{self.where}: {reason}", hint="check ~/.ssh/known_hosts")
+        chain.append((t.host, target))
+        pick = len(chain) - 1
+        for i, (spec, opts) in enumerate(chain):
+            if failed in (opts.host, opts.host_key_alias, _split_hop(spec)[0]):
+                pick = i
+                break
+        opts = chain[pick][1]
+        files = [str(f) for f in opts.known_hosts] if opts.known_hosts else []
         if not files:
             files = [os.path.join("~", ".ssh", "known_hosts")]
         offered = None
         with contextlib.suppress(Exception):
             key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(host, port or (), tunnel=tunnel), 15
+                asyncssh.get_server_host_key(
+                    opts.host, opts.port, tunnel=",".join(hops[:pick]) or (), config=None
+                ),
+                15,
             )
             if key is not None:
                 blob = key.export_public_key("openssh").decode().split()
                 offered = (blob[0], blob[1], key.get_fingerprint("sha256"))
-        message, hint = hostkeys.explain(files, real_host, real_port, offered)
+        message, hint = hostkeys.explain(
+            files, opts.host_key_alias or opts.host, opts.port, offered
+        )
+        if pick < len(chain) - 1:
+            message = f"jump host {chain[pick][0]}: {message}"
         return EndpointError(message, hint=hint)
 
     # -- the agent ------------------------------------------------------------------------
@@ -253,6 +257,21 @@ class SshConnector:
                 hint="yeet needs a writable cache directory ($XDG_CACHE_HOME or ~/.cache) there",
             )
         self.uploads += 1
+
+
+def _split_hop(spec: str) -> tuple[str, int | None, str | None]:
+    """``[user@]host[:port]`` -> ``(host, port, user)``."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    return host, int(port) if port.isdigit() else None, user or None
+
+
+async def _resolve(host: str, port: int | None, user: str | None) -> Any:
+    """asyncssh's view of a host after ~/.ssh/config (HostName, Port, known_hosts...)."""
+    kwargs: dict[str, Any] = {"username": user} if user else {}
+    return await asyncssh.SSHClientConnectionOptions.construct(
+        host=host, port=port or (), config=(), **kwargs
+    )
 
 
 def targets(host: str, user: str | None, port: int | None, via: Sequence[str]) -> SshTarget:
