@@ -40,7 +40,7 @@ from yeet.endpoint.api import EndpointConfig, EndpointInfo, Op, OpResult, ReadRe
 from yeet.endpoint.local import LocalEndpoint
 from yeet.errors import EndpointError, ProtocolError, SessionBusy, YeetError
 from yeet.fs.rootdir import RootDir
-from yeet.paths import BadPath, check_relpath
+from yeet.paths import BadPath, check_relpath, parent_of
 from yeet.protocol import codec
 from yeet.protocol.connection import (
     AgentConnection,
@@ -272,8 +272,9 @@ def _holds(root: RootDir, op: Op, alg: str) -> bool:
     new = op.new
     try:
         st = root.lstat(op.path)
-        if new is None:
-            return st is None
+        if new is None:  # absent, in a parent that really is a directory inside the root
+            up = root.lstat(parent_of(op.path))
+            return st is None and up is not None and stat.S_ISDIR(up.st_mode)
         if st is None:
             return False
         if new.is_dir:
