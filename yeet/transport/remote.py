@@ -73,6 +73,8 @@ class RemoteEndpoint:
         self.config: EndpointConfig | None = None
         self.welcome: Welcome | None = None
         self.reconnects = 0
+        self.sent_bytes = 0  # file content sent (apply data, stage writes), retries included
+        self.received_bytes = 0  # file content received (read_files, read_range)
         self._rpc: RpcClient | None = None
         self._channel: Channel | None = None
         self._generation = 0
@@ -210,12 +212,17 @@ class RemoteEndpoint:
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
         pieces = _pieces(requests, lambda r: r.expected.size)
         if len(pieces) == 1:
-            return cast(list[ReadResult], await self._call("read_files", pieces[0]))
-        done = await asyncio.gather(*(self._call("read_files", p) for p in pieces))
-        return [r for part in done for r in part]
+            out = cast(list[ReadResult], await self._call("read_files", pieces[0]))
+        else:
+            done = await asyncio.gather(*(self._call("read_files", p) for p in pieces))
+            out = [r for part in done for r in part]
+        self.received_bytes += sum(len(r.data) for r in out if r.data is not None)
+        return out
 
     async def read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
-        return cast(bytes, await self._call("read_range", path, expected, offset, length))
+        data = cast(bytes, await self._call("read_range", path, expected, offset, length))
+        self.received_bytes += len(data)
+        return data
 
     async def stage_open(self, path: str, new: Entry) -> int:
         _rpc, gen = await self._client()
@@ -239,6 +246,7 @@ class RemoteEndpoint:
                 f"the upload to {self.where} was interrupted by a lost connection; "
                 "it is sent again on the next pass",
             )
+        self.sent_bytes += len(data)
         await self._call("stage_write", remote, offset, data, retry=False)
 
     async def stage_abort(self, handle: int) -> None:
@@ -268,6 +276,7 @@ class RemoteEndpoint:
                 else:
                     wire.append(_with_stage(op, remote))
             rpc, _gen = await self._client()
+            self.sent_bytes += sum(len(op.data) for op in wire if op.data is not None)
             try:
                 results = cast(list[OpResult], await rpc.call("apply", wire)) if wire else []
                 break

@@ -66,6 +66,11 @@ class ConnectionLost(ConnectionError):
 _END = object()
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class RpcClient:
     def __init__(
         self,
@@ -226,6 +231,7 @@ class RpcClient:
         self._check()
         call, data = self.conn.call(name, args)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)  # its waiter may be gone (cancelled) when it fails
         self._futures[call] = fut
         await self._send(data)
         try:
