@@ -48,6 +48,10 @@ from yeet.transport.rpc import ConnectionLost, RpcClient
 
 T = TypeVar("T")
 
+STAGE_WINDOW = 4
+"""Stage writes in flight per upload: the link never waits for an answer."""
+READ_AHEAD = 3
+"""Ranges of a file read before they are asked for (sequential reads of large files)."""
 PIECE_BYTES = 8 << 20
 PIECE_ITEMS = 512
 MAX_RETRIES = 8
@@ -80,6 +84,9 @@ class RemoteEndpoint:
         self._generation = 0
         self._lock = asyncio.Lock()
         self._stages: dict[int, tuple[int, int]] = {}
+        self._writes: dict[int, list[asyncio.Task[Any]]] = {}
+        self._write_errors: dict[int, BaseException] = {}
+        self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
         self._next_stage = 1
         self._closed = False
 
@@ -220,9 +227,31 @@ class RemoteEndpoint:
         return out
 
     async def read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
-        data = cast(bytes, await self._call("read_range", path, expected, offset, length))
+        """Sequential reads of a large file are pipelined: the next ranges are already
+        on their way when they are asked for."""
+        key = (path, expected.digest, offset, length)
+        task = self._ahead.pop(key, None)
+        if task is None:
+            task = self._fetch_range(path, expected, offset, length)
+        nxt = offset + length
+        for _ in range(READ_AHEAD):
+            if nxt >= expected.size or length <= 0:
+                break
+            n = min(length, expected.size - nxt)
+            k = (path, expected.digest, nxt, n)
+            if k not in self._ahead:
+                self._ahead[k] = self._fetch_range(path, expected, nxt, n)
+            nxt += n
+        while len(self._ahead) > 2 * READ_AHEAD:  # abandoned read-aheads: drop the oldest
+            self._ahead.pop(next(iter(self._ahead))).cancel()
+        data = await task
         self.received_bytes += len(data)
         return data
+
+    def _fetch_range(self, path: str, expected: Entry, offset: int, length: int) -> Any:
+        task = asyncio.ensure_future(self._call("read_range", path, expected, offset, length))
+        task.add_done_callback(_retrieve)
+        return task
 
     async def stage_open(self, path: str, new: Entry) -> int:
         _rpc, gen = await self._client()
@@ -239,6 +268,8 @@ class RemoteEndpoint:
         return remote if gen == self._generation else None
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
+        """Write-behind: returns once the chunk is on its way (``STAGE_WINDOW`` in flight);
+        a failed chunk fails a later ``stage_write`` or the ``apply`` of the upload."""
         remote = self._agent_handle(handle)
         if remote is None:
             raise OSError(
@@ -246,10 +277,40 @@ class RemoteEndpoint:
                 f"the upload to {self.where} was interrupted by a lost connection; "
                 "it is sent again on the next pass",
             )
+        pending = self._writes.setdefault(handle, [])
+        while len(pending) >= STAGE_WINDOW:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            self._harvest(handle)
+        self._raise_write_error(handle)
         self.sent_bytes += len(data)
-        await self._call("stage_write", remote, offset, data, retry=False)
+        task = asyncio.ensure_future(self._call("stage_write", remote, offset, data, retry=False))
+        task.add_done_callback(_retrieve)
+        pending.append(task)
+
+    def _harvest(self, handle: int) -> None:
+        pending = self._writes.get(handle, [])
+        for task in [t for t in pending if t.done()]:
+            pending.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
+
+    def _raise_write_error(self, handle: int) -> None:
+        err = self._write_errors.pop(handle, None)
+        if err is not None:
+            raise err
+
+    async def _settle_writes(self, handle: int) -> BaseException | None:
+        """Wait for an upload's chunks in flight; the first failure, if any."""
+        pending = self._writes.pop(handle, [])
+        if pending:
+            await asyncio.wait(pending)
+        for task in pending:
+            if not task.cancelled() and task.exception() is not None:
+                self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
+        return self._write_errors.pop(handle, None)
 
     async def stage_abort(self, handle: int) -> None:
+        await self._settle_writes(handle)
         remote = self._agent_handle(handle)
         self._stages.pop(handle, None)
         if remote is not None:
@@ -257,6 +318,12 @@ class RemoteEndpoint:
                 await self._call("stage_abort", remote, retry=False)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        failed: dict[int, BaseException] = {}
+        for op in ops:
+            if op.stage is not None:
+                err = await self._settle_writes(op.stage)
+                if err is not None:
+                    failed[op.stage] = err
         attempts = 0
         while True:
             wire: list[Op] = []
@@ -266,7 +333,11 @@ class RemoteEndpoint:
                     wire.append(op)
                     continue
                 remote = self._agent_handle(op.stage)
-                if remote is None:
+                if op.stage in failed:
+                    lost[i] = OpResult(
+                        op.path, False, f"its upload failed: {failed[op.stage]}", transient=True
+                    )
+                elif remote is None:
                     lost[i] = OpResult(
                         op.path,
                         False,
@@ -287,6 +358,11 @@ class RemoteEndpoint:
                 self._lost(err, "apply")
         for op in ops:
             if op.stage is not None:
+                if op.stage in failed:
+                    remote_handle = self._agent_handle(op.stage)
+                    if remote_handle is not None:
+                        with contextlib.suppress(ConnectionLost, OSError):
+                            await self._call("stage_abort", remote_handle, retry=False)
                 self._stages.pop(op.stage, None)
         done = iter(results)
         return [lost[i] if i in lost else next(done) for i in range(len(ops))]
@@ -303,6 +379,11 @@ class RemoteEndpoint:
     async def close(self) -> None:
         if self._closed:
             return
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
+        for handle in list(self._writes):
+            await self._settle_writes(handle)
         rpc = self._rpc
         try:
             if rpc is not None and rpc.alive and self.config is not None:
@@ -312,6 +393,11 @@ class RemoteEndpoint:
             self._closed = True
             await self._drop()
             await self.connector.aclose()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _with_stage(op: Op, handle: int) -> Op:

@@ -34,6 +34,15 @@ from yeet.transport.channel import StderrTail
 from yeet.transport.rpc import ByteReader, ByteWriter, ConnectionLost
 
 UPLOAD_MARK = b"YEET-NEED-UPLOAD"
+FAST_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
+"""Unless ~/.ssh/config says otherwise: AES-GCM first. It is hardware-accelerated and,
+through asyncssh, about twice as fast as chacha20-poly1305 (asyncssh's default)."""
 KEEPALIVE = 15
 CONNECT_TIMEOUT = 30
 
@@ -146,6 +155,12 @@ class SshConnector:
             kwargs["username"] = t.user
         if t.via:
             kwargs["tunnel"] = ",".join(t.via)
+        try:
+            resolved = await _resolve(t.host, t.port, t.user)
+            if not resolved.config.get("Ciphers"):
+                kwargs["encryption_algs"] = list(FAST_CIPHERS)
+        except Exception:
+            pass  # a config asyncssh cannot read fails again, with its message, below
         try:
             self._conn = await asyncssh.connect(t.host, t.port or (), **kwargs)
         except asyncssh.HostKeyNotVerifiable as err:
