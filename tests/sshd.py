@@ -220,6 +220,9 @@ class SshWorld:
         self.known_hosts.touch()
         self.config_file = self.ssh / "config"
         self.config_file.write_text("")
+        self._global = (
+            f"Host *\n  UserKnownHostsFile {self.known_hosts}\n  IdentityFile {self.key}\n"
+        )
 
     def server(
         self, name: str, host: str = "127.0.0.1", netns: Netns | None = None, port: int = 0
@@ -239,8 +242,9 @@ class SshWorld:
         if jump:
             lines.append(f"  ProxyJump {jump}")
         lines += [f"  {k} {v}" for k, v in extra.items()]
-        with open(self.config_file, "a") as f:
-            f.write("\n".join(lines) + "\n\n")
+        # Host blocks first, the catch-all last (the first value found wins in ssh_config).
+        text = self.config_file.read_text().replace(self._global, "")
+        self.config_file.write_text(text + "\n".join(lines) + "\n\n" + self._global)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_", "XDG_"))}

@@ -109,7 +109,8 @@ class FrameDecoder:
             raise ProtocolError(f"unknown frame flags {flags:#x}")
         if avail < 4 + n:
             return None
-        payload = bytes(buf[pos + HEADER_SIZE : pos + 4 + n])
+        with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
+            payload = bytes(view[pos + HEADER_SIZE : pos + 4 + n])
         self._pos = pos + 4 + n
         if self._pos == len(buf):
             buf.clear()

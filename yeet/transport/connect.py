@@ -10,20 +10,29 @@ stored with the session.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from yeet import digest as digests
 from yeet.endpoint.url import Location
 from yeet.transport.local_process import SubprocessConnector
+from yeet.transport.openssh import OpenSshConnector
 from yeet.transport.remote import RemoteEndpoint
 from yeet.transport.ssh import SshConnector, targets
 
 
 def remote_endpoint(location: Location, via: Sequence[str] = ()) -> RemoteEndpoint:
-    """The endpoint for ``[user@]host:path`` (``location.path`` is its root there)."""
+    """The endpoint for ``[user@]host:path`` (``location.path`` is its root there).
+
+    SSH goes through asyncssh; ``YEET_SSH=openssh`` selects the OpenSSH client
+    binary instead (faster bulk transfers, see ``yeet.transport.openssh``).
+    """
     assert location.host is not None
-    return RemoteEndpoint(SshConnector(targets(location.host, location.user, location.port, via)))
+    target = targets(location.host, location.user, location.port, via)
+    if os.environ.get("YEET_SSH") == "openssh":
+        return RemoteEndpoint(OpenSshConnector(target))
+    return RemoteEndpoint(SshConnector(target))
 
 
 def subprocess_endpoint(state_dir: Path | None = None) -> RemoteEndpoint:

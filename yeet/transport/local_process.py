@@ -20,6 +20,19 @@ from yeet.transport.rpc import ByteReader, ByteWriter, ConnectionLost
 EXIT_WAIT = 30.0
 
 
+def _widen(*streams: object) -> None:
+    """Bigger pipe buffers (Linux): far fewer wake-ups per megabyte moved."""
+    import fcntl
+
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    for stream in streams:
+        transport = getattr(stream, "transport", None) or getattr(stream, "_transport", None)
+        pipe = transport.get_extra_info("pipe") if transport is not None else None
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), setsize, 1 << 20)
+
+
 class ProcessChannel:
     def __init__(self, proc: asyncio.subprocess.Process, label: str) -> None:
         self.proc = proc
@@ -27,6 +40,7 @@ class ProcessChannel:
         self.reader: ByteReader = proc.stdout
         self.writer: ByteWriter = proc.stdin
         self._stderr = StderrTail(proc.stderr, label)
+        _widen(proc.stdin, proc.stdout)
 
     async def stderr_tail(self) -> str:
         await self._stderr.finished()
