@@ -132,3 +132,20 @@ def test_known_hosts_explanations_without_a_server(tmp_path: Path) -> None:
         [str(kh)], "h.example", 2222, ("ssh-ed25519", "AAAA3", "SHA256:z")
     )
     assert "@revoked" in msg and "line 4" in msg
+
+
+def test_openssh_binary_transport(world: SshWorld, box: SshServer) -> None:
+    """``YEET_SSH=openssh``: same agent, bytes through ``ssh``; host keys still verified."""
+    a, b = world.root / "alpha", world.root / "beta"
+    make_tree(a, {"x": b"one", "d/big": bytes(range(256)) * 8192})
+    r = yeet(world, "sync", str(a), f"box:{b}", "-n", "s", python=BARE_DEBIAN, YEET_SSH="openssh")
+    assert r.returncode == 0, r.stderr
+    assert tree(a) == tree(b)
+    box.stop()
+    box.new_host_key()
+    box.start()
+    (a / "x").write_bytes(b"two")
+    r = yeet(world, "sync", "-n", "s", python=BARE_DEBIAN, YEET_SSH="openssh")
+    assert r.returncode == 5, r.stderr
+    assert "refused the host key" in r.stderr and str(world.known_hosts) in r.stderr
+    assert (b / "x").read_bytes() == b"one"
