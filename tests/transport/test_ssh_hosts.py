@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +151,30 @@ def test_openssh_binary_transport(world: SshWorld, box: SshServer) -> None:
     assert r.returncode == 5, r.stderr
     assert "refused the host key" in r.stderr and str(world.known_hosts) in r.stderr
     assert (b / "x").read_bytes() == b"one"
+
+
+def test_keys_from_ssh_agent(world: SshWorld, box: SshServer) -> None:
+    """No key file, no IdentityFile: the key comes from a running ssh-agent."""
+    sock = world.root / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            time.sleep(0.01)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": os.environ["PATH"]}
+        subprocess.run(["ssh-add", "-q", str(world.key)], env=env, check=True)
+        world.key.rename(world.root / "key-elsewhere")
+        world.key.with_suffix(".pub").rename(world.root / "key-elsewhere.pub")
+        config = world.config_file.read_text().splitlines()
+        world.config_file.write_text("\n".join(x for x in config if "IdentityFile" not in x) + "\n")
+        a, b = world.root / "alpha", world.root / "beta"
+        make_tree(a, {"x": b"from the agent's key"})
+        r = yeet(world, "sync", str(a), f"box:{b}", python=BARE_DEBIAN, SSH_AUTH_SOCK=str(sock))
+        assert r.returncode == 0, r.stderr
+        assert tree(a) == tree(b)
+        r = yeet(world, "sync", str(a), f"box:{world.root / 'other'}", python=BARE_DEBIAN)
+        assert r.returncode == 5 and "authentication failed" in r.stderr, r.stderr
+    finally:
+        agent.terminate()
+        agent.wait()
