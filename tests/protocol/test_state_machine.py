@@ -255,3 +255,16 @@ def test_bulk_bytes_compressed_per_frame() -> None:
     with pytest.raises(ProtocolError) as err:
         c.call("stage_write", (1, 0, b"a" * (1 << 20)))  # over the limit, even if it packs
     assert err.value.local
+
+
+def test_answer_too_large_for_a_frame_can_still_be_answered_with_an_error() -> None:
+    c, a = _pair("none")
+    call, data = c.call("read_range", SAMPLE_ARGS["read_range"])
+    a.receive_data(data)
+    _drain(a)
+    with pytest.raises(ProtocolError) as err:
+        a.result(call, b"x" * (2 << 20))  # over the 1 MiB limit of these connections
+    assert err.value.local and a.state is State.READY
+    c.receive_data(a.error(call, Fault("ProtocolError", str(err.value))))
+    (ev,) = _drain(c)
+    assert isinstance(ev, ErrorReceived) and c.outstanding == 0

@@ -165,8 +165,9 @@ class _Side:
     ) -> bytes:
         flags = 0
         if len(payload) + FIXED > self.max_frame:
-            # The limit holds for the payload as decoded, compressed or not.
-            raise self._fail(
+            # The limit holds for the payload as decoded, compressed or not. Nothing was
+            # sent: the connection stays usable (the caller may answer with an error).
+            raise ProtocolError(
                 f"refusing to send a {len(payload)}-byte {kind.name} (limit {self.max_frame})",
                 local=True,
             )

@@ -48,6 +48,7 @@ from yeet.protocol.connection import (
     CancelReceived,
     CreditReceived,
     HelloReceived,
+    State,
 )
 from yeet.protocol.messages import Fault
 from yeet.state.db import open_database
@@ -396,10 +397,8 @@ class AgentServer:
         except asyncio.CancelledError:
             if not self._closing and self.conn.is_open(call):
                 await self._send(self.conn.error(call, Fault("Cancelled", "cancelled")))
-        except ProtocolError as err:
-            if err.local:
-                raise
-            if self.conn.is_open(call):
+        except ProtocolError as err:  # e.g. an answer too large for one frame
+            if self.conn.is_open(call) and self.conn.state is State.READY:
                 await self._send(self.conn.error(call, fault_of(err)))
         except Exception as err:
             if not isinstance(err, (OSError, BadPath, YeetError)):
