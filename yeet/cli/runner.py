@@ -27,7 +27,6 @@ from yeet.state.sessions import (
     session_dir,
 )
 from yeet.state.store import SessionStore
-from yeet.transport.connect import agree_digest, remote_endpoint
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,8 @@ def settings_for(store: SessionStore, name: str, alpha: str, beta: str, o: Overr
     if o.via is not None:
         store.set_meta(via=list(o.via))
     if store.get_meta("alpha") is None:
+        from yeet.transport.connect import agree_digest  # asyncssh: only when needed
+
         via = tuple(store.get_meta("via", []))
         s = Settings(name, alpha, beta, digest=agree_digest([parse(alpha), parse(beta)], via))
         store.set_meta(alpha=alpha, beta=beta, created=time.time(), digest=s.digest)
@@ -129,6 +130,8 @@ def locked_store(name: str, *, create: bool) -> Iterator[SessionStore]:
 def make_endpoint(store: SessionStore, name: str, side: Side, location: Location) -> Endpoint:
     if location.is_local:
         return LocalEndpoint(store.conn, store.lock, session_dir(name) / side.value)
+    from yeet.transport.connect import remote_endpoint  # asyncssh: only when needed
+
     return remote_endpoint(location, tuple(store.get_meta("via", [])))
 
 

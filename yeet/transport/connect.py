@@ -17,9 +17,7 @@ from pathlib import Path
 from yeet import digest as digests
 from yeet.endpoint.url import Location
 from yeet.transport.local_process import SubprocessConnector
-from yeet.transport.openssh import OpenSshConnector
 from yeet.transport.remote import RemoteEndpoint
-from yeet.transport.ssh import SshConnector, targets
 
 
 def remote_endpoint(location: Location, via: Sequence[str] = ()) -> RemoteEndpoint:
@@ -28,6 +26,9 @@ def remote_endpoint(location: Location, via: Sequence[str] = ()) -> RemoteEndpoi
     SSH goes through asyncssh; ``YEET_SSH=openssh`` selects the OpenSSH client
     binary instead (faster bulk transfers, see ``yeet.transport.openssh``).
     """
+    from yeet.transport.openssh import OpenSshConnector  # asyncssh: imported when needed
+    from yeet.transport.ssh import SshConnector, targets
+
     assert location.host is not None
     target = targets(location.host, location.user, location.port, via)
     if os.environ.get("YEET_SSH") == "openssh":
