@@ -98,12 +98,24 @@ def sync(
             "session: an unmounted disk looks empty)."
         ),
     ] = False,
+    via: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--via",
+            help="Reach the remote side through this SSH jump host, [user@]host[:port] "
+            "(repeatable, in order; stored with the session; like ssh -J).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress; print only problems.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Synchronise ALPHA and BETA until both agree, then exit.
+
+    ALPHA and BETA are directories: local paths, [user@]host:path or
+    ssh://[user@]host[:port]/path (SSH: ~/.ssh/config, known_hosts and ssh-agent are
+    honoured; the remote needs only python3 3.9+, yeet uploads its own agent).
 
     Exit status: 0 in sync; 1 not in sync (conflicts, problems or halted: the output
     says which); 3 and up: the command itself failed. Running it again continues the
@@ -121,6 +133,7 @@ def sync(
         ignore_vcs=ignore_vcs,
         symlinks=symlinks,
         trash_days=trash_days,
+        via=tuple(via) if via else None,
     )
     raise typer.Exit(
         run_sync(
@@ -229,6 +242,18 @@ def forget(
     from yeet.cli.admin_cmds import forget as run
 
     raise typer.Exit(run(name, force))
+
+
+@app.command(hidden=True)
+def agent(
+    state: Annotated[
+        str | None, typer.Option(help="Keep this side's state in DIR (default: XDG state).")
+    ] = None,
+) -> None:
+    """Serve one side of a session on stdin/stdout (started by yeet, over SSH or pipes)."""
+    from yeet.transport.agent import main as agent_main
+
+    raise typer.Exit(agent_main(["--state", state] if state else []))
 
 
 def main() -> None:

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from yeet import digest as digests
 from yeet.endpoint.api import Endpoint
 from yeet.endpoint.local import LocalEndpoint
 from yeet.endpoint.url import Location, parse
 from yeet.engine.reconcile import Mode, Side
-from yeet.errors import EndpointError, UsageError
+from yeet.errors import UsageError
 from yeet.session import Settings
 from yeet.state.sessions import (
     SessionLock,
@@ -39,6 +38,7 @@ class Overrides:
     ignore_vcs: bool | None = None
     symlinks: str | None = None
     trash_days: float | None = None
+    via: tuple[str, ...] | None = None  # SSH jump hosts (stored in the session)
 
 
 def resolve_name(alpha: str | None, beta: str | None, name: str | None) -> tuple[str, str, str]:
@@ -70,8 +70,13 @@ def resolve_name(alpha: str | None, beta: str | None, name: str | None) -> tuple
 
 def settings_for(store: SessionStore, name: str, alpha: str, beta: str, o: Overrides) -> Settings:
     """The session's settings: stored ones, updated by explicit overrides."""
+    if o.via is not None:
+        store.set_meta(via=list(o.via))
     if store.get_meta("alpha") is None:
-        s = Settings(name, alpha, beta, digest=digests.available()[0])
+        from yeet.transport.connect import agree_digest  # asyncssh: only when needed
+
+        via = tuple(store.get_meta("via", []))
+        s = Settings(name, alpha, beta, digest=agree_digest([parse(alpha), parse(beta)], via))
         store.set_meta(alpha=alpha, beta=beta, created=time.time(), digest=s.digest)
     else:
         sa, sb = store.get_meta("alpha"), store.get_meta("beta")
@@ -125,10 +130,9 @@ def locked_store(name: str, *, create: bool) -> Iterator[SessionStore]:
 def make_endpoint(store: SessionStore, name: str, side: Side, location: Location) -> Endpoint:
     if location.is_local:
         return LocalEndpoint(store.conn, store.lock, session_dir(name) / side.value)
-    raise EndpointError(
-        f"{side} is remote ({location.canonical()}), which this build cannot reach yet",
-        hint="synchronise local directories",
-    )
+    from yeet.transport.connect import remote_endpoint  # asyncssh: only when needed
+
+    return remote_endpoint(location, tuple(store.get_meta("via", [])))
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,75 @@
+"""What a transport hands to an endpoint: one byte-stream pair to a running agent.
+
+Invariant owned here: a ``Connector`` either returns a fresh channel to a newly
+started agent or raises: ``ConnectionLost`` (worth retrying: the host may be
+back soon) or a ``YeetError`` (not worth retrying: refused host key, failed
+authentication, no usable python). A channel keeps the tail of the agent's
+error output so failures can say what the agent said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from typing import Any, Protocol
+
+from yeet.transport.rpc import ByteReader, ByteWriter
+
+STDERR_TAIL = 8 << 10
+
+
+class Channel(Protocol):
+    reader: ByteReader
+    writer: ByteWriter
+
+    async def stderr_tail(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Connector(Protocol):
+    where: str
+
+    async def open_channel(self) -> Channel: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StderrTail:
+    """Reads an agent's error output: keeps its tail, echoes it when ``YEET_DEBUG`` is set."""
+
+    def __init__(self, reader: Any, label: str) -> None:
+        self.label = label
+        self.buf = bytearray()
+        self.echo = bool(os.environ.get("YEET_DEBUG"))
+        self.task = asyncio.ensure_future(self._pump(reader))
+
+    async def _pump(self, reader: Any) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    return
+                if isinstance(data, str):
+                    data = data.encode()
+                if self.echo:
+                    for line in data.decode("utf-8", "replace").splitlines():
+                        print(f"[{self.label}] {line}", file=sys.stderr)
+                self.buf += data
+                if len(self.buf) > STDERR_TAIL:
+                    del self.buf[: len(self.buf) - STDERR_TAIL]
+
+    async def finished(self, timeout: float = 0.5) -> None:
+        """Wait (briefly) until the agent's error output has ended."""
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    def text(self) -> str:
+        return bytes(self.buf).decode("utf-8", "replace")
+
+    async def aclose(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task

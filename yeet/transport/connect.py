@@ -1,0 +1,68 @@
+"""Turning an address into an ``Endpoint`` in another process: the public entry points.
+
+Invariant owned here: a remote location becomes a ``RemoteEndpoint`` over SSH
+(or a local agent process, for ``subprocess_endpoint``) and nothing connects
+until the endpoint is first used; the digest of a new session is the best one
+that every end can compute, decided once (by asking the agents) and then
+stored with the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from yeet import digest as digests
+from yeet.endpoint.url import Location
+from yeet.transport.local_process import SubprocessConnector
+from yeet.transport.remote import RemoteEndpoint
+
+
+def remote_endpoint(location: Location, via: Sequence[str] = ()) -> RemoteEndpoint:
+    """The endpoint for ``[user@]host:path`` (``location.path`` is its root there).
+
+    SSH goes through asyncssh; ``YEET_SSH=openssh`` selects the OpenSSH client
+    binary instead (faster bulk transfers, see ``yeet.transport.openssh``).
+    """
+    from yeet.transport.openssh import OpenSshConnector  # asyncssh: imported when needed
+    from yeet.transport.ssh import SshConnector, targets
+
+    assert location.host is not None
+    target = targets(location.host, location.user, location.port, via)
+    if os.environ.get("YEET_SSH") == "openssh":
+        return RemoteEndpoint(OpenSshConnector(target))
+    return RemoteEndpoint(SshConnector(target))
+
+
+def subprocess_endpoint(state_dir: Path | None = None) -> RemoteEndpoint:
+    """A local endpoint served by its own ``python -m yeet agent`` process."""
+    return RemoteEndpoint(SubprocessConnector(state_dir))
+
+
+async def _remote_digests(
+    locations: Sequence[Location], via: Sequence[str]
+) -> list[tuple[str, ...]]:
+    out = []
+    for loc in locations:
+        ep = remote_endpoint(loc, via)
+        try:
+            welcome = await ep.connect()
+            out.append(welcome.digests)
+        finally:
+            await ep.close()
+    return out
+
+
+def agree_digest(locations: Sequence[Location], via: Sequence[str] = ()) -> str:
+    """The best digest every end of a new session can compute (asks remote agents)."""
+    here = digests.available()
+    remote = [loc for loc in locations if not loc.is_local]
+    if not remote or len(here) == 1:
+        return here[0]
+    theirs = asyncio.run(_remote_digests(remote, via))
+    for alg in here:
+        if all(alg in t for t in theirs):
+            return alg
+    return "blake2b"

@@ -1,0 +1,415 @@
+"""``RemoteEndpoint``: the ``Endpoint`` protocol spoken to an agent, surviving lost links.
+
+Invariants owned here:
+
+* Every ``Endpoint`` call becomes one RPC (large batches are split into
+  several calls that run concurrently, so no frame exceeds the limit and the
+  link stays busy).
+* When the link is lost, it is re-established with exponential backoff (for
+  at most ``reconnect_for`` seconds), the endpoint is re-opened with the same
+  configuration, and calls whose repetition is harmless are repeated: reads,
+  scans (resumed: listings already delivered are not delivered again) and
+  ``apply`` (every op names what it expects to find, so a repeated op either
+  finds its work done, which the agent reports as success, or reports
+  "modified since scan"). Nothing that arrived before the cut is sent again,
+  except the one batch or file that was in flight.
+* Stage handles belong to the agent process that gave them out: after a
+  reconnect, an old handle fails (an ``OSError``, so the file is reported as a
+  transient problem and sent again by the next pass), it never aliases a new
+  upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from yeet.endpoint.api import (
+    EndpointConfig,
+    EndpointInfo,
+    Op,
+    OpResult,
+    PathStat,
+    ReadRequest,
+    ReadResult,
+    ScanBatch,
+    TrashItem,
+)
+from yeet.engine.entries import Entry
+from yeet.errors import EndpointError, YeetError
+from yeet.protocol.messages import Welcome
+from yeet.transport.channel import Channel, Connector
+from yeet.transport.rpc import ConnectionLost, RpcClient
+
+T = TypeVar("T")
+
+STAGE_WINDOW = 4
+"""Stage writes in flight per upload: the link never waits for an answer."""
+READ_AHEAD = 3
+"""Ranges of a file read before they are asked for (sequential reads of large files)."""
+PIECE_BYTES = 8 << 20
+PIECE_ITEMS = 512
+MAX_RETRIES = 8
+RECONNECT_FOR = 120.0
+
+
+def _notify(message: str) -> None:
+    print(f"yeet: {message}", file=sys.stderr)
+
+
+class RemoteEndpoint:
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        reconnect_for: float = RECONNECT_FOR,
+        notify: Callable[[str], None] = _notify,
+    ) -> None:
+        self.connector = connector
+        self.where = connector.where
+        self.reconnect_for = reconnect_for
+        self.notify = notify
+        self.config: EndpointConfig | None = None
+        self.welcome: Welcome | None = None
+        self.reconnects = 0
+        self.sent_bytes = 0  # file content sent (apply data, stage writes), retries included
+        self.received_bytes = 0  # file content received (read_files, read_range)
+        self._rpc: RpcClient | None = None
+        self._channel: Channel | None = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self._stages: dict[int, tuple[int, int]] = {}
+        self._writes: dict[int, list[asyncio.Task[Any]]] = {}
+        self._write_errors: dict[int, BaseException] = {}
+        self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
+        self._next_stage = 1
+        self._closed = False
+
+    # -- the link -----------------------------------------------------------------------
+
+    async def connect(self) -> Welcome:
+        """Connect now (normally done by the first call); returns the agent's welcome."""
+        rpc, _gen = await self._client()
+        assert rpc.welcome is not None
+        return rpc.welcome
+
+    async def _client(self) -> tuple[RpcClient, int]:
+        rpc = self._rpc
+        if rpc is not None and rpc.alive:
+            return rpc, self._generation
+        async with self._lock:
+            rpc = self._rpc
+            if rpc is not None and rpc.alive:
+                return rpc, self._generation
+            if self._closed:
+                raise EndpointError(f"the connection to {self.where} is closed")
+            first = self._generation == 0
+            await self._drop()
+            delay = 0.2
+            deadline = time.monotonic() + self.reconnect_for
+            while True:
+                try:
+                    rpc = await self._open_link()
+                    break
+                except ConnectionLost as err:
+                    if first or time.monotonic() + delay > deadline:
+                        raise EndpointError(
+                            f"cannot reach {self.where}: {err.strerror or err}",
+                            hint="check the host name, the network and that sshd runs there"
+                            if first
+                            else f"gave up reconnecting after {self.reconnect_for:g} s",
+                        ) from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            self._rpc = rpc
+            self._generation += 1
+            if not first:
+                self.reconnects += 1
+                self.notify(f"reconnected to {self.where}")
+            return rpc, self._generation
+
+    async def _open_link(self) -> RpcClient:
+        channel = await self.connector.open_channel()
+        self._channel = channel
+        rpc = RpcClient(channel.reader, channel.writer, self.where, stderr_tail=channel.stderr_tail)
+        try:
+            self.welcome = await rpc.start()
+            if self.config is not None:
+                await rpc.call("open", self.config)
+        except BaseException:
+            await rpc.aclose()
+            await self._drop()
+            raise
+        return rpc
+
+    async def _drop(self) -> None:
+        rpc, self._rpc = self._rpc, None
+        channel, self._channel = self._channel, None
+        if rpc is not None:
+            await rpc.aclose()
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.aclose()
+
+    def _lost(self, err: ConnectionLost, what: str) -> None:
+        if not self._closed:
+            self.notify(f"{err.strerror or err} during {what}; reconnecting")
+
+    async def _call(self, name: str, *args: Any, retry: bool = True) -> Any:
+        attempts = 0
+        while True:
+            rpc, _gen = await self._client()
+            try:
+                return await rpc.call(name, *args)
+            except ConnectionLost as err:
+                attempts += 1
+                if not retry or attempts > MAX_RETRIES:
+                    raise
+                self._lost(err, name)
+
+    # -- Endpoint -----------------------------------------------------------------------
+
+    async def open(self, config: EndpointConfig) -> EndpointInfo:
+        welcome = await self.connect()
+        if config.digest not in welcome.digests:
+            raise EndpointError(
+                f"{config.side}: session {config.session!r} uses the {config.digest} digest, "
+                f"which the yeet agent on {self.where} cannot compute (its python "
+                f"{welcome.python} has {', '.join(welcome.digests)})",
+                hint=f"install the {config.digest} module for that python3, or start the "
+                f"session afresh (`yeet forget {config.session}`) so yeet picks a digest "
+                "both ends have",
+            )
+        info = cast(EndpointInfo, await self._call("open", config))
+        self.config = config
+        return info
+
+    async def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
+        seen: set[str] = set()
+        reported: set[tuple[str, str]] = set()
+        resumed = False
+        attempts = 0
+        while True:
+            rpc, _gen = await self._client()
+            try:
+                async for raw in rpc.stream("scan", list(under)):
+                    batch = cast(ScanBatch, raw)
+                    if resumed:
+                        listings = tuple(x for x in batch.listings if x[0] not in seen)
+                        problems = tuple(
+                            p for p in batch.problems if (p.path, p.reason) not in reported
+                        )
+                        batch = ScanBatch(listings, problems, batch.files, batch.bytes_hashed)
+                    seen.update(path for path, _ in batch.listings)
+                    reported.update((p.path, p.reason) for p in batch.problems)
+                    yield batch
+                return
+            except ConnectionLost as err:
+                attempts += 1
+                if attempts > MAX_RETRIES:
+                    raise
+                self._lost(err, "scan")
+                resumed = True
+
+    async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
+        pieces = _pieces(requests, lambda r: r.expected.size)
+        if len(pieces) == 1:
+            out = cast(list[ReadResult], await self._call("read_files", pieces[0]))
+        else:
+            done = await asyncio.gather(*(self._call("read_files", p) for p in pieces))
+            out = [r for part in done for r in part]
+        self.received_bytes += sum(len(r.data) for r in out if r.data is not None)
+        return out
+
+    async def read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
+        """Sequential reads of a large file are pipelined: the next ranges are already
+        on their way when they are asked for."""
+        key = (path, expected.digest, offset, length)
+        task = self._ahead.pop(key, None)
+        if task is None:
+            task = self._fetch_range(path, expected, offset, length)
+        nxt = offset + length
+        for _ in range(READ_AHEAD):
+            if nxt >= expected.size or length <= 0:
+                break
+            n = min(length, expected.size - nxt)
+            k = (path, expected.digest, nxt, n)
+            if k not in self._ahead:
+                self._ahead[k] = self._fetch_range(path, expected, nxt, n)
+            nxt += n
+        while len(self._ahead) > 2 * READ_AHEAD:  # abandoned read-aheads: drop the oldest
+            self._ahead.pop(next(iter(self._ahead))).cancel()
+        data = await task
+        self.received_bytes += len(data)
+        return data
+
+    def _fetch_range(self, path: str, expected: Entry, offset: int, length: int) -> Any:
+        task = asyncio.ensure_future(self._call("read_range", path, expected, offset, length))
+        task.add_done_callback(_retrieve)
+        return task
+
+    async def stage_open(self, path: str, new: Entry) -> int:
+        # Retried after a reconnect, the handle comes from the new agent: it is current.
+        handle = cast(int, await self._call("stage_open", path, new))
+        local = self._next_stage
+        self._next_stage += 1
+        self._stages[local] = (self._generation, handle)
+        return local
+
+    def _agent_handle(self, handle: int) -> int | None:
+        gen, remote = self._stages.get(handle, (-1, -1))
+        return remote if gen == self._generation else None
+
+    async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
+        """Write-behind: returns once the chunk is on its way (``STAGE_WINDOW`` in flight);
+        a failed chunk fails a later ``stage_write`` or the ``apply`` of the upload."""
+        remote = self._agent_handle(handle)
+        if remote is None:
+            raise OSError(
+                errno.ECONNRESET,
+                f"the upload to {self.where} was interrupted by a lost connection; "
+                "it is sent again on the next pass",
+            )
+        pending = self._writes.setdefault(handle, [])
+        while len(pending) >= STAGE_WINDOW:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            self._harvest(handle)
+        self._raise_write_error(handle)
+        self.sent_bytes += len(data)
+        task = asyncio.ensure_future(self._call("stage_write", remote, offset, data, retry=False))
+        task.add_done_callback(_retrieve)
+        pending.append(task)
+
+    def _harvest(self, handle: int) -> None:
+        pending = self._writes.get(handle, [])
+        for task in [t for t in pending if t.done()]:
+            pending.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
+
+    def _raise_write_error(self, handle: int) -> None:
+        err = self._write_errors.pop(handle, None)
+        if err is not None:
+            raise err
+
+    async def _settle_writes(self, handle: int) -> BaseException | None:
+        """Wait for an upload's chunks in flight; the first failure, if any."""
+        pending = self._writes.pop(handle, [])
+        if pending:
+            await asyncio.wait(pending)
+        for task in pending:
+            if not task.cancelled() and task.exception() is not None:
+                self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
+        return self._write_errors.pop(handle, None)
+
+    async def stage_abort(self, handle: int) -> None:
+        await self._settle_writes(handle)
+        remote = self._agent_handle(handle)
+        self._stages.pop(handle, None)
+        if remote is not None:
+            with contextlib.suppress(ConnectionLost):
+                await self._call("stage_abort", remote, retry=False)
+
+    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+        failed: dict[int, BaseException] = {}
+        for op in ops:
+            if op.stage is not None:
+                err = await self._settle_writes(op.stage)
+                if err is not None:
+                    failed[op.stage] = err
+        attempts = 0
+        while True:
+            wire: list[Op] = []
+            lost: dict[int, OpResult] = {}
+            for i, op in enumerate(ops):
+                if op.stage is None:
+                    wire.append(op)
+                    continue
+                remote = self._agent_handle(op.stage)
+                if op.stage in failed:
+                    lost[i] = OpResult(
+                        op.path, False, f"its upload failed: {failed[op.stage]}", transient=True
+                    )
+                elif remote is None:
+                    lost[i] = OpResult(
+                        op.path,
+                        False,
+                        "its upload was interrupted by a lost connection",
+                        transient=True,
+                    )
+                else:
+                    wire.append(_with_stage(op, remote))
+            rpc, _gen = await self._client()
+            self.sent_bytes += sum(len(op.data) for op in wire if op.data is not None)
+            try:
+                results = cast(list[OpResult], await rpc.call("apply", wire)) if wire else []
+                break
+            except ConnectionLost as err:
+                attempts += 1
+                if attempts > MAX_RETRIES:
+                    raise
+                self._lost(err, "apply")
+        for op in ops:
+            if op.stage is not None:
+                if op.stage in failed:
+                    remote_handle = self._agent_handle(op.stage)
+                    if remote_handle is not None:
+                        with contextlib.suppress(ConnectionLost, OSError):
+                            await self._call("stage_abort", remote_handle, retry=False)
+                self._stages.pop(op.stage, None)
+        done = iter(results)
+        return [lost[i] if i in lost else next(done) for i in range(len(ops))]
+
+    async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]:
+        return cast(list[PathStat], await self._call("stat_paths", list(paths)))
+
+    async def trash_list(self) -> list[TrashItem]:
+        return cast(list[TrashItem], await self._call("trash_list"))
+
+    async def trash_restore(self, item: int, force: bool = False) -> OpResult:
+        return cast(OpResult, await self._call("trash_restore", item, force, retry=False))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
+        for handle in list(self._writes):
+            await self._settle_writes(handle)
+        rpc = self._rpc
+        try:
+            if rpc is not None and rpc.alive and self.config is not None:
+                with contextlib.suppress(ConnectionLost, YeetError):
+                    await asyncio.wait_for(rpc.call("close"), 60)
+        finally:
+            self._closed = True
+            await self._drop()
+            await self.connector.aclose()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _with_stage(op: Op, handle: int) -> Op:
+    return Op(op.path, op.old, op.new, op.data, handle, op.copy_from)
+
+
+def _pieces(items: Sequence[T], size: Callable[[T], int]) -> list[list[T]]:
+    out: list[list[T]] = [[]]
+    total = 0
+    for item in items:
+        n = size(item)
+        if out[-1] and (total + n > PIECE_BYTES or len(out[-1]) >= PIECE_ITEMS):
+            out.append([])
+            total = 0
+        out[-1].append(item)
+        total += n
+    return out

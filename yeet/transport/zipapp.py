@@ -1,0 +1,72 @@
+"""The agent that yeet uploads to a host that has none: a zipapp of the running yeet.
+
+Invariant owned here: the archive holds only pure-Python source (yeet itself,
+``pathspec`` and the pure-Python ``msgpack`` fallback), is byte-for-byte
+deterministic for the same sources (sorted names, fixed timestamps), and is
+named by the hash of its content, so a cached copy on a remote host is used
+exactly when it is the same code, and a half-uploaded copy is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+from yeet import __version__
+
+MAIN = """\
+import sys
+
+if sys.version_info < (3, 9):
+    sys.stderr.write(
+        "yeet agent: needs Python 3.9 or newer, this is %s\\n" % sys.version.split()[0]
+    )
+    sys.exit(1)
+
+from yeet.transport.agent import main
+
+sys.exit(main(sys.argv[2:] if sys.argv[1:2] == ["agent"] else sys.argv[1:]))
+"""
+
+_MSGPACK_FILES = ("__init__.py", "exceptions.py", "ext.py", "fallback.py")
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"cannot build the yeet agent: package {name!r} is not installed")
+    return Path(spec.origin).parent
+
+
+def _sources() -> list[tuple[str, bytes]]:
+    files: list[tuple[str, bytes]] = []
+    for name in ("yeet", "pathspec"):
+        base = _package_dir(name)
+        for path in sorted(base.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            files.append((f"{name}/{path.relative_to(base).as_posix()}", path.read_bytes()))
+    base = _package_dir("msgpack")
+    for fname in _MSGPACK_FILES:
+        files.append((f"msgpack/{fname}", (base / fname).read_bytes()))
+    files.append(("__main__.py", MAIN.encode()))
+    return sorted(files)
+
+
+@lru_cache(maxsize=1)
+def build() -> tuple[bytes, str]:
+    """``(archive bytes, content tag)``; the tag names the remote cache directory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in _sources():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    data = buf.getvalue()
+    tag = f"{__version__}-{hashlib.blake2b(data, digest_size=8).hexdigest()}"
+    return data, tag
