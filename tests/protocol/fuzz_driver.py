@@ -44,7 +44,7 @@ def _seeds() -> list[bytes]:
     ]
     args = {
         "open": (EndpointConfig("s", "alpha", "/r", ignores=("*.o",)),),
-        "scan": (["", "a/b"],),
+        "scan": (["", "a/b"], False, True),
         "read_files": ([ReadRequest("a", E)],),
         "read_range": ("a", E, 0, 3),
         "stage_open": ("a", E),
@@ -55,6 +55,7 @@ def _seeds() -> list[bytes]:
         "trash_list": (),
         "trash_restore": (3, True),
         "close": (),
+        "watch": (),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

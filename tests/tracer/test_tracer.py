@@ -84,7 +84,12 @@ def test_exact_ranges_per_call(tree: Path, open_tracer: Callable[..., Tracer]) -
     expect([(42000, 42064)])
     aio = Aio()
     aio.pwrite(fd, b"q" * 33, 43000)
-    expect([(43000, 43033)])
+    # Usually exact; when the kernel completes buffered AIO from a worker (under
+    # load) the tracer sees the dirtied folio instead: wider, never narrower.
+    got = _only(t, p)
+    assert got == RangeSet([(43000, 43033)]) or (
+        got.covers(43000, 43033) and got.total() <= 2 << 20
+    ), got
     aio.close()
     os.ftruncate(fd, 60 * KB)
     expect([(60 * KB, END)])

@@ -127,7 +127,7 @@ def test_scan_and_stage_refuse_bad_paths(place: Any) -> None:
     with pytest.raises(BadPath):
         run(_consume(ep.scan(["../outside"])))
     big = entry(b"x" * 10)
-    handle = run(ep.stage_open("escape/big", big))  # staged in the agent's own directory
+    handle = run(ep.stage_open("escape/big", big)).handle  # staged in the agent's own directory
     run(ep.stage_write(handle, 0, b"x" * 10))
     (r,) = run(ep.apply([Op("escape/big", None, big, stage=handle)]))
     assert not r.ok  # and the fixture checks that nothing appeared outside

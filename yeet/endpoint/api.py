@@ -66,6 +66,14 @@ class ReadResult(msgspec.Struct, frozen=True):
     problem: str | None = None
 
 
+class StageInfo(msgspec.Struct, frozen=True):
+    """A large upload: its handle, and the chunks an earlier attempt already
+    delivered durably (``(offset, length)``), which need not be sent again."""
+
+    handle: int
+    have: tuple[tuple[int, int], ...] = ()
+
+
 class Op(msgspec.Struct, frozen=True):
     """Make ``path`` go from ``old`` to ``new``.
 
@@ -145,8 +153,9 @@ class Endpoint(Protocol):
         """A byte range of a file that must still match ``expected`` (stat check)."""
         ...
 
-    async def stage_open(self, path: str, new: Entry) -> int:
-        """Start receiving a large file; returns a handle for ``stage_write``/``Op.stage``."""
+    async def stage_open(self, path: str, new: Entry) -> StageInfo:
+        """Start (or resume) receiving a large file; the handle is for
+        ``stage_write``/``Op.stage``."""
         ...
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None: ...

@@ -29,6 +29,7 @@ from yeet.endpoint.api import (
     ReadRequest,
     ReadResult,
     ScanBatch,
+    StageInfo,
     TrashItem,
 )
 from yeet.engine.entries import Entry
@@ -321,11 +322,11 @@ class LocalEndpoint:
         finally:
             self._turns.done(ticket)
 
-    async def stage_open(self, path: str, new: Entry) -> int:
-        def run() -> int:
-            with self._write_lock:
-                assert self._writer is not None
-                return self._writer.stage_open(path, new)
+    async def stage_open(self, path: str, new: Entry) -> StageInfo:
+        def run() -> StageInfo:
+            assert self._writer is not None
+            handle, have = self._writer.stage_open(path, new)
+            return StageInfo(handle, tuple(have))
 
         return await asyncio.to_thread(run)
 

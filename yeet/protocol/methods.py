@@ -36,6 +36,7 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "trash_list"),
     (Endpoint, "trash_restore"),
     (Endpoint, "close"),
+    (Endpoint, "watch"),
 )
 
 _REQUIRED = inspect.Parameter.empty

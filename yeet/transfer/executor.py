@@ -17,6 +17,7 @@ Invariants owned here:
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,8 +29,8 @@ from yeet.state.store import Update
 
 SMALL = 1 << 20
 CHUNK = 4 << 20
-BATCH_OPS = 4096
-BATCH_BYTES = 64 << 20
+BATCH_OPS = 1024
+BATCH_BYTES = 2 << 20  # x IN_FLIGHT: what a lost connection may make us send again
 IN_FLIGHT = 4
 
 
@@ -88,6 +89,7 @@ class Executor:
         self._busy = 0  # batches taken but not yet accounted
         self._idle = asyncio.Event()
         self._idle.set()
+        self._large_slot = asyncio.Semaphore(1)
 
     # -- input ------------------------------------------------------------------------
 
@@ -247,24 +249,31 @@ class Executor:
                 else:
                     ops[i] = Op(c.path, c.old, c.new, data=r.data)
         for i, c in large:
-            handle = await self._send_large(source, target, c)
-            if handle is not None:
-                ops[i] = Op(c.path, c.old, c.new, stage=handle)
+            async with self._large_slot:  # one large upload at a time (bounded re-send)
+                handle = await self._send_large(source, target, c)
+                if handle is not None:
+                    ops[i] = Op(c.path, c.old, c.new, stage=handle)
         job.ops = [op for op in ops if op is not None]
 
     async def _send_large(self, source: Endpoint, target: Endpoint, c: Change) -> int | None:
+        """Upload a large file in chunks, skipping those an earlier attempt delivered."""
         new = c.new
         assert new is not None
-        handle = await target.stage_open(c.path, new)
+        info = await target.stage_open(c.path, new)
+        have = set(info.have)
         try:
             for offset in range(0, new.size, CHUNK):
-                data = await source.read_range(c.path, new, offset, min(CHUNK, new.size - offset))
-                await target.stage_write(handle, offset, data)
+                length = min(CHUNK, new.size - offset)
+                if (offset, length) in have:
+                    continue
+                data = await source.read_range(c.path, new, offset, length)
+                await target.stage_write(info.handle, offset, data)
         except OSError as err:
-            await target.stage_abort(handle)
-            self.report(Problem(c.path, f"cannot read: {err}", c.side.other), True)
+            if not isinstance(err, ConnectionError) and err.errno != errno.ECONNRESET:
+                await target.stage_abort(info.handle)  # the source changed: no use resuming
+            self.report(Problem(c.path, f"transfer interrupted: {err}", c.side.other), True)
             return None
-        return handle
+        return info.handle
 
     # -- results ----------------------------------------------------------------------
 

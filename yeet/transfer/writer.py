@@ -31,6 +31,7 @@ from yeet.fs.durable import barrier, sync_file
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
+from yeet.transfer import partial
 from yeet.transfer.trash import Trash, copy_into
 
 _UMASK = os.umask(0o022)
@@ -82,23 +83,26 @@ class Writer:
         self.rules = rules
         self.alg = alg
         self._handles: dict[int, tuple[str, Staged, Entry]] = {}
+        self._partials: dict[int, partial.Partial] = {}
         self._next_handle = 1
         self._clean_stage_dir()
 
     def close(self) -> None:
-        for handle in list(self._handles):
-            self.stage_abort(handle)
+        for handle in list(self._handles):  # partial uploads stay, to be resumed
+            item = self._handles.pop(handle)
+            upload = self._partials.pop(handle, None)
+            if upload is not None:
+                upload.close()
+            else:
+                self._discard(item[0], item[1])
         os.close(self.stage_fd)
         self.root.close()
         self.stage_root.close()
 
     def _clean_stage_dir(self) -> None:
-        """Leftovers of a crashed run are never content anybody relies on."""
-        for name in os.listdir(self.stage_fd):
-            try:
-                os.unlink(name, dir_fd=self.stage_fd)
-            except OSError:
-                pass
+        """Leftovers of a crashed run are never content anybody relies on; young
+        partial uploads are kept, to be resumed."""
+        partial.clean(self.stage_fd)
 
     # -- staging ----------------------------------------------------------------------
 
@@ -129,21 +133,35 @@ class Writer:
             except OSError:
                 pass
 
-    def stage_open(self, path: str, new: Entry) -> int:
+    def stage_open(self, path: str, new: Entry) -> tuple[int, list[tuple[int, int]]]:
+        """Start (or resume) receiving a large file: a handle and the chunks
+        ``(offset, length)`` already received by an earlier attempt."""
         with self._stage_lock:
             return self._stage_open(path, new)
 
-    def _stage_open(self, path: str, new: Entry) -> int:
+    def _stage_open(self, path: str, new: Entry) -> tuple[int, list[tuple[int, int]]]:
         st = self.stage_root.lstat(path)
-        staged = self._stage_create(path, new_mode(new.executable, st.st_mode if st else None))
-        os.ftruncate(staged.fd, new.size)
+        mode = new_mode(new.executable, st.st_mode if st else None)
         handle = self._next_handle
         self._next_handle += 1
+        if self.same_device:
+            upload = partial.Partial(self.stage_fd, partial.partial_name(path, new), new.size, mode)
+            self._partials[handle] = upload
+            staged = Staged(upload.name, False, upload.fd)
+            have = list(upload.have)
+        else:
+            staged = self._stage_create(path, mode)
+            os.ftruncate(staged.fd, new.size)
+            have = []
         self._handles[handle] = (path, staged, new)
-        return handle
+        return handle, have
 
     def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         _path, staged, _new = self._handles[handle]
+        upload = self._partials.get(handle)
+        if upload is not None:
+            upload.write(offset, data)
+            return
         view = memoryview(data)
         while view:
             n = os.pwrite(staged.fd, view, offset)
@@ -153,7 +171,10 @@ class Writer:
     def stage_abort(self, handle: int) -> None:
         with self._stage_lock:
             item = self._handles.pop(handle, None)
-        if item is not None:
+            upload = self._partials.pop(handle, None)
+        if upload is not None:
+            upload.remove()
+        elif item is not None:
             self._discard(item[0], item[1])
 
     def _prepare(self, op: Op) -> Staged:
@@ -161,6 +182,12 @@ class Writer:
         assert op.new is not None
         if op.stage is not None:
             _path, staged, _new = self._handles.pop(op.stage)
+            upload = self._partials.pop(op.stage, None)
+            if upload is not None:
+                # A good partial becomes an ordinary staged file; a bad one is dropped.
+                staged.fd = os.dup(upload.fd)
+                upload.close()
+                upload.forget_log()
             os.lseek(staged.fd, 0, os.SEEK_SET)
             value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
         else:

@@ -29,7 +29,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, cast
 
+import msgspec
+
 from yeet.endpoint.api import (
+    DirtySet,
     EndpointConfig,
     EndpointInfo,
     Op,
@@ -38,6 +41,7 @@ from yeet.endpoint.api import (
     ReadRequest,
     ReadResult,
     ScanBatch,
+    StageInfo,
     TrashItem,
 )
 from yeet.engine.entries import Entry
@@ -189,7 +193,9 @@ class RemoteEndpoint:
         self.config = config
         return info
 
-    async def scan(self, under: Sequence[str] = ("",)) -> AsyncIterator[ScanBatch]:
+    async def scan(
+        self, under: Sequence[str] = ("",), recursive: bool = True, partial_parent: bool = False
+    ) -> AsyncIterator[ScanBatch]:
         seen: set[str] = set()
         reported: set[tuple[str, str]] = set()
         resumed = False
@@ -197,14 +203,16 @@ class RemoteEndpoint:
         while True:
             rpc, _gen = await self._client()
             try:
-                async for raw in rpc.stream("scan", list(under)):
+                async for raw in rpc.stream("scan", list(under), recursive, partial_parent):
                     batch = cast(ScanBatch, raw)
                     if resumed:
                         listings = tuple(x for x in batch.listings if x[0] not in seen)
                         problems = tuple(
                             p for p in batch.problems if (p.path, p.reason) not in reported
                         )
-                        batch = ScanBatch(listings, problems, batch.files, batch.bytes_hashed)
+                        batch = ScanBatch(
+                            listings, problems, batch.files, batch.bytes_hashed, batch.root_names
+                        )
                     seen.update(path for path, _ in batch.listings)
                     reported.update((p.path, p.reason) for p in batch.problems)
                     yield batch
@@ -215,6 +223,24 @@ class RemoteEndpoint:
                     raise
                 self._lost(err, "scan")
                 resumed = True
+
+    async def watch(self) -> AsyncIterator[DirtySet]:
+        """Follow the agent's watcher; after a lost connection, events may have been
+        missed: report an overflow (a full rescan) once the new watch is armed."""
+        lost = False
+        while True:
+            rpc, _gen = await self._client()
+            try:
+                async for raw in rpc.stream("watch"):
+                    dirty = cast(DirtySet, raw)
+                    if lost:
+                        lost = False
+                        dirty = DirtySet(dirty.dirs, True)
+                    yield dirty
+                return
+            except ConnectionLost as err:
+                self._lost(err, "watch")
+                lost = True
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
         pieces = _pieces(requests, lambda r: r.expected.size)
@@ -253,13 +279,13 @@ class RemoteEndpoint:
         task.add_done_callback(_retrieve)
         return task
 
-    async def stage_open(self, path: str, new: Entry) -> int:
+    async def stage_open(self, path: str, new: Entry) -> StageInfo:
         # Retried after a reconnect, the handle comes from the new agent: it is current.
-        handle = cast(int, await self._call("stage_open", path, new))
+        info = cast(StageInfo, await self._call("stage_open", path, new))
         local = self._next_stage
         self._next_stage += 1
-        self._stages[local] = (self._generation, handle)
-        return local
+        self._stages[local] = (self._generation, info.handle)
+        return StageInfo(local, info.have)
 
     def _agent_handle(self, handle: int) -> int | None:
         gen, remote = self._stages.get(handle, (-1, -1))
@@ -345,9 +371,12 @@ class RemoteEndpoint:
                 else:
                     wire.append(_with_stage(op, remote))
             rpc, _gen = await self._client()
-            self.sent_bytes += sum(len(op.data) for op in wire if op.data is not None)
             try:
-                results = cast(list[OpResult], await rpc.call("apply", wire)) if wire else []
+                if attempts and wire:
+                    results = await self._apply_retry(rpc, wire)
+                else:
+                    self.sent_bytes += sum(len(op.data) for op in wire if op.data is not None)
+                    results = cast(list[OpResult], await rpc.call("apply", wire)) if wire else []
                 break
             except ConnectionLost as err:
                 attempts += 1
@@ -364,6 +393,27 @@ class RemoteEndpoint:
                 self._stages.pop(op.stage, None)
         done = iter(results)
         return [lost[i] if i in lost else next(done) for i in range(len(ops))]
+
+    async def _apply_retry(self, rpc: RpcClient, wire: list[Op]) -> list[OpResult]:
+        """A batch whose answer was lost may have been applied already. Ask first
+        with the contents left out (the agent reports ops whose path already holds
+        the new entry as done, and cannot apply the others), then send contents
+        only for what is still missing: a lost answer costs no re-sent data."""
+        probe = [
+            msgspec.structs.replace(op, data=None) if op.data is not None else op for op in wire
+        ]
+        first = cast(list[OpResult], await rpc.call("apply", probe))
+        pairs = enumerate(zip(wire, first, strict=True))
+        again = [i for i, (op, r) in pairs if not r.ok and op.data is not None]
+        if not again:
+            return first
+        resend = [wire[i] for i in again]
+        self.sent_bytes += sum(len(op.data) for op in resend if op.data is not None)
+        second = cast(list[OpResult], await rpc.call("apply", resend))
+        out = list(first)
+        for i, r in zip(again, second, strict=True):
+            out[i] = r
+        return out
 
     async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]:
         return cast(list[PathStat], await self._call("stat_paths", list(paths)))

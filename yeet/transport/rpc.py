@@ -163,7 +163,11 @@ class RpcClient:
                 err if isinstance(err, ConnectionLost) else ConnectionLost(self.where, str(err))
             )
         except Exception as err:  # a bug here must not leave calls hanging forever
-            self._fail_all(err)
+            if type(err).__module__.startswith("asyncssh"):
+                # asyncssh's ConnectionLost/DisconnectError are not ConnectionErrors
+                self._fail_all(ConnectionLost(self.where, str(err)))
+            else:
+                self._fail_all(err)
 
     def _route(self, event: Event) -> None:
         if isinstance(event, ResultReceived):

@@ -150,10 +150,15 @@ class AgentEndpoint:
 
     # -- reading ------------------------------------------------------------------------
 
-    def scan(self, under: Sequence[str] = ("",)) -> Any:
+    def scan(
+        self, under: Sequence[str] = ("",), recursive: bool = True, partial_parent: bool = False
+    ) -> Any:
         for p in under:
             check_relpath(p)
-        return self._local().scan(under)
+        return self._local().scan(under, recursive, partial_parent)
+
+    def watch(self) -> Any:
+        return self._local().watch()
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
         good: list[ReadRequest] = []
@@ -182,13 +187,13 @@ class AgentEndpoint:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def stage_open(self, path: str, new: Any) -> int:
+    async def stage_open(self, path: str, new: Any) -> Any:
         _file_path(path)
         if not new.is_file or new.size < 0:
             raise BadPath(f"stage_open needs a file entry: {path}")
-        handle = await self._local().stage_open(path, new)
-        self._handles.add(handle)
-        return handle
+        info = await self._local().stage_open(path, new)
+        self._handles.add(info.handle)
+        return info
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         if handle not in self._handles:
