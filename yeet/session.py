@@ -296,6 +296,7 @@ class Session:
         store = self.store
         executor = self._executor
         assert executor is not None
+        executor.generation += 1  # what this pass finds goes before older queued work
         rec = Reconciler(self.settings.mode, store.ancestor_digests(), scope)
         had_ancestor = store.ancestor_count() > 0
         root_empty: dict[Side, bool] = {}
