@@ -6,7 +6,7 @@ import os
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent  # run this checkout's yeet, whatever is installed
@@ -28,6 +28,9 @@ class Yeet:
 
     home: Path
     extra_env: dict[str, str] | None = None
+    # local root -> how the CLI names it (``box:/path``: the same directory reached
+    # through a real sshd), so one scenario runs with local and remote endpoints
+    remote: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -42,7 +45,7 @@ class Yeet:
 
     def __call__(self, *args: str, rc: int | None = None, timeout: float = 300) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "yeet", *args],
+            [sys.executable, "-m", "yeet", *(self.remote.get(a, a) for a in args)],
             env=self.env,
             capture_output=True,
             text=True,

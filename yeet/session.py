@@ -40,6 +40,7 @@ from yeet.state.store import SessionStore, Update
 from yeet.transfer.executor import Counters, Executor
 
 MAX_PASSES = 4
+BACKLOG = 20_000  # changes queued before a scan pauses (memory bound, not tree size)
 SETTLE_SECONDS = 0.05  # coalesce a burst of change events (only while events flow)
 
 
@@ -275,6 +276,7 @@ class Session:
         assert executor is not None
         settled = False
         while True:
+            executor.raise_fatal()
             if result.transient and executor.sched.busy == 0:
                 # "modified since the scan": look at those directories again
                 return set(result.transient)
@@ -288,6 +290,9 @@ class Session:
             done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for f in pending:
                 f.cancel()
+            for f in done:
+                if f is not get:
+                    f.result()  # a transfer failure that is no per-path problem ends the session
             if get in done:
                 _side, dirty = get.result()
                 return self._absorb(set(), dirty)
@@ -392,6 +397,7 @@ class Session:
         ) -> None:
             async for batch in batches:
                 feed(side, batch)
+                await executor.room(BACKLOG)
             for top in tops:
                 if scope is None:
                     rec.finish(side)

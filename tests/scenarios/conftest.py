@@ -1,19 +1,59 @@
+"""Every scenario runs with both roots local; most run again with beta, and with
+both roots, behind a real OpenSSH sshd on 127.0.0.1 (the directories stay on
+this machine, so the tests look at them directly). ``@pytest.mark.local_only``
+keeps a scenario to local roots (it inspects local state or times a local run).
+"""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli_harness import Yeet
+from tests.sshd import SshWorld
+
+WHERE = ("local", "beta-remote", "both-remote")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "local_only: run this scenario with local roots only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "where" in metafunc.fixturenames:
+        local = metafunc.definition.get_closest_marker("local_only") is not None
+        metafunc.parametrize("where", ("local",) if local else WHERE)
 
 
 @pytest.fixture
-def yeet(tmp_path: Path) -> Yeet:
-    return Yeet(tmp_path / "home")
+def where() -> str:
+    return "local"  # replaced by pytest_generate_tests
 
 
 @pytest.fixture
-def roots(tmp_path: Path) -> tuple[Path, Path]:
+def yeet(tmp_path: Path, where: str) -> Iterator[Yeet]:
+    if where == "local":
+        yield Yeet(tmp_path / "home")
+        return
+    world = SshWorld(tmp_path / "ssh")
+    try:
+        srv = world.server("box")
+        world.trust(srv)
+        world.alias("box", srv)
+        env = {k: v for k, v in world.env().items() if k not in ("XDG_STATE_HOME", "PYTHONPATH")}
+        yield Yeet(tmp_path / "home", extra_env=env)
+    finally:
+        world.stop()
+
+
+@pytest.fixture
+def roots(tmp_path: Path, yeet: Yeet, where: str) -> tuple[Path, Path]:
     a, b = tmp_path / "alpha", tmp_path / "beta"
     a.mkdir()
+    if where != "local":
+        yeet.remote[str(b)] = f"box:{b}"
+    if where == "both-remote":
+        yeet.remote[str(a)] = f"box:{a}"
     return a, b

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli_harness import Yeet
 
 MiB = 1 << 20
@@ -27,6 +29,7 @@ def _chunks_recorded(session: Path) -> int:
     return sum(p.stat().st_size // 16 for p in session.rglob("partial-*.chunks"))
 
 
+@pytest.mark.local_only  # inspects the local partial upload
 def test_file_changed_mid_transfer_keeps_unchanged_chunks(
     yeet: Yeet, roots: tuple[Path, Path]
 ) -> None:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli_harness import Yeet, snapshot, write
 
 TRIALS = 20
@@ -21,6 +23,7 @@ def version(rng: random.Random, path: str, tag: str) -> bytes:
     return head + rng.randbytes(max(0, size - len(head)))
 
 
+@pytest.mark.local_only  # timed local trials; vmtests kill remote ends
 def test_kill_9_during_sync_never_tears_or_loses(yeet: Yeet, roots: tuple[Path, Path]) -> None:
     a, b = roots
     rng = random.Random(1234)

@@ -8,6 +8,8 @@ import socket
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.cli_harness import Yeet, snapshot, write
 
 
@@ -163,6 +165,7 @@ def test_busy_session_exit_code(yeet: Yeet, roots: tuple[Path, Path]) -> None:
         os.close(fd)
 
 
+@pytest.mark.local_only  # nested roots are a local notion
 def test_usage_and_endpoint_errors(yeet: Yeet, roots: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = roots
     assert yeet("sync", str(tmp_path / "missing"), str(b)).rc == 5
@@ -179,6 +182,7 @@ def test_usage_and_endpoint_errors(yeet: Yeet, roots: tuple[Path, Path], tmp_pat
     assert r.rc == 2 and "synchronises" in r.err
 
 
+@pytest.mark.local_only  # ages the local trash index
 def test_trash_expiry(yeet: Yeet, roots: tuple[Path, Path]) -> None:
     a, b = roots
     write(a, "stays", "0")

@@ -44,6 +44,8 @@ from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
 
+SCAN_WINDOW = 64  # listing batches a scan runs ahead of its consumer (memory bound)
+
 
 class LocalEndpoint:
     def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, storage: Path) -> None:
@@ -153,6 +155,7 @@ class LocalEndpoint:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ScanBatch | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
+        window = threading.Semaphore(SCAN_WINDOW)  # batches the consumer has not taken
         opts = ScanOptions(
             self._rules(), self.config.symlinks, self.config.digest, self.config.side
         )
@@ -164,6 +167,9 @@ class LocalEndpoint:
             try:
 
                 def emit(batch: ScanBatch) -> None:
+                    while not window.acquire(timeout=0.5):  # the consumer is behind: wait
+                        if stop.is_set():
+                            return
                     loop.call_soon_threadsafe(queue.put_nowait, batch)
 
                 scanner.run(under, emit, stop, recursive=recursive, partial_parent=partial_parent)
@@ -182,6 +188,7 @@ class LocalEndpoint:
         try:
             while True:
                 item = await queue.get()
+                window.release()
                 if item is None:
                     break
                 if isinstance(item, BaseException):

@@ -28,9 +28,18 @@ from typing import Any, Union
 import msgspec
 
 from yeet.errors import ProtocolError
-from yeet.protocol import codec
+from yeet.protocol import codec, names
 from yeet.protocol.banner import PROTOCOL, Banner, BannerScanner, banner_line
-from yeet.protocol.frames import DEFAULT_MAX_FRAME, FIXED, Frame, FrameDecoder, Kind, encode_frame
+from yeet.protocol.frames import (
+    COMPRESSION_FLAGS,
+    DEFAULT_MAX_FRAME,
+    FIXED,
+    FLAG_NAMES,
+    Frame,
+    FrameDecoder,
+    Kind,
+    encode_frame,
+)
 from yeet.protocol.messages import Fault, Hello, Welcome
 from yeet.protocol.methods import ENDPOINT, Method, Registry
 
@@ -145,6 +154,7 @@ class _Side:
         self.codec = codec.Codec("none")
         self._frames = FrameDecoder(max_frame)
         self.broken: ProtocolError | None = None
+        self._escaped = False  # the payload being framed has escaped names
 
     def _fail(self, message: str, *, local: bool) -> ProtocolError:
         err = ProtocolError(message, local=local)
@@ -164,6 +174,7 @@ class _Side:
         self, kind: Kind, payload: bytes, *, method: int = 0, call: int = 0, pack: bool = False
     ) -> bytes:
         flags = 0
+        escaped, self._escaped = self._escaped, False
         if len(payload) + FIXED > self.max_frame:
             # The limit holds for the payload as decoded, compressed or not. Nothing was
             # sent: the connection stays usable (the caller may answer with an error).
@@ -173,15 +184,33 @@ class _Side:
             )
         if pack:
             flags, payload = self.codec.pack(payload)
+        if escaped:
+            flags |= FLAG_NAMES
         return encode_frame(
             kind, payload, flags=flags, method=method, call=call, max_frame=self.max_frame
         )
 
     def _encode(self, value: Any) -> bytes:
+        """Encode ``value``; names that UTF-8 cannot carry are escaped and the next
+        ``_frame`` says so (it is always framed right away)."""
+        self._escaped = False
         try:
-            return _enc.encode(value)
+            try:
+                data: bytes = _enc.encode(value)
+                if not names.may_need_unescape(data):
+                    return data
+            except UnicodeEncodeError:
+                pass
+            escaped = names.escape(value)
+            if escaped is value:
+                return _enc.encode(value)
+            self._escaped = True
+            return _enc.encode(escaped)
         except (TypeError, ValueError, OverflowError) as err:
             raise self._fail(f"cannot encode {type(value).__name__}: {err}", local=True) from None
+
+    def _names(self, frame: Frame, value: Any) -> Any:
+        return names.unescape(value) if frame.flags & FLAG_NAMES else value
 
     def _next_frame(self) -> Frame | None:
         try:
@@ -194,7 +223,7 @@ class _Side:
         if frame.kind in (Kind.HELLO, Kind.WELCOME) and frame.flags:
             raise self._fail("handshake frames are never compressed", local=False)
         try:
-            return self.codec.unpack(frame.flags, frame.payload, self.max_frame)
+            return self.codec.unpack(frame.flags & COMPRESSION_FLAGS, frame.payload, self.max_frame)
         except ProtocolError as err:
             self._close(err)
             raise
@@ -376,13 +405,13 @@ class ClientConnection(_Side):
             raise self._fail(f"{kind.name} for call {frame.call}, which is not open", local=False)
         method = out.method
         if kind is Kind.ERROR:
-            fault = _decode(_fault, self._payload(frame), "error")
+            fault = self._names(frame, _decode(_fault, self._payload(frame), "error"))
             del self._calls[frame.call]
             return ErrorReceived(frame.call, fault)
         if kind is Kind.RESULT:
             if method.stream:
                 raise self._fail(f"result for stream {method.name}", local=False)
-            value = self.registry.decode_result(method, self._payload(frame))
+            value = self._names(frame, self.registry.decode_result(method, self._payload(frame)))
             del self._calls[frame.call]
             return ResultReceived(frame.call, value)
         if not method.stream:
@@ -395,7 +424,8 @@ class ClientConnection(_Side):
         if out.credit <= 0:
             raise self._fail(f"{method.name} sent an item without credit", local=False)
         out.credit -= 1
-        return ItemReceived(frame.call, self.registry.decode_result(method, self._payload(frame)))
+        item = self.registry.decode_result(method, self._payload(frame))
+        return ItemReceived(frame.call, self._names(frame, item))
 
     def _on_welcome(self, payload: bytes) -> Event:
         welcome: Welcome = _decode(_welcome, payload, "welcome")
@@ -580,7 +610,7 @@ class AgentConnection(_Side):
                 f"call id {frame.call} is not above the last one ({self._last_call})", local=False
             )
         method = self.registry.get(frame.method)
-        args = self.registry.decode_args(method, self._payload(frame))
+        args = self._names(frame, self.registry.decode_args(method, self._payload(frame)))
         self._last_call = frame.call
         self._serving[frame.call] = _Serving(method, STREAM_WINDOW if method.stream else 0)
         return CallReceived(frame.call, method, args)

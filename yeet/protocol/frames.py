@@ -38,7 +38,9 @@ class Kind(enum.IntEnum):
 
 FLAG_ZSTD = 0x01
 FLAG_ZLIB = 0x02
-KNOWN_FLAGS = FLAG_ZSTD | FLAG_ZLIB
+FLAG_NAMES = 0x04  # strings in the payload are escaped (yeet.protocol.names)
+COMPRESSION_FLAGS = FLAG_ZSTD | FLAG_ZLIB
+KNOWN_FLAGS = COMPRESSION_FLAGS | FLAG_NAMES
 _KINDS = frozenset(int(k) for k in Kind)
 
 

@@ -85,12 +85,14 @@ class Executor:
         self._workers = workers
         self._wake = asyncio.Event()
         self._closed = False
+        self.fatal: Exception | None = None  # the first failure that was no per-path problem
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[tuple[Side, str], tuple[Entry | None, Entry | None]] = {}
         self._opening: dict[int, asyncio.Future[None]] = {}
         self._progress: dict[int, int] = {}  # id(upload) -> bytes sent
         self._idle = asyncio.Event()
         self._idle.set()
+        self._room = asyncio.Event()  # set whenever work finishes (see ``room``)
 
     # -- input ------------------------------------------------------------------------
 
@@ -115,6 +117,20 @@ class Executor:
             self.sched.add(fresh, self.generation, local)
             self._idle.clear()
             self._wake.set()
+
+    def backlog(self) -> int:
+        """Changes queued or in flight that can run now (held-back deletions excluded)."""
+        return len(self._known) - self.sched.held()
+
+    async def room(self, limit: int) -> None:
+        """Wait while more than ``limit`` changes wait to run: a scan that outruns the
+        transfers pauses instead of queueing the whole tree in memory. It never waits
+        while nothing runs (what is queued then waits for the scan itself: work
+        that depends on held-back replacements)."""
+        while self.backlog() > limit and self.sched.busy > 0:
+            self.raise_fatal()
+            self._room.clear()
+            await self._room.wait()
 
     def release(self) -> None:
         """The scans are complete: queue the held-back deletions and replacements."""
@@ -143,10 +159,18 @@ class Executor:
             self._tasks.append(asyncio.create_task(self._worker(), name=f"transfer-{n}"))
 
     async def drain(self) -> None:
-        """Wait until everything queued so far (not held back) has been done."""
+        """Wait until everything queued so far (not held back) has been done; a
+        failure that was not a per-path problem is raised here (never swallowed:
+        work that failed that way must not look done)."""
         while not (self.sched.busy == 0 and self.sched.next_would_be_none()):
+            self.raise_fatal()
             self._idle.clear()
             await self._idle.wait()
+        self.raise_fatal()
+
+    def raise_fatal(self) -> None:
+        if self.fatal is not None:
+            raise self.fatal
 
     async def finish(self) -> None:
         """Do everything queued (and released), then stop the workers."""
@@ -154,6 +178,7 @@ class Executor:
         self._closed = True
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.raise_fatal()
 
     async def _worker(self) -> None:
         while True:
@@ -169,10 +194,16 @@ class Executor:
             applied: list[Change] = []
             try:
                 applied = await self._do(work)
+            except Exception as err:  # not a per-path problem: the session must fail
+                if self.fatal is None:
+                    self.fatal = err
+                self._idle.set()
+                self._room.set()
             finally:
                 self.sched.finished(work, applied)
                 self._forget(work)
                 self._wake.set()
+                self._room.set()
 
     def _forget(self, work: Work) -> None:
         """Work that is over (done or failed) may be decided again by a later pass."""

@@ -38,6 +38,8 @@ class Encoder:
     def encode(self, obj: Any) -> bytes:
         try:
             out: bytes = _msgpack.packb(obj, use_bin_type=True, default=_default)
+        except UnicodeEncodeError:
+            raise  # as msgspec does: a name that is not UTF-8 (the protocol escapes it)
         except (TypeError, ValueError, OverflowError) as err:
             raise EncodeError(str(err)) from None
         return out
