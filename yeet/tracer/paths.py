@@ -206,7 +206,7 @@ def open_handle(mount_fd: int, handle_type: int, raw: bytes, flags: int) -> int:
         raise OSError(errno.EINVAL, "file handle too long")
     h = _FileHandle(handle_bytes=len(raw), handle_type=handle_type)
     ctypes.memmove(h.f_handle, raw, len(raw))
-    fd = _libc.open_by_handle_at(mount_fd, h, flags)
+    fd: int = _libc.open_by_handle_at(mount_fd, h, flags)
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
@@ -230,9 +230,7 @@ def name_of_handle(
         st = os.fstat(fd)
         for _ in range(tries):  # a concurrent rename may move it between the two calls
             target = os.readlink(f"/proc/self/fd/{fd}")
-            if st.st_nlink == 0 or (
-                target.endswith(" (deleted)") and not os.path.lexists(target)
-            ):
+            if st.st_nlink == 0 or (target.endswith(" (deleted)") and not os.path.lexists(target)):
                 return None, True
             if not target.startswith("/"):
                 return None, False
