@@ -1,37 +1,37 @@
-"""Carrying out a plan: content from the winning side, applied on the other.
+"""Carrying out a plan: workers take work from the scheduler and move content.
 
 Invariants owned here:
 
-* Changes on a side are applied in the order the reconciler emitted them
-  (parents before children), one batch at a time; fetching content for later
-  batches overlaps with applying earlier ones, with a bounded number in flight.
-* Deletions and replacements of directories are held back until ``release``
-  (the session calls it once both scans are complete and the root-safety checks
-  passed), then applied deepest first.
+* What runs next is the scheduler's decision (``yeet.transfer.schedule``):
+  metadata and small files first, large files in chunks that idle workers
+  steal, deletions after the scans, deepest first.
 * The ancestor learns about a change only after the endpoint reported it
   applied (and durable).
 * A file whose content already exists on the receiving side (same digest) is
-  copied there locally instead of being sent (renames, copies).
+  copied there locally instead of being sent (renames, copies); a large upload
+  interrupted earlier resumes from the chunks the receiver already holds.
+* Memory stays bounded: at most ``workers`` pieces of work (each at most one
+  batch or one chunk) are in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
-from yeet.paths import sort_key
 from yeet.state.store import Update
+from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Upload, Work
 
 SMALL = 1 << 20
-CHUNK = 4 << 20
-BATCH_OPS = 1024
-BATCH_BYTES = 2 << 20  # x IN_FLIGHT: what a lost connection may make us send again
-IN_FLIGHT = 4
+WORKERS = 4
+MIN_CHUNK, MAX_CHUNK = 1 << 20, 8 << 20
+CHUNK_SECONDS = 0.25  # chunk size follows the link: about this long per chunk
 
 
 @dataclass
@@ -49,19 +49,18 @@ class Counters:
 
 
 @dataclass
-class _Job:
-    side: Side
-    changes: list[Change]
-    ops: list[Op] = field(default_factory=list)
+class _Rate:
+    """Bytes per second, smoothed."""
 
+    value: float = 0.0
+    moved: int = 0
+    started: float = field(default_factory=time.monotonic)
 
-async def _call_apply(ep: Endpoint, ops: list[Op]) -> list[OpResult]:
-    return await ep.apply(ops)
-
-
-def _defers(c: Change) -> bool:
-    """Deletions and directory replacements wait for the end of the scans."""
-    return c.new is None or (c.old is not None and c.old.is_dir)
+    def add(self, nbytes: int, seconds: float) -> None:
+        self.moved += nbytes
+        if seconds > 0:
+            sample = nbytes / seconds
+            self.value = sample if self.value == 0 else 0.7 * self.value + 0.3 * sample
 
 
 class Executor:
@@ -71,159 +70,138 @@ class Executor:
         record: Callable[[list[Update]], None],
         report: Callable[[Problem, bool], None],
         local_index: Mapping[Side, dict[bytes, str]],
+        workers: int = WORKERS,
     ) -> None:
         self.ep = endpoints
         self.record = record
         self.report = report
         self.index = local_index
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
-        self._pending: dict[Side, list[Change]] = {Side.ALPHA: [], Side.BETA: []}
-        self._deferred: dict[Side, list[Change]] = {Side.ALPHA: [], Side.BETA: []}
-        self._wake = {s: asyncio.Event() for s in Side}
+        self.sched = Scheduler(workers=workers, small_limit=SMALL, chunk=4 << 20)
+        self.generation = 0
+        self.rate = _Rate()
+        self._workers = workers
+        self._wake = asyncio.Event()
         self._closed = False
-        self._ready: dict[Side, asyncio.Queue[tuple[_Job, asyncio.Task[None]] | None]] = {
-            s: asyncio.Queue(IN_FLIGHT) for s in Side
-        }
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[tuple[Side, str], tuple[Entry | None, Entry | None]] = {}
-        self._busy = 0  # batches taken but not yet accounted
+        self._opening: dict[int, asyncio.Future[None]] = {}
+        self._progress: dict[int, int] = {}  # id(upload) -> bytes sent
         self._idle = asyncio.Event()
         self._idle.set()
-        self._large_slot = asyncio.Semaphore(1)
 
     # -- input ------------------------------------------------------------------------
 
     def submit(self, changes: Iterable[Change]) -> None:
         """Queue changes; one identical to a change already queued or in flight
         (a later pass deciding the same thing again) is dropped."""
+        fresh = []
         for c in changes:
             key = (c.side, c.path)
             if self._known.get(key) == (c.old, c.new):
                 continue
             self._known[key] = (c.old, c.new)
-            (self._deferred if _defers(c) else self._pending)[c.side].append(c)
+            fresh.append(c)
+        if fresh:
+            local = {
+                c.path
+                for c in fresh
+                if c.new is not None
+                and c.new.is_file
+                and self.index[c.side].get(c.new.digest, c.path) != c.path
+            }
+            self.sched.add(fresh, self.generation, local)
             self._idle.clear()
-            self._wake[c.side].set()
-
-    async def drain(self) -> None:
-        """Wait until everything queued so far (not held back) has been applied."""
-        while self._pending[Side.ALPHA] or self._pending[Side.BETA] or self._busy:
-            self._idle.clear()
-            await self._idle.wait()
-
-    def _settled(self, job: _Job) -> None:
-        for c in job.changes:
-            self._known.pop((c.side, c.path), None)
-        self._busy -= 1
-        if self._busy == 0 and not (self._pending[Side.ALPHA] or self._pending[Side.BETA]):
-            self._idle.set()
+            self._wake.set()
 
     def release(self) -> None:
-        """Queue the held-back deletions and directory replacements, deepest first."""
-        for side in Side:
-            held = self._deferred[side]
-            removals = sorted((c for c in held if c.new is None), key=lambda c: sort_key(c.path))
-            replacements = [c for c in held if c.new is not None]
-            self._pending[side].extend(reversed(removals))
-            self._pending[side].extend(replacements)
-            held.clear()
-            self._wake[side].set()
+        """The scans are complete: queue the held-back deletions and replacements."""
+        self.sched.release()
+        self._wake.set()
 
     def deferred(self) -> int:
-        return sum(len(v) for v in self._deferred.values())
+        return self.sched.held()
 
     def queued(self) -> int:
-        return sum(len(v) for v in self._pending.values())
+        return self.sched.queued()[0]
+
+    def queued_bytes(self) -> int:
+        return self.sched.queued()[1]
+
+    def uploads(self) -> list[tuple[str, int, int]]:
+        """Large files in flight: (path, bytes sent, size)."""
+        return [
+            (u.change.path, self._progress.get(id(u), 0), u.size) for u in self.sched.in_flight()
+        ]
 
     # -- running ----------------------------------------------------------------------
 
     def start(self) -> None:
-        for side in Side:
-            self._tasks.append(asyncio.create_task(self._batcher(side), name=f"batch-{side}"))
-            self._tasks.append(asyncio.create_task(self._applier(side), name=f"apply-{side}"))
+        for n in range(self._workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"transfer-{n}"))
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far (not held back) has been done."""
+        while not (self.sched.busy == 0 and self.sched.next_would_be_none()):
+            self._idle.clear()
+            await self._idle.wait()
 
     async def finish(self) -> None:
-        """Apply everything submitted (and released) so far, then stop."""
+        """Do everything queued (and released), then stop the workers."""
+        await self.drain()
         self._closed = True
-        for ev in self._wake.values():
-            ev.set()
-        try:
-            await asyncio.gather(*self._tasks)
-        finally:
-            for t in self._tasks:
-                t.cancel()
+        self._wake.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _batcher(self, side: Side) -> None:
-        queue = self._ready[side]
+    async def _worker(self) -> None:
         while True:
-            if not self._pending[side]:
+            work = self.sched.next()
+            if work is None:
+                if self.sched.busy == 0 and self.sched.next_would_be_none():
+                    self._idle.set()
                 if self._closed:
-                    break
-                self._wake[side].clear()
-                await self._wake[side].wait()
+                    return
+                self._wake.clear()
+                await self._wake.wait()
                 continue
-            job = self._take_batch(side)
-            fetch = asyncio.create_task(self._fetch(job))
-            await queue.put((job, fetch))
-        await queue.put(None)
-
-    def _take_batch(self, side: Side) -> _Job:
-        pending = self._pending[side]
-        job = _Job(side, [])
-        size = 0
-        n = 0
-        while n < len(pending) and n < BATCH_OPS and size < BATCH_BYTES:
-            c = pending[n]
-            if c.new is not None and c.new.is_file:
-                size += c.new.size
-            n += 1
-        job.changes = pending[:n]
-        del pending[:n]
-        self._busy += 1
-        return job
-
-    async def _applier(self, side: Side) -> None:
-        """Send batches to the endpoint in order, several in flight; account in order."""
-        queue = self._ready[side]
-        ep = self.ep[side]
-        inflight: list[tuple[_Job, asyncio.Task[list[OpResult]]]] = []
-
-        async def settle_oldest() -> None:
-            job, task = inflight.pop(0)
+            applied: list[Change] = []
             try:
-                self._account(job, await task)
+                applied = await self._do(work)
             finally:
-                self._settled(job)
+                self.sched.finished(work, applied)
+                self._forget(work)
+                self._wake.set()
 
-        while True:
-            if inflight and queue.empty():
-                await settle_oldest()  # nothing else to send meanwhile: collect results
-                continue
-            item = await queue.get()
-            if item is None:
-                break
-            job, fetch = item
-            await fetch
-            if not job.ops:
-                self._settled(job)
-                continue
-            inflight.append((job, asyncio.create_task(_call_apply(ep, job.ops))))
-            if len(inflight) >= IN_FLIGHT:
-                await settle_oldest()
-        while inflight:
-            await settle_oldest()
+    def _forget(self, work: Work) -> None:
+        """Work that is over (done or failed) may be decided again by a later pass."""
+        if isinstance(work, Batch):
+            changes = work.changes
+        elif isinstance(work, Commit) or work.upload.failed:
+            changes = [work.upload.change]
+        else:
+            return
+        for c in changes:
+            if self._known.get((c.side, c.path)) == (c.old, c.new):
+                del self._known[(c.side, c.path)]
 
-    # -- content ----------------------------------------------------------------------
+    async def _do(self, work: Work) -> list[Change]:
+        if isinstance(work, Batch):
+            return await self._batch(work)
+        if isinstance(work, Chunk):
+            await self._chunk(work)
+            return []
+        return await self._commit(work)
 
-    async def _fetch(self, job: _Job) -> None:
-        """Build the job's ops, fetching content from the other side where needed."""
-        source = self.ep[job.side.other]
-        target = self.ep[job.side]
-        index = self.index[job.side]
+    # -- small files and metadata -----------------------------------------------------
+
+    async def _batch(self, batch: Batch) -> list[Change]:
+        source = self.ep[batch.side.other]
+        target = self.ep[batch.side]
+        index = self.index[batch.side]
         ops: list[Op | None] = []
         reads: list[tuple[int, Change]] = []
         large: list[tuple[int, Change]] = []
-        for c in job.changes:
+        for c in batch.changes:
             new = c.new
             if (
                 new is None
@@ -235,64 +213,143 @@ class Executor:
             local = index.get(new.digest)
             if local is not None and local != c.path:
                 ops.append(Op(c.path, c.old, new, copy_from=local))
-                self.counters[job.side].copied_locally += 1
+                self.counters[batch.side].copied_locally += 1
                 continue
             ops.append(None)
             (large if new.size > SMALL else reads).append((len(ops) - 1, c))
         if reads:
+            t = time.monotonic()
             results = await source.read_files(
                 [ReadRequest(c.path, c.new) for _, c in reads if c.new is not None]
             )
+            self.rate.add(sum(len(r.data or b"") for r in results), time.monotonic() - t)
             for (i, c), r in zip(reads, results, strict=True):
                 if r.data is None:
-                    self.report(Problem(c.path, r.problem or "cannot read", job.side.other), True)
+                    self._problem(c.path, r.problem or "cannot read", batch.side.other, True)
                 else:
                     ops[i] = Op(c.path, c.old, c.new, data=r.data)
-        for i, c in large:
-            async with self._large_slot:  # one large upload at a time (bounded re-send)
-                handle = await self._send_large(source, target, c)
-                if handle is not None:
-                    ops[i] = Op(c.path, c.old, c.new, stage=handle)
-        job.ops = [op for op in ops if op is not None]
+        for i, c in large:  # only in replacement batches (directory -> large file)
+            handle = await self._upload_whole(source, target, c)
+            if handle is not None:
+                ops[i] = Op(c.path, c.old, c.new, stage=handle)
+        wire = [op for op in ops if op is not None]
+        if not wire:
+            return []
+        return self._account(batch.side, wire, await target.apply(wire))
 
-    async def _send_large(self, source: Endpoint, target: Endpoint, c: Change) -> int | None:
-        """Upload a large file in chunks, skipping those an earlier attempt delivered."""
+    async def _upload_whole(self, source: Endpoint, target: Endpoint, c: Change) -> int | None:
         new = c.new
         assert new is not None
         info = await target.stage_open(c.path, new)
         have = set(info.have)
         try:
-            for offset in range(0, new.size, CHUNK):
-                length = min(CHUNK, new.size - offset)
-                if (offset, length) in have:
-                    continue
-                data = await source.read_range(c.path, new, offset, length)
-                await target.stage_write(info.handle, offset, data)
+            for offset in range(0, new.size, self.sched.chunk):
+                length = min(self.sched.chunk, new.size - offset)
+                if (offset, length) not in have:
+                    data = await source.read_range(c.path, new, offset, length)
+                    await target.stage_write(info.handle, offset, data)
         except OSError as err:
-            if not isinstance(err, ConnectionError) and err.errno != errno.ECONNRESET:
-                await target.stage_abort(info.handle)  # the source changed: no use resuming
-            self.report(Problem(c.path, f"transfer interrupted: {err}", c.side.other), True)
+            await self._abandon(target, info.handle, err)
+            self._problem(c.path, f"transfer interrupted: {err}", c.side.other, True)
             return None
         return info.handle
 
+    async def _abandon(self, target: Endpoint, handle: int, err: OSError) -> None:
+        """A lost link keeps the partial upload (it resumes); a changed source drops it."""
+        if not isinstance(err, ConnectionError) and err.errno != errno.ECONNRESET:
+            try:
+                await target.stage_abort(handle)
+            except OSError:
+                pass
+
+    # -- large files ------------------------------------------------------------------
+
+    async def _open(self, up: Upload) -> None:
+        """Open the upload on the receiver once, whichever worker gets there first."""
+        key = id(up)
+        fut = self._opening.get(key)
+        if fut is not None:
+            await asyncio.shield(fut)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._opening[key] = fut
+        try:
+            assert up.change.new is not None
+            info = await self.ep[up.change.side].stage_open(up.change.path, up.change.new)
+            up.handle = info.handle
+            if info.have:
+                self.sched.skip(up, info.have)
+            fut.set_result(None)
+        except BaseException as err:
+            fut.set_exception(err)
+            fut.exception()  # retrieved: other waiters re-raise it
+            raise
+
+    async def _chunk(self, chunk: Chunk) -> None:
+        up = chunk.upload
+        c = up.change
+        source, target = self.ep[c.side.other], self.ep[c.side]
+        try:
+            await self._open(up)
+            assert up.handle is not None and c.new is not None
+            if up.holds(chunk.offset, chunk.length):
+                return  # an earlier attempt delivered it
+            t = time.monotonic()
+            data = await source.read_range(c.path, c.new, chunk.offset, chunk.length)
+            await target.stage_write(up.handle, chunk.offset, data)
+            self.rate.add(len(data), time.monotonic() - t)
+            self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
+            self._adapt_chunk()
+        except OSError as err:
+            if not up.failed:
+                self.sched.fail_upload(up)
+                if up.handle is not None:
+                    await self._abandon(target, up.handle, err)
+                self._problem(c.path, f"transfer interrupted: {err}", c.side.other, True)
+
+    def _adapt_chunk(self) -> None:
+        if self.rate.value > 0:
+            want = int(self.rate.value * CHUNK_SECONDS)
+            size = MIN_CHUNK
+            while size * 2 <= min(want, MAX_CHUNK):
+                size *= 2
+            self.sched.chunk = size
+
+    async def _commit(self, commit: Commit) -> list[Change]:
+        up = commit.upload
+        c = up.change
+        self._progress.pop(id(up), None)
+        self._opening.pop(id(up), None)
+        if up.handle is None:
+            return []
+        op = Op(c.path, c.old, c.new, stage=up.handle)
+        return self._account(c.side, [op], await self.ep[c.side].apply([op]))
+
     # -- results ----------------------------------------------------------------------
 
-    def _account(self, job: _Job, results: list[OpResult]) -> None:
-        by_path: dict[str, Op] = {op.path: op for op in job.ops}
+    def _problem(self, path: str, reason: str, side: Side, transient: bool) -> None:
+        self.report(Problem(path, reason, side.value), transient)
+
+    def _account(self, side: Side, ops: list[Op], results: list[OpResult]) -> list[Change]:
+        by_path: dict[str, Op] = {op.path: op for op in ops}
         updates: list[Update] = []
-        counters = self.counters[job.side]
+        applied: list[Change] = []
+        counters = self.counters[side]
         for r in results:
             op = by_path[r.path]
             if not r.ok:
                 counters.failed += 1
                 counters.transient += r.transient
-                self.report(Problem(r.path, r.problem or "failed", job.side), r.transient)
+                self._problem(r.path, r.problem or "failed", side, r.transient)
                 continue
             updates.append(Update(r.path, op.new, applied=True))
+            applied.append(Change(side, r.path, op.old, op.new))
             self._count(counters, op.new, op.old)
-            self._index(job.side, r.path, op.new)
+            if op.new is not None and op.new.is_file:
+                self.index[side].setdefault(op.new.digest, r.path)
         if updates:
             self.record(updates)
+        return applied
 
     @staticmethod
     def _count(counters: Counters, new: Entry | None, old: Entry | None) -> None:
@@ -304,7 +361,3 @@ class Executor:
             counters.files += 1
             if new.is_file and not (old is not None and old.is_file and old.digest == new.digest):
                 counters.bytes += new.size
-
-    def _index(self, side: Side, path: str, new: Entry | None) -> None:
-        if new is not None and new.is_file:
-            self.index[side].setdefault(new.digest, path)

@@ -219,7 +219,9 @@ class AgentEndpoint:
         for i, op in enumerate(ops):
             problem = self._check_op(op)
             if problem:
-                bad[i] = OpResult(op.path, False, problem)
+                # a lost staged upload is worth another pass (it resumes); bad paths are not
+                lost = op.stage is not None and op.stage not in self._handles
+                bad[i] = OpResult(op.path, False, problem, transient=lost)
             else:
                 good.append(op)
                 if op.stage is not None:

@@ -1,0 +1,366 @@
+"""What an idle transfer worker does next: one priority queue for all work.
+
+Invariants owned here (pure: values in, values out, no I/O, no clock):
+
+* Metadata changes and small files go first, large files are cut into chunks;
+  so a small item waits for at most the chunks already being worked on (one
+  chunk time), however many large chunks are queued.
+* Never starved: while large chunks wait, at most ``workers - 1`` workers do
+  small work, so large files always progress.
+* Idle workers *steal* chunks of the large file in flight with the most bytes
+  left, so one big file uses every worker when nothing else waits.
+* Recent work first: items from later passes (changes noticed while older work
+  was queued) go before older ones of the same class.
+* Dependencies hold: nothing is applied under a directory whose creation is
+  still queued or in flight; deletions run deepest first, one depth at a time;
+  a directory replaced by something else waits for the deletions below it.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from yeet.engine.reconcile import Change, Side
+from yeet.paths import depth, parent_of
+
+
+class Phase(enum.IntEnum):
+    NORMAL = 0
+    REMOVALS = 1  # deletions, deepest first
+    REPLACE = 2  # directories replaced by files or links
+
+
+@dataclass
+class Batch:
+    """Small changes applied in one call (metadata, small files)."""
+
+    side: Side
+    changes: list[Change]
+    size: int
+    phase: bool = False  # deletions / replacements (after the scans)
+
+
+@dataclass
+class Chunk:
+    """One piece of a large file's content."""
+
+    upload: Upload
+    offset: int
+    length: int
+
+
+@dataclass
+class Commit:
+    """All chunks of a large file arrived: verify and rename it into place."""
+
+    upload: Upload
+
+
+Work = Batch | Chunk | Commit
+
+
+@dataclass(eq=False)
+class Upload:
+    """A large file on its way: chunks to send, in flight, done."""
+
+    change: Change
+    size: int
+    rank: tuple[int, int]
+    todo: list[tuple[int, int]] = field(default_factory=list)
+    inflight: int = 0
+    started: bool = False
+    handle: int | None = None  # the receiving endpoint's stage handle
+    failed: bool = False
+    have: tuple[tuple[int, int], ...] = ()  # ranges the receiver already held
+
+    def holds(self, offset: int, length: int) -> bool:
+        return any(lo <= offset and offset + length <= lo + n for lo, n in self.have)
+
+    @property
+    def left(self) -> int:
+        return sum(n for _, n in self.todo)
+
+
+@dataclass(order=True)
+class _Small:
+    rank: tuple[int, int, int]
+    change: Change = field(compare=False)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        workers: int = 4,
+        small_limit: int = 1 << 20,
+        chunk: int = 4 << 20,
+        batch_ops: int = 1024,
+        batch_bytes: int = 2 << 20,
+    ) -> None:
+        self.workers = workers
+        self.small_limit = small_limit
+        self.chunk = chunk
+        self.batch_ops = batch_ops
+        self.batch_bytes = batch_bytes
+        self._seq = itertools.count()
+        self._small: dict[Side, list[_Small]] = {Side.ALPHA: [], Side.BETA: []}
+        self._blocked: dict[tuple[Side, str], list[_Small]] = {}
+        self._creating: dict[Side, dict[str, int]] = {Side.ALPHA: {}, Side.BETA: {}}
+        self._uploads: list[Upload] = []
+        self._waiting_uploads: dict[tuple[Side, str], list[Upload]] = {}
+        self._commits: list[Upload] = []
+        self._held: dict[Phase, list[Change]] = {Phase.REMOVALS: [], Phase.REPLACE: []}
+        self._phase_work: list[Change] = []  # released removals/replacements, in order
+        self._phase_inflight = 0
+        self._phase_level = -1
+        self.busy_small = 0
+        self.busy = 0
+
+    # -- input ------------------------------------------------------------------------
+
+    def add(
+        self, changes: Iterable[Change], generation: int = 0, local: Collection[str] = ()
+    ) -> None:
+        """Queue changes; ``generation`` (the pass number) orders recent work first;
+        files in ``local`` get their content on the receiving side (a copy of a file
+        there), so they are small work whatever their size."""
+        for c in changes:
+            if c.new is None or (c.old is not None and c.old.is_dir):
+                self._held[Phase.REMOVALS if c.new is None else Phase.REPLACE].append(c)
+                continue
+            rank = (-generation, next(self._seq))
+            if c.new.is_dir:
+                self._creating[c.side][c.path] = self._creating[c.side].get(c.path, 0) + 1
+            if self._is_large(c) and c.path not in local:
+                up = Upload(c, c.new.size, rank, self._chunks(c.new.size))
+                self._park_upload(up)
+            else:
+                item = _Small((0 if not c.new.is_file else 1, *rank), c)
+                self._park_small(item)
+
+    def release(self) -> None:
+        """The scans are complete: let the held deletions and replacements go."""
+        removals = sorted(self._held[Phase.REMOVALS], key=lambda c: -depth(c.path))
+        self._phase_work.extend(removals)
+        self._phase_work.extend(self._held[Phase.REPLACE])
+        self._held[Phase.REMOVALS].clear()
+        self._held[Phase.REPLACE].clear()
+
+    def held(self) -> int:
+        return len(self._held[Phase.REMOVALS]) + len(self._held[Phase.REPLACE])
+
+    def _is_large(self, c: Change) -> bool:
+        new = c.new
+        if new is None or not new.is_file or new.size <= self.small_limit:
+            return False
+        # exec-bit-only changes carry no content
+        return not (c.old is not None and c.old.is_file and c.old.digest == new.digest)
+
+    def _chunks(self, size: int) -> list[tuple[int, int]]:
+        return [(off, min(self.chunk, size - off)) for off in range(0, size, self.chunk)]
+
+    def _parent_pending(self, side: Side, path: str) -> bool:
+        return parent_of(path) in self._creating[side]
+
+    def _park_small(self, item: _Small) -> None:
+        c = item.change
+        if self._parent_pending(c.side, c.path):
+            self._blocked.setdefault((c.side, parent_of(c.path)), []).append(item)
+        else:
+            heapq.heappush(self._small[c.side], item)
+
+    def _park_upload(self, up: Upload) -> None:
+        c = up.change
+        if self._parent_pending(c.side, c.path):
+            self._waiting_uploads.setdefault((c.side, parent_of(c.path)), []).append(up)
+        else:
+            self._uploads.append(up)
+
+    # -- output -----------------------------------------------------------------------
+
+    def next(self) -> Work | None:
+        """The next piece of work for an idle worker, or None (nothing ready, or
+        every worker busy)."""
+        if self.busy >= self.workers:
+            return None
+        if self._commits:
+            up = self._commits.pop(0)
+            return self._take(Commit(up))
+        if self._phase_work and not self._normal_pending():
+            batch = self._phase_batch()
+            if batch is not None:
+                return self._take(batch)
+        chunk_ready = any(u.todo for u in self._uploads)
+        small_ready = any(self._small[s] for s in Side)
+        if small_ready and (self.busy_small < self.workers - 1 or not chunk_ready):
+            return self._take(self._small_batch())
+        if chunk_ready:
+            return self._take(self._steal_chunk())
+        return None
+
+    def _normal_pending(self) -> bool:
+        """Deletions wait until creations and updates queued before them are done,
+        so a file copied locally from a path that is then deleted still exists."""
+        return (
+            any(self._small[s] for s in Side)
+            or bool(self._blocked)
+            or bool(self._uploads)
+            or bool(self._waiting_uploads)
+            or bool(self._commits)
+            or self.busy > self._phase_inflight
+        )
+
+    def _phase_batch(self) -> Batch | None:
+        first = self._phase_work[0]
+        if first.new is None:
+            # one depth at a time: everything deeper is done before this level starts
+            level = depth(first.path)
+            if self._phase_inflight and self._phase_level != level:
+                return None
+            self._phase_level = level
+            side = first.side
+            take = [c for c in self._phase_work if c.new is None and depth(c.path) == level][
+                : self.batch_ops
+            ]
+        else:
+            if self._phase_inflight:
+                return None  # replacements after every deletion finished
+            side = first.side
+            take = [c for c in self._phase_work if c.new is not None][: self.batch_ops]
+        ids = {id(c) for c in take}
+        self._phase_work = [c for c in self._phase_work if id(c) not in ids]
+        by_side = [c for c in take if c.side is side]
+        self._phase_work[:0] = [c for c in take if c.side is not side]
+        self._phase_inflight += 1
+        return Batch(side, by_side, 0, phase=True)
+
+    def _small_batch(self) -> Batch:
+        # the side whose best item ranks highest
+        side = min((s for s in Side if self._small[s]), key=lambda s: self._small[s][0].rank)
+        heap = self._small[side]
+        changes: list[Change] = []
+        size = 0
+        while heap and len(changes) < self.batch_ops and size < self.batch_bytes:
+            item = heapq.heappop(heap)
+            changes.append(item.change)
+            new = item.change.new
+            if new is not None and new.is_file:
+                size += new.size
+        self.busy_small += 1
+        return Batch(side, changes, size)
+
+    def _steal_chunk(self) -> Chunk:
+        started = [u for u in self._uploads if u.started and u.todo]
+        if started:
+            up = max(started, key=lambda u: (u.left, u.rank))
+        else:
+            up = min((u for u in self._uploads if u.todo), key=lambda u: u.rank)
+            up.started = True
+        offset, length = up.todo.pop(0)
+        up.inflight += 1
+        return Chunk(up, offset, length)
+
+    def _take(self, work: Work) -> Work:
+        self.busy += 1
+        return work
+
+    # -- feedback ---------------------------------------------------------------------
+
+    def skip(self, up: Upload, have: Iterable[tuple[int, int]]) -> None:
+        """Bytes the receiver already holds (a resumed upload) need not be sent: what
+        is left of each chunk after taking away the ranges ``have`` cover."""
+        up.have = tuple(have)
+        covered = sorted((off, off + n) for off, n in up.have)
+        todo: list[tuple[int, int]] = []
+        for off, n in up.todo:
+            start, end = off, off + n
+            for lo, hi in covered:
+                if hi <= start or lo >= end:
+                    continue
+                if lo > start:
+                    todo.append((start, lo - start))
+                start = max(start, hi)
+                if start >= end:
+                    break
+            if start < end:
+                todo.append((start, end - start))
+        up.todo = todo
+        self._maybe_commit(up)
+
+    def finished(self, work: Work, applied: Iterable[Change] = ()) -> None:
+        """``work`` is over; ``applied`` are the changes that really took effect."""
+        self.busy -= 1
+        if isinstance(work, Batch):
+            if work.phase:
+                self._phase_inflight -= 1
+            else:
+                self.busy_small -= 1
+            for c in work.changes:
+                if c.new is not None and c.new.is_dir:
+                    self._dir_done(c.side, c.path)
+        elif isinstance(work, Chunk):
+            work.upload.inflight -= 1
+            self._maybe_commit(work.upload)
+        else:
+            self._uploads = [u for u in self._uploads if u is not work.upload]
+
+    def fail_upload(self, up: Upload) -> None:
+        """The upload cannot go on (source changed, link lost): drop its chunks."""
+        up.failed = True
+        up.todo.clear()
+        if up.inflight == 0:
+            self._uploads = [u for u in self._uploads if u is not up]
+
+    def _maybe_commit(self, up: Upload) -> None:
+        if not up.todo and up.inflight == 0 and up in self._uploads and up not in self._commits:
+            if up.failed:
+                self._uploads = [u for u in self._uploads if u is not up]
+            else:
+                self._commits.append(up)
+
+    def _dir_done(self, side: Side, path: str) -> None:
+        count = self._creating[side].get(path, 0) - 1
+        if count > 0:
+            self._creating[side][path] = count
+            return
+        self._creating[side].pop(path, None)
+        for item in self._blocked.pop((side, path), []):
+            self._park_small(item)
+        for up in self._waiting_uploads.pop((side, path), []):
+            self._park_upload(up)
+
+    # -- introspection ------------------------------------------------------------------
+
+    def queued(self) -> tuple[int, int]:
+        """(items, bytes) waiting, held-back deletions excluded."""
+        items = sum(len(h) for h in self._small.values()) + sum(
+            len(v) for v in self._blocked.values()
+        )
+        size = sum(
+            i.change.new.size
+            for h in self._small.values()
+            for i in h
+            if i.change.new is not None and i.change.new.is_file
+        )
+        ups = self._uploads + [u for v in self._waiting_uploads.values() for u in v]
+        return items + len(ups) + len(self._phase_work), size + sum(u.left for u in ups)
+
+    def in_flight(self) -> list[Upload]:
+        return [u for u in self._uploads if u.started]
+
+    @property
+    def idle(self) -> bool:
+        return self.busy == 0 and self.next_would_be_none()
+
+    def next_would_be_none(self) -> bool:
+        return not (
+            self._commits
+            or self._phase_work
+            or any(self._small[s] for s in Side)
+            or any(u.todo for u in self._uploads)
+            or self._blocked
+            or self._waiting_uploads
+        )
