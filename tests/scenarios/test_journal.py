@@ -7,6 +7,7 @@ everything) when the journal lost events.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -19,6 +20,12 @@ import pytest
 
 from tests.cli_harness import Yeet, snapshot, write
 from tests.journal_service import journal_service
+from yeet.endpoint.api import Endpoint
+from yeet.endpoint.local import LocalEndpoint
+from yeet.engine.reconcile import Side
+from yeet.session import Session, Settings
+from yeet.state.store import SessionStore
+from yeet.transport.connect import subprocess_endpoint
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the change journal needs root")
 
@@ -123,4 +130,48 @@ def test_lost_events_mean_a_full_scan_that_syncs_everything(tmp_path: Path) -> N
     assert not doc["scan"]["journal"]
     assert "lost" in doc["stderr"], doc["stderr"]
     assert doc["applied"]["beta"]["files"] == 40
+    assert snapshot(a) == snapshot(b)
+
+
+def test_the_agent_asks_its_own_hosts_journal(
+    tmp_path: Path, journal_socket: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beta served by its own ``yeet agent`` process (the wire protocol): it asks the
+    journal of its host; the session gets both sides' dirty ranges as hints."""
+    monkeypatch.setenv("YEET_TRACER_SOCKET", str(journal_socket))
+    a, b = tmp_path / "a", tmp_path / "b"
+    _tree(a)
+    store = SessionStore(tmp_path / "state.db")
+    settings = Settings("t", str(a), str(b), digest="blake2b")
+
+    async def once() -> tuple[Session, Any]:
+        local = SessionStore(tmp_path / "local.db")
+        eps: dict[Side, Endpoint] = {
+            Side.ALPHA: LocalEndpoint(local.conn, local.lock, tmp_path / "alpha-side"),
+            Side.BETA: subprocess_endpoint(tmp_path / "beta-state"),
+        }
+        session = Session(settings, store, eps, {Side.ALPHA: str(a), Side.BETA: str(b)})
+        try:
+            return session, await session.run()
+        finally:
+            await asyncio.gather(*(ep.close() for ep in eps.values()), return_exceptions=True)
+            local.close()
+
+    try:
+        for _ in range(2):  # copy, then take our own writes to beta in
+            _s, out = asyncio.run(once())
+            assert out.in_sync
+        with open(a / "big.bin", "r+b") as f:
+            f.seek(8192)
+            f.write(b"a" * 100)
+        with open(b / "d01/sub/f1", "r+b") as f:
+            f.seek(10)
+            f.write(b"b" * 5)
+        session, out = asyncio.run(once())
+    finally:
+        store.close()
+    assert out.in_sync and out.journal, out.notes
+    assert max(out.listed.values()) <= 4, out.listed
+    assert session.hints[Side.ALPHA] == {"big.bin": ((8192, 8292),)}
+    assert session.hints[Side.BETA] == {"d01/sub/f1": ((10, 15),)}
     assert snapshot(a) == snapshot(b)
