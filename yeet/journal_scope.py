@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from yeet.endpoint.api import Changes, Endpoint
 from yeet.engine.reconcile import Side
 from yeet.errors import YeetError
-from yeet.paths import parent_of
+from yeet.paths import is_within, parent_of
 from yeet.state.store import SessionStore
 
 if TYPE_CHECKING:
@@ -93,14 +93,19 @@ async def ask(
     )
     out = JournalScope(None, {s: answers[s].cursor or None for s in Side})
     vouched = {s for s in Side if since[s] is not None and answers[s].complete}
+    # what the last sync could not settle: its ancestor may predate the cursor, so
+    # its ranges say nothing (no hint), and it is looked at again, changed or not
+    unsettled = {c.path for c in store.conflicts()} | {p.path for p in store.problems()}
     for s in vouched:
-        out.hints[s] = dict(answers[s].files)
+        out.hints[s] = {
+            f: r
+            for f, r in answers[s].files
+            if not any(is_within(f, u) or is_within(u, f) for u in unsettled)
+        }
     if len(vouched) == 2 and store.ancestor_count() > 0:
         scope = {d for s in Side for d in answers[s].dirs}
         scope |= {parent_of(f) for s in Side for f, _r in answers[s].files}
-        # what the last sync could not settle is looked at again, changed or not
-        scope |= {parent_of(c.path) for c in store.conflicts()}
-        scope |= {parent_of(p.path) for p in store.problems()}
+        scope |= {parent_of(u) for u in unsettled}
         out.scope = scope
         if store.get_meta(SAID_KEY):
             store.set_meta(**{SAID_KEY: ""})

@@ -19,8 +19,12 @@ Invariants owned here:
 Hints for the transfer path: ``Session.hints[side]`` maps each file the
 change journal of ``side`` reported changed (relpath) to its dirty byte
 ranges ``((start, end), ...)`` since the last committed sync (end -1: to the
-end of the file; ``((0, -1),)``: the whole file). Empty when that side's
-journal could not vouch for the interval: then nothing is known, read all.
+end of the file; ``((0, -1),)``: the whole file): every byte where that
+side's file may differ from its ancestor version lies inside them. A file
+changed on a side but absent from a non-empty ``hints[side]`` has no
+promise either way (it may be in a conflict or a problem of the last sync):
+read it whole. Empty when that side's journal could not vouch for the
+interval. One-shot syncs only; ``--watch`` passes leave it empty.
 """
 
 from __future__ import annotations
