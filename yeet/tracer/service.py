@@ -309,11 +309,13 @@ class TracerService:
     def journal(self, peer: Peer, root: str, raw_cursor: bytes | None) -> dict[str, object]:
         if not os.path.isabs(root):
             return {"ok": False, "error": f"not an absolute path: {root}"}
+        # the asker's own verdict first: root must not tell them what exists where
+        # they cannot look
+        if not allowed_as(peer, [(root, READ)])[0]:
+            return {"ok": False, "error": f"permission denied (or no such path): {root}"}
         root = os.path.realpath(root)
         if not os.path.isdir(root):
             return {"ok": False, "error": f"not a directory: {root}"}
-        if not allowed_as(peer, [(root, READ)])[0]:
-            return {"ok": False, "error": f"permission denied: {root}"}
         self.drain()  # the answer reaches up to now
         w = self._root_for(root)
         reasons = [w.problem] if w.problem else []
