@@ -280,9 +280,10 @@ def trace(
     """Show writes under PATH as they happen, like strace for writes (Linux, root).
 
     One line per write: TIME PID COMMAND PATH OFFSET LENGTH OPERATION (LENGTH
-    "to-eof": everything from OFFSET on, e.g. a truncate). With --ranges, one line
-    per file when stopped: PATH: N ranges: START-END, ... Exit 8 when the kernel
-    tracer cannot run here (the message says why).
+    "to-eof": everything from OFFSET on, e.g. a truncate; "- whole": the whole file).
+    With --ranges, one line per file when stopped: PATH: N ranges (B bytes):
+    START-END, ... or PATH: whole file. Exit 8 when the kernel tracer cannot run
+    here (the message says why).
     """
     from yeet.cli.trace_cmds import trace as run
 
