@@ -39,8 +39,8 @@ def journal_socket() -> Iterator[Path]:
         yield sock
 
 
-def _sync(y: Yeet, a: Path, b: Path) -> dict[str, Any]:
-    r = y("sync", "--json", str(a), str(b), "--name", "s", rc=0)
+def _sync(y: Yeet, a: Path, b: Path, *opts: str) -> dict[str, Any]:
+    r = y("sync", "--json", str(a), str(b), "--name", "s", *opts, rc=0)
     doc = json.loads(r.out)
     assert isinstance(doc, dict)
     doc["stderr"] = r.err
@@ -58,7 +58,8 @@ def test_sync_after_a_change_lists_only_what_changed(tmp_path: Path, journal_soc
     y = Yeet(tmp_path / "home", {"YEET_TRACER_SOCKET": str(journal_socket)})
     a, b = tmp_path / "alpha", tmp_path / "beta"
     _tree(a)
-    first = _sync(y, a, b)
+    write(a, "build/obj/old.o", "ignored")
+    first = _sync(y, a, b, "--ignore", "build/")  # stored with the session
     full = first["scan"]["listed"]
     assert not first["scan"]["journal"]
     assert full["alpha"] >= 2 * DIRS + 1
@@ -80,6 +81,8 @@ def test_sync_after_a_change_lists_only_what_changed(tmp_path: Path, journal_soc
     (a / "d08/sub/f3").chmod(0o755)
     write(b, "d10/sub/f0", "changed on beta\n")
     (b / "d11/sub").rename(b / "d11/renamed")
+    write(a, "build/obj/new.o", "ignored, so never synced")
+    write(a, "build/more/x.o", "ignored too")
 
     scoped = _sync(y, a, b)
     assert scoped["scan"]["journal"], scoped["stderr"]
@@ -88,9 +91,10 @@ def test_sync_after_a_change_lists_only_what_changed(tmp_path: Path, journal_soc
     assert max(listed.values()) <= 12, listed  # not 2*DIRS+1
     assert scoped["scan"]["hinted"]["alpha"] >= 2
     assert scoped["applied"]["beta"]["files"] >= 4
-    assert snapshot(a) == snapshot(b)
+    assert {k: v for k, v in snapshot(a).items() if not k.startswith("build")} == snapshot(b)
     assert (b / "d08/sub/f3").stat().st_mode & 0o111
     assert (a / "d11/renamed/f1").exists() and not (a / "d11/sub").exists()
+    assert not (b / "build").exists()
 
     # a full scan finds nothing left to do: the scoped pass was complete
     control = Yeet(y.home, {"YEET_TRACER_SOCKET": str(tmp_path / "no-journal.sock")})

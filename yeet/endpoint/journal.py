@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from yeet.endpoint.api import Changes
 
@@ -101,4 +101,24 @@ def _changes(reply: Any) -> Changes:
         dirs=tuple(str(d) for d in reply.get("dirs", [])),
         files=tuple(files),
         reason=str(reply.get("reason", "")),
+    )
+
+
+def without_ignored(changes: Changes, ignored: Callable[[str, bool], bool]) -> Changes:
+    """``changes`` minus what lies in ignored paths (``ignored(relpath, is_dir)``):
+    a scan never looks there, so neither may a pass scoped by the journal."""
+
+    def hidden(path: str, is_dir: bool) -> bool:
+        parts = path.split("/") if path else []
+        for i in range(1, len(parts)):
+            if ignored("/".join(parts[:i]), True):
+                return True
+        return bool(parts) and ignored(path, is_dir)
+
+    return Changes(
+        cursor=changes.cursor,
+        complete=changes.complete,
+        dirs=tuple(d for d in changes.dirs if not hidden(d, True)),
+        files=tuple((f, r) for f, r in changes.files if not hidden(f, False)),
+        reason=changes.reason,
     )

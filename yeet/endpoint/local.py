@@ -230,9 +230,11 @@ class LocalEndpoint:
         assert self.config is not None
         if not self.config.tracer:
             return Changes(since or b"", False, reason="the change journal is off for this session")
-        from yeet.endpoint.journal import ask  # the service's client: stdlib only
+        from yeet.endpoint.journal import ask, without_ignored  # stdlib only
 
-        return await asyncio.to_thread(ask, self.config.root, since)
+        changes = await asyncio.to_thread(ask, self.config.root, since)
+        rules = self._rules()
+        return without_ignored(changes, rules.ignored) if rules else changes
 
     # -- reading ----------------------------------------------------------------------
 
