@@ -291,7 +291,7 @@ class RemoteEndpoint:
         local = self._next_stage
         self._next_stage += 1
         self._stages[local] = (self._generation, info.handle)
-        return StageInfo(local, info.have)
+        return StageInfo(local, info.have, info.maybe)
 
     def _agent_handle(self, handle: int) -> int | None:
         gen, remote = self._stages.get(handle, (-1, -1))
@@ -339,13 +339,19 @@ class RemoteEndpoint:
                 self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
         return self._write_errors.pop(handle, None)
 
-    async def stage_abort(self, handle: int) -> None:
+    async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        remote = self._agent_handle(handle)
+        if remote is None:
+            return False  # the upload is gone with the connection: send the range
+        return bool(await self._call("stage_keep", remote, offset, length, expected, retry=False))
+
+    async def stage_abort(self, handle: int, keep: bool = False) -> None:
         await self._settle_writes(handle)
         remote = self._agent_handle(handle)
         self._stages.pop(handle, None)
         if remote is not None:
             with contextlib.suppress(ConnectionLost):
-                await self._call("stage_abort", remote, retry=False)
+                await self._call("stage_abort", remote, keep, retry=False)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         failed: dict[int, BaseException] = {}
