@@ -86,6 +86,7 @@ class SshServer:
     authorized_keys: Path
     netns: Netns | None = None
     proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # for sessions (SetEnv)
     host_key: Path = field(init=False)
     home: Path = field(init=False)
 
@@ -107,10 +108,11 @@ class SshServer:
         return self.base / "sshd.log"
 
     def write_config(self) -> None:
-        env = {
+        env: dict[str, object] = {
             "HOME": self.home,
             "XDG_CACHE_HOME": self.home / ".cache",
             "XDG_STATE_HOME": self.home / ".local/state",
+            **self.extra_env,
         }
         lines = [
             f"Port {self.port}",
@@ -225,10 +227,17 @@ class SshWorld:
         )
 
     def server(
-        self, name: str, host: str = "127.0.0.1", netns: Netns | None = None, port: int = 0
+        self,
+        name: str,
+        host: str = "127.0.0.1",
+        netns: Netns | None = None,
+        port: int = 0,
+        env: dict[str, str] | None = None,
     ) -> SshServer:
         port = port or (22 if netns is not None and host == netns.inner else free_port(host))
-        srv = SshServer(self.root / f"sshd-{name}", host, port, self.authorized_keys, netns)
+        srv = SshServer(
+            self.root / f"sshd-{name}", host, port, self.authorized_keys, netns, extra_env=env or {}
+        )
         self.servers.append(srv)
         return srv.start()
 

@@ -11,6 +11,20 @@ Invariants owned here:
 * Continuous mode arms both watchers before the first full scan, then runs
   *scoped* passes over just the directories reported dirty; the recorded
   conflicts and problems of directories a pass did not look at are kept.
+* A one-shot sync asks both hosts' change journals first (``journal_scope``):
+  when both vouch for the interval since the last committed sync, its passes
+  are scoped the same way (no full scan); the cursors are stored only after
+  everything was applied and recorded.
+
+Hints for the transfer path: ``Session.hints[side]`` maps each file the
+change journal of ``side`` reported changed (relpath) to its dirty byte
+ranges ``((start, end), ...)`` since the last committed sync (end -1: to the
+end of the file; ``((0, -1),)``: the whole file): every byte where that
+side's file may differ from its ancestor version lies inside them. A file
+changed on a side but absent from a non-empty ``hints[side]`` has no
+promise either way (it may be in a conflict or a problem of the last sync):
+read it whole. Empty when that side's journal could not vouch for the
+interval. One-shot syncs only; ``--watch`` passes leave it empty.
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yeet import journal_scope
 from yeet.endpoint.api import DirtySet, Endpoint, EndpointConfig, EndpointInfo, ScanBatch
 from yeet.engine.entries import Problem
 from yeet.engine.reconcile import (
@@ -81,6 +96,9 @@ class Outcome:
     halted: str = ""
     passes: int = 0
     notes: list[str] = field(default_factory=list)
+    journal: bool = False  # the change journals scoped the first pass (no full scan)
+    listed: dict[Side, int] = field(default_factory=dict)  # directory listings read
+    hinted: dict[Side, int] = field(default_factory=dict)  # files with dirty ranges known
 
     @property
     def in_sync(self) -> bool:
@@ -122,6 +140,8 @@ class Session:
         self.on_progress = on_progress
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
         self._scanned = {Side.ALPHA: 0, Side.BETA: 0}
+        self.listed = {Side.ALPHA: 0, Side.BETA: 0}  # directory listings read, all passes
+        self.hints: dict[Side, journal_scope.Hints] = {Side.ALPHA: {}, Side.BETA: {}}
         self._executor: Executor | None = None
         self._index: dict[Side, dict[bytes, str]] = {Side.ALPHA: {}, Side.BETA: {}}
         self._current: _Pass | None = None
@@ -178,23 +198,41 @@ class Session:
         if not await self._start(outcome):
             return outcome
         assert self._executor is not None
+        journal = await journal_scope.ask(self.store, self.settings, self.ep)
+        outcome.notes.extend(journal.notes)
+        self.hints.update(journal.hints)
+        scope = journal.scope
+        outcome.journal = scope is not None
         progress = asyncio.create_task(self._report_progress())
+        settled = False
         try:
             for n in range(1, MAX_PASSES + 1):
-                result = await self._pass(None)
+                result = await self._pass(scope)
                 await self._executor.drain()
                 outcome.passes = n
-                outcome.conflicts, outcome.problems = result.conflicts, result.problems
+                if scope is None:
+                    outcome.conflicts, outcome.problems = result.conflicts, result.problems
+                else:  # keep what the pass did not look at
+                    self._remember(result, scope)
                 if result.halted:
                     outcome.state, outcome.halted = "halted", result.halted
                     break
                 if not result.transient:
+                    settled = True
                     break
+                if scope is not None:
+                    scope = set(result.transient)
             await self._executor.finish()
             self.store.refresh_digests()
         finally:
             progress.cancel()
+        if outcome.journal:
+            outcome.conflicts, outcome.problems = self.store.conflicts(), self.store.problems()
+        if settled:  # everything up to the cursors is applied and recorded
+            journal_scope.commit(self.store, self.settings, journal.cursors)
         outcome.counters = self.counters
+        outcome.listed = dict(self.listed)
+        outcome.hinted = {s: len(h) for s, h in self.hints.items()}
         if outcome.state != "halted":
             outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
         return outcome
@@ -384,6 +422,7 @@ class Session:
                 root_empty[side] = batch.root_names == 0
             idx = self._index[side]
             for path, entries in batch.listings:
+                self.listed[side] += 1
                 for name, e in (entries or {}).items():
                     if e.is_file:
                         idx.setdefault(e.digest, join(path, name))

@@ -57,6 +57,7 @@ def _seeds() -> list[bytes]:
         "trash_restore": (3, True),
         "close": (),
         "watch": (),
+        "changes": (None,),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

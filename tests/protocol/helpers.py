@@ -30,6 +30,7 @@ SAMPLE_ARGS: dict[str, tuple[Any, ...]] = {
     "trash_list": (),
     "trash_restore": (1, False),
     "close": (),
+    "changes": (b"cursor",),
 }
 
 

@@ -262,6 +262,53 @@ def forget(
     raise typer.Exit(run(name, force))
 
 
+@app.command()
+def trace(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Files or directories to watch (default: .).")
+    ] = None,
+    ranges: Annotated[
+        bool,
+        typer.Option(
+            "--ranges", help="At the end, print the coalesced dirty ranges per file instead."
+        ),
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after SECONDS (default: at Ctrl-C).")
+    ] = None,
+) -> None:
+    """Show writes under PATH as they happen, like strace for writes (Linux, root).
+
+    One line per write: TIME PID COMMAND PATH OFFSET LENGTH OPERATION (LENGTH
+    "to-eof": everything from OFFSET on, e.g. a truncate; "- whole": the whole file).
+    With --ranges, one line per file when stopped: PATH: N ranges (B bytes):
+    START-END, ... or PATH: whole file. Exit 8 when the kernel tracer cannot run
+    here (the message says why).
+    """
+    from yeet.cli.trace_cmds import trace as run
+
+    raise typer.Exit(run(paths or [], ranges, duration))
+
+
+@app.command()
+def tracer(
+    socket: Annotated[
+        str | None,
+        typer.Option(help="Unix socket to serve on (default: /run/yeet/tracer.sock)."),
+    ] = None,
+) -> None:
+    """Run this host's change journal for every yeet session on it (Linux, root).
+
+    Keeps, per watched tree, the dirty byte ranges of every written file (eBPF) and the
+    directories whose entries changed (fanotify); `yeet sync` of any user asks it what
+    changed since its last sync instead of scanning. Answers name only what the asking
+    user may read. Runs until SIGTERM/Ctrl-C; meant as a systemd service (docs/TRACER.md).
+    """
+    from yeet.cli.trace_cmds import tracer as run
+
+    raise typer.Exit(run(socket))
+
+
 @app.command(hidden=True)
 def agent(
     state: Annotated[

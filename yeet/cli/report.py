@@ -83,5 +83,13 @@ def outcome_json(name: str, outcome: Outcome) -> str:
         "problems": [
             {"side": p.side, "path": p.path, "reason": p.reason} for p in outcome.problems
         ],
+        # how much was looked at: "journal" true when the change journals scoped the
+        # sync (no full scan); "listed": directory listings read on each side;
+        # "hinted": files whose dirty byte ranges the journal of that side gave
+        "scan": {
+            "journal": outcome.journal,
+            "listed": {str(s): n for s, n in outcome.listed.items()},
+            "hinted": {str(s): n for s, n in outcome.hinted.items()},
+        },
     }
     return json.dumps(doc, indent=2)

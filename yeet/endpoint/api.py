@@ -120,6 +120,25 @@ class DirtySet(msgspec.Struct, frozen=True):
     overflow: bool = False
 
 
+class Changes(msgspec.Struct, frozen=True):
+    """What changed under an endpoint's root since a cursor (``Endpoint.changes``).
+
+    ``complete``: the host's change journal vouches that ``dirs`` and ``files``
+    cover every change since ``since`` was issued; when false the caller must
+    rescan (``reason`` says why, to show once). ``dirs``: relpaths of
+    directories whose listing may have changed (``""`` is the root). ``files``:
+    relpaths of files whose content changed, with dirty byte ranges
+    ``(start, end)``; an end of -1 means "to the end of the file", so
+    ``(0, -1)`` is the whole file. A changed file's directory is in ``dirs``.
+    """
+
+    cursor: bytes  # opaque: pass it back next time
+    complete: bool
+    dirs: tuple[str, ...] = ()
+    files: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    reason: str = ""
+
+
 class TrashItem(msgspec.Struct, frozen=True):
     id: int
     side: str
@@ -145,6 +164,12 @@ class Endpoint(Protocol):
 
     def watch(self) -> AsyncIterator[DirtySet]:
         """Report changed directories until cancelled (first item: armed)."""
+        ...
+
+    async def changes(self, since: bytes | None) -> Changes:
+        """Ask this host's change journal what changed under the root since
+        ``since`` (a cursor from an earlier answer; ``None``: start journalling
+        now, the answer is then incomplete)."""
         ...
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:

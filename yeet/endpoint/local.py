@@ -20,6 +20,7 @@ from pathlib import Path
 
 from yeet import __version__, digest
 from yeet.endpoint.api import (
+    Changes,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -230,6 +231,17 @@ class LocalEndpoint:
         finally:
             loop.remove_reader(watcher.fileno())
             watcher.close()
+
+    async def changes(self, since: bytes | None) -> Changes:
+        """This host's change journal (the ``yeet tracer`` service), for this root."""
+        assert self.config is not None
+        if not self.config.tracer:
+            return Changes(since or b"", False, reason="the change journal is off for this session")
+        from yeet.endpoint.journal import ask, without_ignored  # stdlib only
+
+        changes = await asyncio.to_thread(ask, self.config.root, since)
+        rules = self._rules()
+        return without_ignored(changes, rules.ignored) if rules else changes
 
     # -- reading ----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "trash_restore"),
     (Endpoint, "close"),
     (Endpoint, "watch"),
+    (Endpoint, "changes"),
 )
 
 _REQUIRED = inspect.Parameter.empty

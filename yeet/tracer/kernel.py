@@ -36,7 +36,7 @@ def check_environment() -> None:
     if not has_bpf_caps():
         raise TracerUnavailable(
             "the write tracer needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)",
-            hint="run as root, or ask the `yeet tracer` service (yeet.tracer.client)",
+            hint="run as root, or run the `yeet tracer` service (as root) for all users",
         )
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         raise TracerUnavailable(

@@ -173,7 +173,6 @@ class Tracer:
             t.hooks["fentry (fast path, unused)"] = kernel.probe_fentry(object_path)
             for root in roots:
                 t.add_root(os.fspath(root))
-            t._sticky_from_existing_mappings()
             t._seen_stats = t._read_stats()
         except BaseException:
             t.close()
@@ -280,6 +279,8 @@ class Tracer:
         libbpf.update(self._fd_devs, ctypes.c_uint32(kdev), ctypes.c_uint32(abi.WATCH_SUBTREES))
         self._roots_changed()
         self._handles.learn(path, udev)
+        if not self._closed and self._obj:
+            self._sticky_from_existing_mappings()  # mapped before this root was watched
 
     def _roots_changed(self) -> None:
         """The kernel's cached per-file answers are stale now."""
@@ -475,15 +476,20 @@ class Tracer:
 
     def path_of(self, fid: FileId) -> str | None:
         """A current path of the file, or None (deleted, or the fs keeps no handles)."""
+        return self.locate(fid)[0]
+
+    def locate(self, fid: FileId) -> tuple[str | None, bool]:
+        """``(path, True)``: a current path of the file; ``(None, True)``: it has
+        no name any more (deleted); ``(None, False)``: the tracer cannot tell."""
         hint = self._hints.get(fid)
         if hint:
             try:
                 st = os.lstat(hint)
                 if st.st_ino == fid.ino and st.st_dev == fid.dev:
-                    return hint
+                    return hint, True
             except OSError:
                 pass
-        return self._handles.path_of(fid.dev, fid.ino, fid.gen)
+        return self._handles.lookup(fid.dev, fid.ino, fid.gen)
 
     # ---- asyncio -----------------------------------------------------------------------
 

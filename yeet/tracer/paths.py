@@ -13,7 +13,6 @@ import ctypes.util
 import errno
 import fcntl
 import os
-import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -148,17 +147,16 @@ class HandleResolver:
     """(dev, ino, gen) -> path through ``open_by_handle_at`` (needs root).
 
     The handle layout of each filesystem is learned from a template file on it
-    (``learn``) and checked by rebuilding the template's own handle.
+    (``learn``) and checked by rebuilding the template's own handle. No file
+    descriptor is kept between lookups: a watched filesystem stays unmountable.
     """
 
     def __init__(self) -> None:
-        self._mount_fds: dict[int, int] = {}
+        self._anchors: dict[int, tuple[str, int]] = {}  # dev -> (path on it, its st_dev)
         self._formats: dict[int, _HandleFormat] = {}
 
     def close(self) -> None:
-        for fd in self._mount_fds.values():
-            os.close(fd)
-        self._mount_fds.clear()
+        self._anchors.clear()
 
     def learn(self, path: str, dev: int) -> bool:
         if dev in self._formats:
@@ -171,34 +169,80 @@ class HandleResolver:
         fmt = _guess_format(h, st.st_ino, generation(path))
         if fmt is None:
             return False
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0)
-        except OSError:
-            return False
         self._formats[dev] = fmt
-        self._mount_fds[dev] = fd
+        self._anchors[dev] = (path, st.st_dev)
         return True
 
     def path_of(self, dev: int, ino: int, gen: int) -> str | None:
+        return self.lookup(dev, ino, gen)[0]
+
+    def lookup(self, dev: int, ino: int, gen: int) -> tuple[str | None, bool]:
+        """``(path, True)``; ``(None, True)``: the inode has no name any more
+        (deleted); ``(None, False)``: this resolver cannot tell."""
         fmt = self._formats.get(dev)
         if fmt is None:
-            return None
-        raw = _build(fmt, ino, gen)
-        h = _FileHandle(handle_bytes=len(raw), handle_type=fmt.handle_type)
-        ctypes.memmove(h.f_handle, raw, len(raw))
-        fd = _libc.open_by_handle_at(self._mount_fds[dev], h, os.O_PATH | os.O_NOFOLLOW)
-        if fd < 0:
-            return None
+            return None, False
+        anchor, anchor_dev = self._anchors[dev]
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            st = os.fstat(fd)
+            mount_fd = open_anchor(anchor)
+        except OSError:
+            return None, False
+        try:
+            if os.fstat(mount_fd).st_dev != anchor_dev:  # unmounted: another fs there now
+                return None, False
+            return name_of_handle(mount_fd, fmt.handle_type, _build(fmt, ino, gen))
         finally:
-            os.close(fd)
-        if st.st_ino != ino or not target.startswith("/"):
-            return None
-        if target.endswith(" (deleted)") and not os.path.lexists(target):
-            return None
-        return target
+            os.close(mount_fd)
+
+
+def open_anchor(path: str) -> int:
+    """An fd ``open_by_handle_at`` accepts as its mount fd (it refuses ``O_PATH``)."""
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+
+
+def open_handle(mount_fd: int, handle_type: int, raw: bytes, flags: int) -> int:
+    """``open_by_handle_at``: an fd, or raises ``OSError`` (``ESTALE``: no such inode)."""
+    if len(raw) > MAX_HANDLE_SZ:
+        raise OSError(errno.EINVAL, "file handle too long")
+    h = _FileHandle(handle_bytes=len(raw), handle_type=handle_type)
+    ctypes.memmove(h.f_handle, raw, len(raw))
+    fd: int = _libc.open_by_handle_at(mount_fd, h, flags)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return fd
+
+
+def name_of_handle(
+    mount_fd: int, handle_type: int, raw: bytes, tries: int = 3
+) -> tuple[str | None, bool]:
+    """A current path of the inode a file handle names, checked by ``lstat``.
+
+    ``(path, True)``; ``(None, True)`` when the inode is gone or has no name
+    left (``ESTALE``, unlinked); ``(None, False)`` when it exists but no path
+    could be confirmed (it kept moving, or lies outside this mount's view).
+    """
+    try:
+        fd = open_handle(mount_fd, handle_type, raw, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        return None, e.errno in (errno.ESTALE, errno.ENOENT)
+    try:
+        st = os.fstat(fd)
+        for _ in range(tries):  # a concurrent rename may move it between the two calls
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if st.st_nlink == 0 or (target.endswith(" (deleted)") and not os.path.lexists(target)):
+                return None, True
+            if not target.startswith("/"):
+                return None, False
+            try:
+                now = os.lstat(target)
+            except OSError:
+                continue
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                return target, True
+        return None, False
+    finally:
+        os.close(fd)
 
 
 def _guess_format(h: _FileHandle, ino: int, gen: int | None) -> _HandleFormat | None:

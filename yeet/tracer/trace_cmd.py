@@ -115,9 +115,19 @@ async def _run(
     names: dict[FileId, str] = {}
     reasons: list[str] = []
 
+    flushing = False
+
+    def flush() -> None:
+        nonlocal flushing
+        flushing = False
+        out.flush()
+
     def on_event(ev: TraceEvent) -> None:
-        nonlocal events, lost_seen
+        nonlocal events, lost_seen, flushing
         out.write(format_event(ev, offset) + "\n")
+        if not flushing:  # live even into a pipe: once per batch the kernel handed over
+            flushing = True
+            loop.call_soon(flush)
         events += 1
         if events % 1024 == 0:
             out.flush()

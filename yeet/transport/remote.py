@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from yeet.endpoint.api import (
+    Changes,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -241,6 +242,11 @@ class RemoteEndpoint:
             except ConnectionLost as err:
                 self._lost(err, "watch")
                 lost = True
+
+    async def changes(self, since: bytes | None) -> Changes:
+        """The journal of the agent's host; asking again after a lost link is harmless
+        (an answer for the same cursor only ever grows)."""
+        return cast(Changes, await self._call("changes", since))
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
         pieces = _pieces(requests, lambda r: r.expected.size)

@@ -56,6 +56,7 @@ from yeet.state.sessions import check_name, state_home
 from yeet.transport.faults import fault_of
 
 READ_SIZE = 1 << 20
+MAX_CURSOR = 4096
 LOCK_WAIT = 60.0
 
 
@@ -159,6 +160,11 @@ class AgentEndpoint:
 
     def watch(self) -> Any:
         return self._local().watch()
+
+    async def changes(self, since: bytes | None) -> Any:
+        if since is not None and len(since) > MAX_CURSOR:
+            raise BadPath(f"a journal cursor of {len(since)} bytes")
+        return await self._local().changes(since)
 
     async def read_files(self, requests: Sequence[ReadRequest]) -> list[ReadResult]:
         good: list[ReadRequest] = []
