@@ -16,6 +16,7 @@ Invariants owned here:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ from yeet.engine.reconcile import (
 from yeet.errors import EndpointError
 from yeet.paths import is_within, join, parent_of
 from yeet.state.store import SessionStore, Update
-from yeet.transfer.executor import Counters, Executor
+from yeet.transfer.deltajob import INPLACE_MIN
+from yeet.transfer.executor import SMALL, Counters, Executor
 
 MAX_PASSES = 4
 SETTLE_SECONDS = 0.05  # coalesce a burst of change events (only while events flow)
@@ -154,7 +156,15 @@ class Session:
                 "nothing was synchronised or deleted"
             )
             return False
-        self._executor = Executor(self.ep, self.store.record, self._report, self._index)
+        delta_min, inplace_min = delta_options()
+        self._executor = Executor(
+            self.ep,
+            self.store.record,
+            self._report,
+            self._index,
+            delta_min=delta_min,
+            inplace_min=inplace_min,
+        )
         self._executor.counters = self.counters
         self._executor.start()
         return True
@@ -458,3 +468,13 @@ class Session:
             "uploads": ex.uploads() if ex else [],
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }
+
+
+def delta_options() -> tuple[int | None, int]:
+    """Delta thresholds: ``YEET_DELTA_MIN`` (smallest old and new size of a file
+    updated by a delta, default 1 MiB; ``off`` disables deltas) and
+    ``YEET_INPLACE_MIN`` (smallest file patched in place, default 64 MiB)."""
+    value = os.environ.get("YEET_DELTA_MIN", "")
+    delta_min = None if value == "off" else int(value) if value else SMALL
+    value = os.environ.get("YEET_INPLACE_MIN", "")
+    return delta_min, int(value) if value else INPLACE_MIN

@@ -59,8 +59,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Literal, NamedTuple, Protocol
 
 import msgspec
-from blake3 import blake3
-from pyfastcdc import FastCDC
+
+try:  # compiled extras; a bare remote python3 may lack them (see ``available``)
+    from blake3 import blake3
+    from pyfastcdc import FastCDC
+except ImportError:  # the types below still import, so the wire protocol works
+    blake3 = FastCDC = None  # type: ignore[assignment,misc]
+
+
+def available() -> bool:
+    """Whether chunking can run here (``pyfastcdc`` and ``blake3`` are installed).
+
+    Without them the delta path is negotiated off and whole files are sent.
+    """
+    return FastCDC is not None and blake3 is not None
 
 STRONG_LEN = 8
 """Bytes of blake3 kept per chunk (64 bits; a false match is also caught by the
