@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Literal, NamedTuple, Protocol
+from typing import BinaryIO, Literal, NamedTuple, Protocol, Union
 
 import msgspec
 
@@ -150,7 +150,7 @@ class _Readinto(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-Source = BinaryIO | Iterable[bytes] | bytes | bytearray | memoryview
+Source = Union[BinaryIO, Iterable[bytes], bytes, bytearray, memoryview]  # noqa: UP007 (py3.9)
 """What the pure functions accept as input data: a readable binary file object,
 an iterable of byte strings, or a buffer held in memory (or mmap'd by the caller)."""
 

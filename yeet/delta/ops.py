@@ -12,6 +12,7 @@ offset (i.e. a superset of the bytes an in-place update must write), and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Union
 
 import msgspec
 
@@ -50,7 +51,7 @@ class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
     length: int
 
 
-Op = Copy | Data
+Op = Union[Copy, Data]  # noqa: UP007 (evaluated at import: must work on a bare python 3.9)
 Reader = Callable[[int, int], bytes]
 """``read(offset, length)`` on the base: returns ``length`` bytes (fewer only at EOF)."""
 

@@ -55,7 +55,11 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 import msgspec
-from blake3 import blake3
+
+try:
+    from blake3 import blake3
+except ImportError:  # a bare remote: recovery of an empty journal directory still runs
+    blake3 = None  # type: ignore[assignment,misc]
 
 from yeet.delta.ops import PIECE, Copy, Op, narrow
 from yeet.errors import YeetError
