@@ -230,7 +230,7 @@ def hinted(
     keep = min(old_size, new_size)
     spans: list[tuple[int, int]] = []
     for off, n in sorted(ranges):
-        if n <= 0:
+        if n <= 0 or off >= keep:
             continue
         lo = max(0, off - off % page)
         hi = min(keep, -(-(off + n) // page) * page)
