@@ -134,7 +134,7 @@ def test_wrong_hint_falls_back_to_the_whole_file(tmp_path: Path) -> None:
             assert b.read_bytes() == a.read_bytes()
             c = ex.counters[Side.BETA]
             assert c.delta_files == 0 and c.files == 1 and c.bytes == 8 * MIB
-            assert not list((tmp_path / "beta-state" / "journal").glob("*.journal"))
+            assert not list((tmp_path / "beta-state" / "journal").glob("*.yjournal"))
 
     asyncio.run(main())
 
