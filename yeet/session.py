@@ -82,6 +82,8 @@ class Outcome:
     halted: str = ""
     passes: int = 0
     notes: list[str] = field(default_factory=list)
+    wire: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per remote side: protocol bytes (sent, received) over its link."""
 
     @property
     def in_sync(self) -> bool:
@@ -169,6 +171,14 @@ class Session:
         self._executor.start()
         return True
 
+    def wire(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for side, ep in self.ep.items():
+            got = _wire_of(ep)
+            if got is not None:
+                out[str(side)] = got
+        return out
+
     def _report(self, problem: Problem, transient: bool) -> None:
         current = self._current
         if current is None:
@@ -201,6 +211,7 @@ class Session:
                     break
             await self._executor.finish()
             self.store.refresh_digests()
+            outcome.wire = self.wire()
         finally:
             progress.cancel()
         outcome.counters = self.counters
@@ -468,6 +479,11 @@ class Session:
             "uploads": ex.uploads() if ex else [],
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }
+
+
+def _wire_of(ep: object) -> tuple[int, int] | None:
+    wire = getattr(ep, "wire", None)
+    return wire() if callable(wire) else None
 
 
 def delta_options() -> tuple[int | None, int]:

@@ -18,6 +18,12 @@ MIB = 1 << 20
 
 
 def _sync(world: SshWorld, alpha: str, beta: str, python: str) -> dict[str, dict[str, int]]:
+    return _run(world, alpha, beta, python)["applied"]
+
+
+def _run(
+    world: SshWorld, alpha: str, beta: str, python: str
+) -> dict[str, dict[str, dict[str, int]]]:
     r = yeet(
         world,
         "sync",
@@ -30,8 +36,8 @@ def _sync(world: SshWorld, alpha: str, beta: str, python: str) -> dict[str, dict
         YEET_INPLACE_MIN=str(8 * MIB),
     )
     assert r.returncode == 0, r.stderr + r.stdout
-    applied: dict[str, dict[str, int]] = json.loads(r.stdout)["applied"]
-    return applied
+    doc: dict[str, dict[str, dict[str, int]]] = json.loads(r.stdout)
+    return doc
 
 
 def _edit(path: Path, rng: random.Random) -> bytes:
@@ -56,9 +62,12 @@ def test_delta_over_ssh(world: SshWorld, box: SshServer, remote: str) -> None:
     assert (b / "big").read_bytes() == (a / "big").read_bytes()
     # alpha -> beta
     data = _edit(a / "big", rng)
-    got = _sync(world, alpha, beta, FULL_PYTHON)["beta"]
+    doc = _run(world, alpha, beta, FULL_PYTHON)
+    got = doc["applied"]["beta"]
     assert (b / "big").read_bytes() == data
     assert got["delta_files"] == 1 and got["literal_bytes"] < 400_000, got
+    wire = doc["wire"][remote]  # every protocol byte of the run, scans included
+    assert wire["sent"] + wire["received"] < 1 << 20, wire
     # beta -> alpha (the other direction through the same link)
     data = _edit(b / "big", rng)
     got = _sync(world, alpha, beta, FULL_PYTHON)["alpha"]

@@ -96,6 +96,7 @@ class RemoteEndpoint:
         self._write_errors: dict[int, BaseException] = {}
         self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
         self._next_stage = 1
+        self._wire = [0, 0]  # bytes sent, received by earlier links
         self._patches: dict[int, tuple[int, int]] = {}  # local handle -> (generation, agent's)
         self._closed = False
 
@@ -156,10 +157,21 @@ class RemoteEndpoint:
             raise
         return rpc
 
+    def wire(self) -> tuple[int, int]:
+        """Bytes sent to and received from the agent (protocol frames, after
+        compression; SSH's own framing and encryption not included)."""
+        sent, received = self._wire
+        if self._rpc is not None:
+            sent += self._rpc.wire_sent
+            received += self._rpc.wire_received
+        return sent, received
+
     async def _drop(self) -> None:
         rpc, self._rpc = self._rpc, None
         channel, self._channel = self._channel, None
         if rpc is not None:
+            self._wire[0] += rpc.wire_sent
+            self._wire[1] += rpc.wire_received
             await rpc.aclose()
         if channel is not None:
             with contextlib.suppress(Exception):
