@@ -21,6 +21,7 @@ from yeet.endpoint.local import LocalEndpoint
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import SessionStore, Update
+from yeet.transfer import deltafile
 from yeet.transfer.executor import Executor
 
 MIB = 1 << 20
@@ -97,8 +98,16 @@ async def _run(w: World, ex: Executor, change: Change) -> None:
     await ex.finish()
 
 
-@pytest.mark.parametrize("inplace_min", [4 * MIB, 64 * MIB], ids=["inplace", "staged"])
-def test_hint_sends_only_the_dirty_pages(tmp_path: Path, inplace_min: int) -> None:
+@pytest.mark.parametrize(
+    ("inplace_min", "memory"),
+    [(4 * MIB, 16 * MIB), (4 * MIB, 4096), (64 * MIB, 0)],
+    ids=["inplace", "inplace-spooled", "staged"],
+)
+def test_hint_sends_only_the_dirty_pages(
+    tmp_path: Path, inplace_min: int, memory: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deltafile, "MEMORY", memory)  # past it, data goes to the spool file
+
     async def main() -> None:
         async with world(tmp_path) as w:
             _old, a, b = _files(w, 12 * MIB)

@@ -8,8 +8,8 @@ Invariants owned here:
   the old or the new content), or through a staged copy that the ``Writer``
   verifies and renames like any other upload.
 * Memory is bounded whatever the file size: files are read in windows (see
-  ``yeet.delta.chunking``); data ops of an in-place patch are spooled to a file
-  next to the journal, never held; Copy ops of a staged patch are copied in the
+  ``yeet.delta.chunking``); data ops of an in-place patch beyond ``MEMORY``
+  bytes are spooled to a file next to the journal; Copy ops of a staged patch are copied in the
   kernel (``copy_file_range``).
 * Ops may arrive in any order of ``write`` calls (workers deliver pieces
   concurrently); ``commit`` checks they cover the new file exactly once.
@@ -30,6 +30,9 @@ from yeet.endpoint.api import COPY, DATA, LITERAL, DeltaOp
 __all__ = ["Patch", "available", "ops_for", "plan_file", "sign_file", "sign_regions"]
 
 WINDOW = 4 << 20
+MEMORY = 16 << 20
+"""Data of an in-place patch kept in memory before it spills to the spool file
+(small deltas then cost no extra disk writes)."""
 
 
 def reader(fd: int) -> Callable[[int, int], bytes]:
@@ -135,12 +138,10 @@ class Patch:
         self.old_size = old_size
         self.stage_fd = stage_fd
         self.spool = spool
-        self._spool_fd = (
-            os.open(spool, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            if spool is not None
-            else -1
-        )
+        self._spool_fd = -1
         self._spool_end = 0
+        self._memory: dict[int, bytes] = {}  # spool position -> data, while under MEMORY
+        self._held = 0
         self._lock = threading.Lock()
         # (target offset, length, base offset or -1, spool position or -1)
         self._pieces: list[tuple[int, int, int, int]] = []
@@ -182,6 +183,14 @@ class Patch:
             at = self._spool_end
             self._spool_end += n
             self._pieces.append((pos, n, -1, at))
+            if self._held + n <= MEMORY:
+                self._held += n
+                self._memory[at] = op.data
+                return
+            if self._spool_fd < 0:
+                assert self.spool is not None
+                flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                self._spool_fd = os.open(self.spool, flags, 0o600)
         _pwrite_all(self._spool_fd, op.data, at)
 
     def check_complete(self) -> None:
@@ -200,6 +209,8 @@ class Patch:
         for _off, n, base, at in sorted(self._pieces):
             if base >= 0:
                 yield Copy(base, n)
+            elif at in self._memory:
+                yield Data(self._memory[at])
             else:
                 yield Data(_pread_exact(self._spool_fd, n, at))
 
@@ -208,6 +219,7 @@ class Patch:
             if fd >= 0:
                 os.close(fd)
         self._spool_fd = self.old_fd = -1
+        self._memory.clear()
         if self.spool is not None:
             try:
                 os.unlink(self.spool)
