@@ -211,12 +211,14 @@ class Endpoint(Protocol):
 
     # -- deltas (see yeet.transfer.deltajob for the whole exchange) ----------------------
 
-    async def signature(self, path: str, expect: Entry) -> SigReply:
-        """Receiver: coarse signature of ``path``, which must still hold ``expect``."""
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        """Coarse signature of ``path``, which must still hold ``expect`` (the receiver
+        signs its old file, the source its new one, at the same time); chunk
+        parameters from ``size_hint`` (default: the file's size), so both match."""
         ...
 
     async def region_signatures(
-        self, path: str, expect: Entry, regions: list[tuple[int, int]]
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
     ) -> list[Signature]:
         """Receiver: fine signatures of the old file's ``(offset, length)`` regions."""
         ...

@@ -354,13 +354,13 @@ class LocalEndpoint:
 
     # -- deltas (yeet.endpoint.local_delta) ---------------------------------------------
 
-    async def signature(self, path: str, expect: Entry) -> SigReply:
-        return await self._delta.signature(path, expect)
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        return await self._delta.signature(path, expect, size_hint)
 
     async def region_signatures(
-        self, path: str, expect: Entry, regions: list[tuple[int, int]]
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
     ) -> list[Signature]:
-        return await self._delta.region_signatures(path, expect, regions)
+        return await self._delta.region_signatures(path, expect, regions, size_hint)
 
     async def delta_plan(self, path: str, expected: Entry, sig: Signature) -> PlanReply:
         return await self._delta.delta_plan(path, expected, sig)

@@ -98,12 +98,12 @@ class LocalDelta:
 
     # -- receiver: signatures -----------------------------------------------------------
 
-    async def signature(self, path: str, expect: Entry) -> SigReply:
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
         if not deltafile.available():
             return SigReply(unsupported=True, problem=UNSUPPORTED)
-        return await asyncio.to_thread(self._signature, path, expect)
+        return await asyncio.to_thread(self._signature, path, expect, size_hint)
 
-    def _signature(self, path: str, expect: Entry) -> SigReply:
+    def _signature(self, path: str, expect: Entry, size_hint: int) -> SigReply:
         try:
             fd = self._file(path)
         except (OSError, NotADirectoryInRoot) as err:
@@ -115,7 +115,7 @@ class LocalDelta:
                 return SigReply(problem=bad)
             vouched = self._vouched(path, st, expect)
             check = not vouched and self._alg() == "blake3"
-            sig = deltafile.sign_file(fd, st.st_size, digest=check)
+            sig = deltafile.sign_file(fd, st.st_size, digest=check, size_hint=size_hint)
             if not vouched:
                 if check:
                     same = sig.digest == expect.digest
@@ -129,19 +129,19 @@ class LocalDelta:
             os.close(fd)
 
     async def region_signatures(
-        self, path: str, expect: Entry, regions: list[tuple[int, int]]
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
     ) -> list[Signature]:
-        return await asyncio.to_thread(self._region_signatures, path, expect, regions)
+        return await asyncio.to_thread(self._region_signatures, path, expect, regions, size_hint)
 
     def _region_signatures(
-        self, path: str, expect: Entry, regions: list[tuple[int, int]]
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int
     ) -> list[Signature]:
         fd = self._file(path)
         try:
             if os.fstat(fd).st_size != expect.size:
                 raise OSError(f"{path}: modified since the scan")
             ok = [(o, n) for o, n in regions if o >= 0 and n > 0 and o + n <= expect.size]
-            return deltafile.sign_regions(fd, ok, expect.size)
+            return deltafile.sign_regions(fd, ok, size_hint or expect.size)
         finally:
             os.close(fd)
 

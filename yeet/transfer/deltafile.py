@@ -52,9 +52,13 @@ def _stream(fd: int, size: int) -> Iterator[bytes]:
         pos += len(data)
 
 
-def sign_file(fd: int, size: int, *, digest: bool) -> Signature:
-    """The coarse signature of the whole file (and its blake3, if asked)."""
-    return signature(_stream(fd, size), size, digest=digest)
+def sign_file(fd: int, size: int, *, digest: bool, size_hint: int = 0) -> Signature:
+    """The coarse signature of the whole file (and its blake3, if asked), chunked
+    with the parameters for ``size_hint`` (default: ``size``)."""
+    from yeet.delta.chunking import params_for
+
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+        return signature(f, size, params=params_for(size_hint or size), digest=digest)
 
 
 def sign_regions(fd: int, regions: Sequence[tuple[int, int]], size: int) -> list[Signature]:

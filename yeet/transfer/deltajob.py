@@ -6,8 +6,8 @@ interleaves with small files (``yeet.transfer.schedule``): one ``Prepare``
 one chunk (the source computes its final ops, the receiver stores them), then
 the ``Commit`` (``patch_commit``: old version re-checked, new digest verified).
 
-    receiver: signature(path, old)                  coarse, ~56 KiB for 4 GiB
-    source:   delta_plan(path, new, sig)            COPY runs + LITERAL gaps
+    both:     signature(path, old|new)              coarse, ~56 KiB for 4 GiB, concurrently
+    client:   match_signatures(new sig, old sig)    COPY runs + LITERAL gaps (a join)
     receiver: region_signatures(path, old, regions) fine, only around the gaps
     receiver: patch_open; patch_write(copies)
     per piece: source delta_ops -> receiver patch_write
@@ -26,10 +26,12 @@ upload, and a receiver whose file is not the expected old version is reported
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from yeet.delta.diff import match_signatures
 from yeet.delta.ops import Copy, Literal, changed_ranges, hinted
 from yeet.delta.refine import regions
 from yeet.delta.signature import Signature
@@ -104,28 +106,31 @@ async def prepare(
     path = change.path
     coarse: Signature | None = None
     sig_bytes = 0
+    hint_size = min(old.size, new.size)
     if hint is not None:
         plan: list[Copy | Literal] = hinted(old.size, new.size, hint)
     else:
-        reply = await target.signature(path, old)
-        if reply.unsupported:
+        # both ends sign at once (each reads only its own file), then a join
+        reply, mine = await asyncio.gather(
+            target.signature(path, old, hint_size), source.signature(path, new, hint_size)
+        )
+        if reply.unsupported or mine.unsupported:
             return Whole()
         if reply.sig is None:
             return Refused(reply.problem or "modified since the scan")
+        if mine.sig is None:
+            return Refused(mine.problem or "modified since the scan", side_is_source=True)
         coarse = reply.sig
-        sig_bytes += _sig_bytes(coarse)
-        answer = await source.delta_plan(path, new, coarse)
-        if answer.unsupported:
-            return Whole()
-        if answer.problem is not None:
-            return Refused(answer.problem, side_is_source=True)
-        plan = [Copy(w.a, w.b) if w.kind == COPY else Literal(w.a, w.b) for w in answer.plan]
+        sig_bytes += _sig_bytes(coarse) + _sig_bytes(mine.sig)
+        plan = list(match_signatures(mine.sig, coarse))
     literals = [(op.offset, op.length) for op in plan if isinstance(op, Literal)]
     fine: list[tuple[int, list[Signature]]] = []
     if coarse is not None and literals:
         want = regions(plan, coarse)
         sigs = (
-            await target.region_signatures(path, old, [(r.offset, r.length) for r in want])
+            await target.region_signatures(
+                path, old, [(r.offset, r.length) for r in want], hint_size
+            )
             if want
             else []
         )

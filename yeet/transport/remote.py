@@ -437,19 +437,20 @@ class RemoteEndpoint:
     def _no_delta(self) -> bool:
         return self.welcome is not None and "pyfastcdc" in self.welcome.stand_ins
 
-    async def signature(self, path: str, expect: Entry) -> SigReply:
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
         if self._no_delta():
             return SigReply(unsupported=True, problem="the agent cannot chunk (no pyfastcdc)")
-        reply = cast(SigReply, await self._call("signature", path, expect))
+        reply = cast(SigReply, await self._call("signature", path, expect, size_hint))
         if reply.sig is not None:
             self.received_bytes += _sig_size(reply.sig)
         return reply
 
     async def region_signatures(
-        self, path: str, expect: Entry, regions: list[tuple[int, int]]
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
     ) -> list[Signature]:
         sigs = cast(
-            list[Signature], await self._call("region_signatures", path, expect, list(regions))
+            list[Signature],
+            await self._call("region_signatures", path, expect, list(regions), size_hint),
         )
         self.received_bytes += sum(_sig_size(s) for s in sigs)
         return sigs

@@ -266,13 +266,15 @@ class AgentEndpoint:
 
     # -- deltas -----------------------------------------------------------------------
 
-    async def signature(self, path: str, expect: Any) -> Any:
+    async def signature(self, path: str, expect: Any, size_hint: int = 0) -> Any:
         _file_path(path)
-        return await self._local().signature(path, expect)
+        return await self._local().signature(path, expect, size_hint)
 
-    async def region_signatures(self, path: str, expect: Any, regions: list[Any]) -> Any:
+    async def region_signatures(
+        self, path: str, expect: Any, regions: list[Any], size_hint: int = 0
+    ) -> Any:
         _file_path(path)
-        return await self._local().region_signatures(path, expect, regions)
+        return await self._local().region_signatures(path, expect, regions, size_hint)
 
     async def delta_plan(self, path: str, expected: Any, sig: Any) -> Any:
         _file_path(path)
