@@ -135,10 +135,8 @@ class Bench:
         for tool in ("rsync --inplace", "rsync"):
             self.dst[tool].mkdir(exist_ok=True)
             copy(self.src / "blob.bin", self.dst[tool] / "blob.bin")
-        t = time.perf_counter()
-        wall, wire, writes = self.run("yeet")  # the initial copy, and yeet's session
+        wall, wire, _ = self.run("yeet")  # the initial copy, and yeet's session
         print(f"yeet initial copy: {wall:.1f} s, {wire / MIB:.0f} MiB on the wire", flush=True)
-        del t
 
     def case(self, label: str, order: tuple[str, ...]) -> None:
         for tool in order:
@@ -159,7 +157,8 @@ class Bench:
 
     def table(self) -> str:
         out = [
-            "| case | tool | wall s | wire KiB | receiver writes KiB | wall / rsync --inplace | wire / rsync |",
+            "| case | tool | wall s | wire KiB | receiver writes KiB "
+            "| wall / rsync --inplace | wire / rsync |",
             "|---|---|---:|---:|---:|---:|---:|",
         ]
         for label in dict.fromkeys(r["case"] for r in self.rows):
@@ -232,12 +231,16 @@ def main() -> None:
             print(f"{label}: {changed} bytes changed; order {', '.join(order)}", flush=True)
             bench.case(label, order)
         table = bench.table()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
         head = (
-            f"# delta over sshd: {args.mib} MiB file, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}\n\n"
-            f"python {sys.version.split()[0]}, {os.cpu_count()} cores (shared), sshd on 127.0.0.1, "
-            "warm page cache, yeet's remote agent on the full python (pyfastcdc, blake3, zstd).\n"
-            "wire: rsync --stats sent+received; yeet protocol bytes both ways (both without SSH framing).\n"
-            "receiver writes: ru_oublock of the remote process (journal, spool, state db, temp files included).\n\n"
+            f"# delta over sshd: {args.mib} MiB file, {when}\n\n"
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores (shared), "
+            "sshd on 127.0.0.1, warm page cache, yeet's remote agent on the full python "
+            "(pyfastcdc, blake3, zstd).\n"
+            "wire: rsync --stats sent+received; yeet protocol bytes both ways "
+            "(neither counts SSH framing).\n"
+            "receiver writes: ru_oublock of the remote process (journal, spool, state db, "
+            "temp files included).\n\n"
         )
         print()
         print(table)
