@@ -116,7 +116,7 @@ def test_hint_sends_only_the_dirty_pages(
             _poke(a, offsets)
             new = await w.entry(Side.ALPHA, "f")
             ex = w.executor(inplace_min=inplace_min)
-            ex.hints[(Side.BETA, "f")] = tuple((o, 4096) for o in offsets)
+            ex.hint(Side.BETA, "f", tuple((o, 4096) for o in offsets))
             await _run(w, ex, Change(Side.BETA, "f", old, new))
             assert not w.problems
             assert b.read_bytes() == a.read_bytes()

@@ -137,6 +137,7 @@ class LocalEndpoint:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        self._delta.close()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()

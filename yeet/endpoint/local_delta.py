@@ -69,6 +69,12 @@ class LocalDelta:
         self._open: dict[int, _Open] = {}
         self._next = 1
 
+    def close(self) -> None:
+        """Patches never committed are dropped (their staged copies go with the Writer)."""
+        for item in self._open.values():
+            item.patch.close()
+        self._open.clear()
+
     # -- helpers ----------------------------------------------------------------------
 
     def _file(self, path: str) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -140,6 +141,16 @@ async def prepare(
         old.size, new.size, changed_ranges(plan), min_size=inplace_min
     )
     handle = await target.patch_open(path, old, new, inplace)
+    try:
+        copied = await _send_copies(target, handle, plan)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            await target.patch_abort(handle)
+        raise
+    return Delta(handle, literals, fine, inplace, sig_bytes, copied=copied)
+
+
+async def _send_copies(target: Endpoint, handle: int, plan: Sequence[Copy | Literal]) -> int:
     copies: list[tuple[int, DeltaOp]] = []
     pos = 0
     for step in plan:
@@ -148,12 +159,5 @@ async def prepare(
         pos += step.length
     for at, wire in copies:  # merged runs: about one per edit
         await target.patch_write(handle, at, [wire])
-    return Delta(
-        handle,
-        literals,
-        fine,
-        inplace,
-        sig_bytes,
-        copied=sum(op.b for _, op in copies),
-    )
+    return sum(op.b for _, op in copies)
 

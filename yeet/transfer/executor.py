@@ -131,6 +131,13 @@ class Executor:
             self._idle.clear()
             self._wake.set()
 
+    def hint(self, side: Side, path: str, ranges: tuple[tuple[int, int], ...]) -> None:
+        """Dirty byte ranges of ``path`` since the last sync (from the kernel tracer of
+        the *source* host), for the change that updates it on ``side``: the delta
+        then sends just those pages. A wrong hint costs a whole-file retry, never a
+        wrong file (the receiver verifies the digest)."""
+        self.hints[(side, path)] = ranges
+
     def release(self) -> None:
         """The scans are complete: queue the held-back deletions and replacements."""
         self.sched.release()
@@ -314,7 +321,7 @@ class Executor:
         hint = self.hints.pop((c.side, c.path), None)
         try:
             got = await deltajob.prepare(source, target, c, hint, self.inplace_min)
-        except OSError as err:
+        except OSError as err:  # (prepare aborts its own patch handle)
             self.sched.fail_upload(up)
             self._problem(c.path, f"delta interrupted: {err}", c.side.other, True)
             return
