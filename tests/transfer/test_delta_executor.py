@@ -16,31 +16,38 @@ from pathlib import Path
 import pytest
 
 from yeet import digest
-from yeet.endpoint.api import EndpointConfig
+from yeet.endpoint.api import Endpoint, EndpointConfig
 from yeet.endpoint.local import LocalEndpoint
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import SessionStore, Update
 from yeet.transfer import deltafile
 from yeet.transfer.executor import Executor
+from yeet.transport.connect import subprocess_endpoint
 
 MIB = 1 << 20
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, remote_beta: bool = False) -> None:
         self.tmp = tmp
+        self.remote_beta = remote_beta
         self.roots = {Side.ALPHA: tmp / "a", Side.BETA: tmp / "b"}
         for r in self.roots.values():
             r.mkdir(exist_ok=True)
         self.store = SessionStore(tmp / "state.db")
-        self.ep: dict[Side, LocalEndpoint] = {}
+        self.ep: dict[Side, Endpoint] = {}
         self.problems: list[tuple[Problem, bool]] = []
         self.updates: list[Update] = []
 
     async def open(self) -> None:
         for side, root in self.roots.items():
-            ep = LocalEndpoint(self.store.conn, self.store.lock, self.tmp / f"{side}-state")
+            state = self.tmp / f"{side}-state"
+            ep: Endpoint
+            if side is Side.BETA and self.remote_beta:  # a real agent process, over pipes
+                ep = subprocess_endpoint(state)
+            else:
+                ep = LocalEndpoint(self.store.conn, self.store.lock, state)
             await ep.open(EndpointConfig("t", str(side), str(root)))
             self.ep[side] = ep
 
@@ -68,8 +75,8 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp: Path) -> AsyncIterator[World]:
-    w = World(tmp)
+async def world(tmp: Path, remote_beta: bool = False) -> AsyncIterator[World]:
+    w = World(tmp, remote_beta)
     await w.open()
     try:
         yield w
@@ -99,17 +106,17 @@ async def _run(w: World, ex: Executor, change: Change) -> None:
 
 
 @pytest.mark.parametrize(
-    ("inplace_min", "memory"),
-    [(4 * MIB, 16 * MIB), (4 * MIB, 4096), (64 * MIB, 0)],
-    ids=["inplace", "inplace-spooled", "staged"],
+    ("inplace_min", "memory", "remote"),
+    [(4 * MIB, 16 * MIB, False), (4 * MIB, 4096, False), (64 * MIB, 0, False), (4 * MIB, 0, True)],
+    ids=["inplace", "inplace-spooled", "staged", "inplace-agent"],
 )
 def test_hint_sends_only_the_dirty_pages(
-    tmp_path: Path, inplace_min: int, memory: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, inplace_min: int, memory: int, remote: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(deltafile, "MEMORY", memory)  # past it, data goes to the spool file
 
     async def main() -> None:
-        async with world(tmp_path) as w:
+        async with world(tmp_path, remote) as w:
             _old, a, b = _files(w, 12 * MIB)
             old = await w.entry(Side.BETA, "f")
             offsets = [5 * MIB + 100, 9 * MIB]
@@ -129,9 +136,10 @@ def test_hint_sends_only_the_dirty_pages(
     asyncio.run(main())
 
 
-def test_wrong_hint_falls_back_to_the_whole_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "agent"])
+def test_wrong_hint_falls_back_to_the_whole_file(tmp_path: Path, remote: bool) -> None:
     async def main() -> None:
-        async with world(tmp_path) as w:
+        async with world(tmp_path, remote) as w:
             _old, a, b = _files(w, 8 * MIB)
             old = await w.entry(Side.BETA, "f")
             _poke(a, [1 * MIB, 6 * MIB])
