@@ -30,6 +30,7 @@ interval. One-shot syncs only; ``--watch`` passes leave it empty.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ from yeet.engine.reconcile import (
 from yeet.errors import EndpointError
 from yeet.paths import is_within, join, parent_of
 from yeet.state.store import SessionStore, Update
-from yeet.transfer.executor import Counters, Executor
+from yeet.transfer.deltajob import INPLACE_MIN
+from yeet.transfer.executor import SMALL, Counters, Executor
 
 MAX_PASSES = 4
 BACKLOG = 20_000  # changes queued before a scan pauses (memory bound, not tree size)
@@ -99,6 +101,8 @@ class Outcome:
     journal: bool = False  # the change journals scoped the first pass (no full scan)
     listed: dict[Side, int] = field(default_factory=dict)  # directory listings read
     hinted: dict[Side, int] = field(default_factory=dict)  # files with dirty ranges known
+    wire: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per remote side: protocol bytes (sent, received) over its link."""
 
     @property
     def in_sync(self) -> bool:
@@ -175,10 +179,26 @@ class Session:
                 "nothing was synchronised or deleted"
             )
             return False
-        self._executor = Executor(self.ep, self.store.record, self._report, self._index)
+        delta_min, inplace_min = delta_options()
+        self._executor = Executor(
+            self.ep,
+            self.store.record,
+            self._report,
+            self._index,
+            delta_min=delta_min,
+            inplace_min=inplace_min,
+        )
         self._executor.counters = self.counters
         self._executor.start()
         return True
+
+    def wire(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for side, ep in self.ep.items():
+            got = _wire_of(ep)
+            if got is not None:
+                out[str(side)] = got
+        return out
 
     def _report(self, problem: Problem, transient: bool) -> None:
         current = self._current
@@ -192,6 +212,19 @@ class Session:
 
     # -- one-shot ---------------------------------------------------------------------
 
+    def _hint_transfers(self) -> None:
+        """A file the journal of its side saw written in a few places: the delta that
+        carries it to the other side sends just those pages (verified by digest)."""
+        assert self._executor is not None
+        for side, hints in self.hints.items():
+            for path, ranges in hints.items():
+                if any(start == 0 and end < 0 for start, end in ranges):
+                    continue  # the whole file: let the delta find what changed
+                spans = tuple(
+                    (start, (end if end >= 0 else 1 << 62) - start) for start, end in ranges
+                )
+                self._executor.hint(side.other, path, spans)
+
     async def run(self) -> Outcome:
         """Passes until both sides agree (or only conflicts/problems remain)."""
         outcome = Outcome("synced")
@@ -201,6 +234,7 @@ class Session:
         journal = await journal_scope.ask(self.store, self.settings, self.ep)
         outcome.notes.extend(journal.notes)
         self.hints.update(journal.hints)
+        self._hint_transfers()
         scope = journal.scope
         outcome.journal = scope is not None
         progress = asyncio.create_task(self._report_progress())
@@ -224,6 +258,7 @@ class Session:
                     scope = set(result.transient)
             await self._executor.finish()
             self.store.refresh_digests()
+            outcome.wire = self.wire()
         finally:
             progress.cancel()
         if outcome.journal:
@@ -503,3 +538,18 @@ class Session:
             "uploads": ex.uploads() if ex else [],
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }
+
+
+def _wire_of(ep: object) -> tuple[int, int] | None:
+    wire = getattr(ep, "wire", None)
+    return wire() if callable(wire) else None
+
+
+def delta_options() -> tuple[int | None, int]:
+    """Delta thresholds: ``YEET_DELTA_MIN`` (smallest old and new size of a file
+    updated by a delta, default 1 MiB; ``off`` disables deltas) and
+    ``YEET_INPLACE_MIN`` (smallest file patched in place, default 64 MiB)."""
+    value = os.environ.get("YEET_DELTA_MIN", "")
+    delta_min = None if value == "off" else int(value) if value else SMALL
+    value = os.environ.get("YEET_INPLACE_MIN", "")
+    return delta_min, int(value) if value else INPLACE_MIN

@@ -17,7 +17,9 @@ from typing import Any
 
 import msgspec
 
-from yeet.endpoint.api import EndpointConfig, Op, ReadRequest, ScanBatch
+from yeet.delta.chunking import Params
+from yeet.delta.signature import Signature
+from yeet.endpoint.api import COPY, DATA, DeltaOp, EndpointConfig, Op, ReadRequest, ScanBatch
 from yeet.engine.entries import DIRECTORY, Problem, file_entry, symlink_entry
 from yeet.errors import ProtocolError
 from yeet.protocol.banner import banner_line
@@ -28,6 +30,7 @@ from yeet.protocol.methods import ENDPOINT
 
 MAX_FRAME = 1 << 16
 E = file_entry(b"\x01" * 32, 3, True)
+SIG = Signature(Params(1024, 512, 4096), 0, 3, b"\x02\x00", b"\x01\x02\x03\x04", b"\x05" * 8)
 
 
 def _seeds() -> list[bytes]:
@@ -58,6 +61,14 @@ def _seeds() -> list[bytes]:
         "close": (),
         "watch": (),
         "changes": (None,),
+        "signature": ("a", E, 0),
+        "region_signatures": ("a", E, [(0, 3)], 0),
+        "delta_plan": ("a", E, SIG),
+        "delta_ops": ("a", E, 0, 3, [SIG]),
+        "patch_open": ("a", E, E, True),
+        "patch_write": (1, 0, [DeltaOp(COPY, 0, 3), DeltaOp(DATA, data=b"abc")]),
+        "patch_commit": (1,),
+        "patch_abort": (1,),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

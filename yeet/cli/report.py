@@ -76,6 +76,7 @@ def outcome_json(name: str, outcome: Outcome) -> str:
         "halted": outcome.halted or None,
         "passes": outcome.passes,
         "applied": {str(s): c.as_dict() for s, c in outcome.counters.items()},
+        "wire": {s: {"sent": w[0], "received": w[1]} for s, w in outcome.wire.items()},
         "conflicts": [
             {"path": c.path, "alpha": c.alpha_action, "beta": c.beta_action}
             for c in outcome.conflicts

@@ -56,11 +56,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Literal, NamedTuple, Protocol
+from typing import BinaryIO, Literal, NamedTuple, Protocol, Union
 
 import msgspec
-from blake3 import blake3
-from pyfastcdc import FastCDC
+
+try:  # compiled extras; a bare remote python3 may lack them (see ``available``)
+    from blake3 import blake3
+    from pyfastcdc import FastCDC
+except ImportError:  # the types below still import, so the wire protocol works
+    blake3 = FastCDC = None  # type: ignore[assignment,misc]
+
+
+def available() -> bool:
+    """Whether chunking can run here (``pyfastcdc`` and ``blake3`` are installed).
+
+    Without them the delta path is negotiated off and whole files are sent.
+    """
+    return FastCDC is not None and blake3 is not None
+
 
 STRONG_LEN = 8
 """Bytes of blake3 kept per chunk (64 bits; a false match is also caught by the
@@ -138,7 +151,7 @@ class _Readinto(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-Source = BinaryIO | Iterable[bytes] | bytes | bytearray | memoryview
+Source = Union[BinaryIO, Iterable[bytes], bytes, bytearray, memoryview]  # noqa: UP007 (py3.9)
 """What the pure functions accept as input data: a readable binary file object,
 an iterable of byte strings, or a buffer held in memory (or mmap'd by the caller)."""
 

@@ -12,6 +12,7 @@ offset (i.e. a superset of the bytes an in-place update must write), and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Union
 
 import msgspec
 
@@ -50,7 +51,7 @@ class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
     length: int
 
 
-Op = Copy | Data
+Op = Union[Copy, Data]  # noqa: UP007 (evaluated at import: must work on a bare python 3.9)
 Reader = Callable[[int, int], bytes]
 """``read(offset, length)`` on the base: returns ``length`` bytes (fewer only at EOF)."""
 
@@ -213,4 +214,44 @@ def narrow(
         i = k
     if len(new) > common:
         add(common, len(new))
+    return out
+
+
+def hinted(
+    old_size: int, new_size: int, ranges: Iterable[tuple[int, int]], page: int = 4096
+) -> list[Copy | Literal]:
+    """A plan from dirty ranges alone (no signatures): copy everything in place
+    except the ranges (widened to whole ``page``s) and the bytes past the old end.
+
+    Correct only if the ranges cover every byte that differs between the old
+    and the new data; the caller verifies the result's digest (a hint is never
+    trusted for correctness).
+    """
+    keep = min(old_size, new_size)
+    spans: list[tuple[int, int]] = []
+    for off, n in sorted(ranges):
+        if n <= 0 or off >= keep:
+            continue
+        lo = max(0, off - off % page)
+        hi = min(keep, -(-(off + n) // page) * page)
+        if lo >= hi:
+            continue
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(hi, spans[-1][1]))
+        else:
+            spans.append((lo, hi))
+    if new_size > keep:
+        if spans and spans[-1][1] == keep:
+            spans[-1] = (spans[-1][0], new_size)
+        else:
+            spans.append((keep, new_size))
+    out: list[Copy | Literal] = []
+    pos = 0
+    for lo, hi in spans:
+        if lo > pos:
+            out.append(Copy(pos, lo - pos))
+        out.append(Literal(lo, hi - lo))
+        pos = hi
+    if pos < new_size:
+        out.append(Copy(pos, new_size - pos))
     return out

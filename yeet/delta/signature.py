@@ -18,9 +18,13 @@ from array import array
 from collections.abc import Iterable, Iterator
 
 import msgspec
-from blake3 import blake3
 
 from yeet.delta.chunking import STRONG_LEN, Params, Source, chunks, params_for
+
+try:
+    from blake3 import blake3
+except ImportError:  # a bare remote: signatures still decode, chunking is off
+    blake3 = None  # type: ignore[assignment,misc]
 
 
 class Signature(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import msgspec
 
+from yeet.delta.signature import Signature
 from yeet.engine.entries import Entry, Problem
 
 
@@ -97,6 +98,48 @@ class OpResult(msgspec.Struct, frozen=True):
     ok: bool
     problem: str | None = None
     transient: bool = False  # "modified since scan": worth a rescan
+    whole: bool = False  # a delta did not produce the new content: send the whole file
+
+
+COPY, DATA, LITERAL = 0, 1, 2
+
+
+class DeltaOp(msgspec.Struct, frozen=True, array_like=True):
+    """One delta operation on the wire (``yeet.delta.ops`` without tagged unions, so
+    the stdlib stand-in for msgspec decodes it too).
+
+    ``COPY``: ``b`` bytes of the old file from offset ``a``; ``DATA``: ``data``;
+    ``LITERAL`` (plans only): new bytes ``[a, a + b)`` that matched nothing yet.
+    """
+
+    kind: int
+    a: int = 0
+    b: int = 0
+    data: bytes = b""
+
+    @property
+    def length(self) -> int:
+        return len(self.data) if self.kind == DATA else self.b
+
+
+class SigReply(msgspec.Struct, frozen=True):
+    """The receiver's coarse signature of its current (old) version of a file.
+
+    ``problem``: the file is not the old version the plan expects (rescan it);
+    ``unsupported``: this end cannot chunk (no ``pyfastcdc``): send whole files.
+    """
+
+    sig: Signature | None = None
+    problem: str | None = None
+    unsupported: bool = False
+
+
+class PlanReply(msgspec.Struct, frozen=True):
+    """The source's first-round delta: ``COPY`` runs and ``LITERAL`` gaps."""
+
+    plan: tuple[DeltaOp, ...] = ()
+    problem: str | None = None
+    unsupported: bool = False
 
 
 class PathStat(msgspec.Struct, frozen=True):
@@ -199,6 +242,47 @@ class Endpoint(Protocol):
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         """Apply ops in order; durable on disk when this returns."""
         ...
+
+    # -- deltas (see yeet.transfer.deltajob for the whole exchange) ----------------------
+
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        """Coarse signature of ``path``, which must still hold ``expect`` (the receiver
+        signs its old file, the source its new one, at the same time); chunk
+        parameters from ``size_hint`` (default: the file's size), so both match."""
+        ...
+
+    async def region_signatures(
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
+    ) -> list[Signature]:
+        """Receiver: fine signatures of the old file's ``(offset, length)`` regions."""
+        ...
+
+    async def delta_plan(self, path: str, expected: Entry, sig: Signature) -> PlanReply:
+        """Source: match the new file (still ``expected``) against ``sig``."""
+        ...
+
+    async def delta_ops(
+        self, path: str, expected: Entry, offset: int, length: int, fine: list[Signature]
+    ) -> list[DeltaOp]:
+        """Source: ops (``COPY``/``DATA``) for the new bytes ``[offset, offset + length)``,
+        matched against the fine signatures; at most ``length`` bytes of data."""
+        ...
+
+    async def patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
+        """Receiver: start turning ``old`` into ``new`` (in place through a journal, or
+        into a staged copy); the handle is for ``patch_write``/``patch_commit``."""
+        ...
+
+    async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
+        """Receiver: ops producing the new bytes from ``offset`` on (any order of calls)."""
+        ...
+
+    async def patch_commit(self, handle: int) -> OpResult:
+        """Receiver: check the old version is still there, apply, verify the new
+        digest; ``whole`` in the result if the delta did not produce it."""
+        ...
+
+    async def patch_abort(self, handle: int) -> None: ...
 
     async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]: ...
 

@@ -19,20 +19,25 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from yeet import __version__, digest
+from yeet.delta.signature import Signature
 from yeet.endpoint.api import (
     Changes,
+    DeltaOp,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
     Op,
     OpResult,
     PathStat,
+    PlanReply,
     ReadRequest,
     ReadResult,
     ScanBatch,
+    SigReply,
     StageInfo,
     TrashItem,
 )
+from yeet.endpoint.local_delta import LocalDelta, recover_journals
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError
 from yeet.fs.durable import barrier
@@ -62,6 +67,7 @@ class LocalEndpoint:
         self._cache: StatCache | None = None
         self._turns = Turns()
         self._durable: GroupCommit | None = None
+        self._delta = LocalDelta(self)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -115,6 +121,7 @@ class LocalEndpoint:
             self._rules(),
             config.digest,
         )
+        notes.extend(recover_journals(self.storage))
         return EndpointInfo(
             root,
             True,
@@ -133,6 +140,7 @@ class LocalEndpoint:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        self._delta.close()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -370,6 +378,36 @@ class LocalEndpoint:
                 self._writer.stage_abort(handle, keep)
 
         await asyncio.to_thread(run)
+
+    # -- deltas (yeet.endpoint.local_delta) ---------------------------------------------
+
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        return await self._delta.signature(path, expect, size_hint)
+
+    async def region_signatures(
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
+    ) -> list[Signature]:
+        return await self._delta.region_signatures(path, expect, regions, size_hint)
+
+    async def delta_plan(self, path: str, expected: Entry, sig: Signature) -> PlanReply:
+        return await self._delta.delta_plan(path, expected, sig)
+
+    async def delta_ops(
+        self, path: str, expected: Entry, offset: int, length: int, fine: list[Signature]
+    ) -> list[DeltaOp]:
+        return await self._delta.delta_ops(path, expected, offset, length, fine)
+
+    async def patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
+        return await self._delta.patch_open(path, old, new, inplace)
+
+    async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
+        await self._delta.patch_write(handle, offset, ops)
+
+    async def patch_commit(self, handle: int) -> OpResult:
+        return await self._delta.patch_commit(handle)
+
+    async def patch_abort(self, handle: int) -> None:
+        await self._delta.patch_abort(handle)
 
     async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]:
         def run() -> list[PathStat]:

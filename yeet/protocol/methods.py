@@ -39,6 +39,14 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "close"),
     (Endpoint, "watch"),
     (Endpoint, "changes"),
+    (Endpoint, "signature"),
+    (Endpoint, "region_signatures"),
+    (Endpoint, "delta_plan"),
+    (Endpoint, "delta_ops"),
+    (Endpoint, "patch_open"),
+    (Endpoint, "patch_write"),
+    (Endpoint, "patch_commit"),
+    (Endpoint, "patch_abort"),
 )
 
 _REQUIRED = inspect.Parameter.empty

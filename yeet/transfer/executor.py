@@ -12,11 +12,15 @@ Invariants owned here:
   interrupted earlier resumes from the chunks the receiver already holds.
 * Memory stays bounded: at most ``workers`` pieces of work (each at most one
   batch or one chunk) are in flight.
+* A changed large file whose receiver holds the old version goes as a delta
+  (``yeet.transfer.deltajob``) in the same work units; a delta that cannot be
+  made or does not verify becomes a whole-file upload, never a wrong file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,8 +30,9 @@ from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import Update
+from yeet.transfer import deltajob
 from yeet.transfer.partial import range_hash
-from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Upload, Work
+from yeet.transfer.schedule import Batch, Chunk, Commit, Prepare, Scheduler, Upload, Work
 
 SMALL = 1 << 20
 WORKERS = 4
@@ -45,6 +50,10 @@ class Counters:
     failed: int = 0
     transient: int = 0
     kept: int = 0  # bytes of a changed large file the receiver already held (not sent)
+    delta_files: int = 0  # large files updated by a delta
+    delta_bytes: int = 0  # their sizes
+    literal_bytes: int = 0  # new bytes sent for them (the rest came from the old file)
+    signature_bytes: int = 0  # signatures sent back by the receiver
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -73,6 +82,8 @@ class Executor:
         report: Callable[[Problem, bool], None],
         local_index: Mapping[Side, dict[bytes, str]],
         workers: int = WORKERS,
+        delta_min: int | None = SMALL,
+        inplace_min: int = deltajob.INPLACE_MIN,
     ) -> None:
         self.ep = endpoints
         self.record = record
@@ -80,6 +91,12 @@ class Executor:
         self.index = local_index
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
         self.sched = Scheduler(workers=workers, small_limit=SMALL, chunk=4 << 20)
+        self.sched.delta_min = delta_min
+        self.inplace_min = inplace_min
+        self.hints: dict[tuple[Side, str], tuple[tuple[int, int], ...]] = {}
+        """Dirty ranges of changed large files (kernel tracer), by (receiving side,
+        path): the delta sends just those pages, see ``deltajob``."""
+        self._requeued: set[tuple[Side, str]] = set()
         self.generation = 0
         self.rate = _Rate()
         self._workers = workers
@@ -131,6 +148,13 @@ class Executor:
             self.raise_fatal()
             self._room.clear()
             await self._room.wait()
+
+    def hint(self, side: Side, path: str, ranges: tuple[tuple[int, int], ...]) -> None:
+        """Dirty byte ranges of ``path`` since the last sync (from the kernel tracer of
+        the *source* host), for the change that updates it on ``side``: the delta
+        then sends just those pages. A wrong hint costs a whole-file retry, never a
+        wrong file (the receiver verifies the digest)."""
+        self.hints[(side, path)] = ranges
 
     def release(self) -> None:
         """The scans are complete: queue the held-back deletions and replacements."""
@@ -214,6 +238,9 @@ class Executor:
         else:
             return
         for c in changes:
+            if (c.side, c.path) in self._requeued:  # a failed delta, queued again whole
+                self._requeued.discard((c.side, c.path))
+                continue
             if self._known.get((c.side, c.path)) == (c.old, c.new):
                 del self._known[(c.side, c.path)]
 
@@ -222,6 +249,9 @@ class Executor:
             return await self._batch(work)
         if isinstance(work, Chunk):
             await self._chunk(work)
+            return []
+        if isinstance(work, Prepare):
+            await self._prepare(work.upload)
             return []
         return await self._commit(work)
 
@@ -321,10 +351,57 @@ class Executor:
             fut.exception()  # retrieved: other waiters re-raise it
             raise
 
+    async def _prepare(self, up: Upload) -> None:
+        c = up.change
+        source, target = self.ep[c.side.other], self.ep[c.side]
+        hint = self.hints.pop((c.side, c.path), None)
+        try:
+            got = await deltajob.prepare(source, target, c, hint, self.inplace_min)
+        except OSError as err:  # (prepare aborts its own patch handle)
+            self.sched.fail_upload(up)
+            self._problem(c.path, f"delta interrupted: {err}", c.side.other, True)
+            return
+        if isinstance(got, deltajob.Whole):
+            up.todo = self.sched.pieces([(0, up.size)])
+        elif isinstance(got, deltajob.Refused):
+            self.sched.fail_upload(up)
+            self.counters[c.side].transient += 1
+            side = c.side.other if got.side_is_source else c.side
+            self._problem(c.path, got.reason, side, True)
+        else:
+            up.delta = got
+            up.handle = got.handle
+            up.todo = self.sched.pieces(got.literals)
+            self.counters[c.side].signature_bytes += got.signature_bytes
+
+    async def _delta_piece(self, up: Upload, d: deltajob.Delta, chunk: Chunk) -> None:
+        c = up.change
+        assert c.new is not None
+        t = time.monotonic()
+        ops = await self.ep[c.side.other].delta_ops(
+            c.path, c.new, chunk.offset, chunk.length, d.fine_for(chunk.offset)
+        )
+        await self.ep[c.side].patch_write(d.handle, chunk.offset, ops)
+        sent = sum(len(op.data) for op in ops)
+        d.sent += sent
+        self.counters[c.side].literal_bytes += sent
+        self.rate.add(sent, time.monotonic() - t)
+        self._progress[id(up)] = self._progress.get(id(up), 0) + chunk.length
+
     async def _chunk(self, chunk: Chunk) -> None:
         up = chunk.upload
         c = up.change
         source, target = self.ep[c.side.other], self.ep[c.side]
+        if isinstance(up.delta, deltajob.Delta):
+            try:
+                await self._delta_piece(up, up.delta, chunk)
+            except OSError as err:
+                if not up.failed:
+                    self.sched.fail_upload(up)
+                    with contextlib.suppress(OSError):
+                        await target.patch_abort(up.delta.handle)
+                    self._problem(c.path, f"delta interrupted: {err}", c.side.other, True)
+            return
         try:
             await self._open(up)
             assert up.handle is not None and c.new is not None
@@ -365,8 +442,31 @@ class Executor:
         self._opening.pop(id(up), None)
         if up.handle is None:
             return []
+        if isinstance(up.delta, deltajob.Delta):
+            return await self._commit_delta(up, up.delta)
         op = Op(c.path, c.old, c.new, stage=up.handle)
         return self._account(c.side, [op], await self.ep[c.side].apply([op]))
+
+    async def _commit_delta(self, up: Upload, d: deltajob.Delta) -> list[Change]:
+        c = up.change
+        result = await self.ep[c.side].patch_commit(d.handle)
+        if result.path != c.path:
+            result = OpResult(c.path, result.ok, result.problem, result.transient, result.whole)
+        counters = self.counters[c.side]
+        if result.whole:  # the delta did not reproduce the file: send it whole
+            self.sched.no_delta.add((c.side, c.path))
+            self._requeued.add((c.side, c.path))
+            self.sched.add([c], self.generation)
+            return []
+        op = Op(c.path, c.old, c.new)
+        applied = self._account(c.side, [op], [result])
+        if applied:
+            counters.delta_files += 1
+            assert c.new is not None
+            counters.delta_bytes += c.new.size
+            counters.bytes -= c.new.size  # counted whole by _account: only literals moved
+            counters.bytes += d.sent
+        return applied
 
     # -- results ----------------------------------------------------------------------
 

@@ -55,7 +55,11 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 import msgspec
-from blake3 import blake3
+
+try:
+    from blake3 import blake3
+except ImportError:  # a bare remote: recovery of an empty journal directory still runs
+    blake3 = None  # type: ignore[assignment,misc]
 
 from yeet.delta.ops import PIECE, Copy, Op, narrow
 from yeet.errors import YeetError
@@ -329,12 +333,34 @@ def _replay(fd: int, jf: BinaryIO, start: int, new_size: int) -> None:
     jf.flush()
     end = os.fstat(jf.fileno()).st_size - _TRAILER.size
     for off, data in _records(jf, start, end):
+        _uncache(fd, off, len(data))
         done = 0
         while done < len(data):
             done += os.pwrite(fd, memoryview(data)[done:], off + done)
     if os.fstat(fd).st_size != new_size:
         os.ftruncate(fd, new_size)
     os.fsync(fd)
+
+
+_FOLIO_SPAN = 4 << 20
+
+
+def _uncache(fd: int, offset: int, length: int) -> None:
+    """Drop the (clean) cached pages around a small in-place write first.
+
+    With large page-cache folios (ext4 on recent kernels; reading the whole file
+    to sign and verify it creates 2 MiB folios), writing 4 KiB into a cached
+    folio dirties and writes back the whole folio: 16 scattered 4 KiB writes
+    into a 4 GiB file then cost ~32 MiB of disk writes instead of 64 KiB.
+    Uncached, the write gets a small folio of its own. Only windows around the
+    write are dropped, and only clean pages (``POSIX_FADV_DONTNEED``).
+    """
+    if length >= _FOLIO_SPAN or not hasattr(os, "posix_fadvise"):
+        return
+    lo = offset - offset % _FOLIO_SPAN
+    hi = -(-(offset + length) // _FOLIO_SPAN) * _FOLIO_SPAN
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, lo, hi - lo, os.POSIX_FADV_DONTNEED)
 
 
 @dataclass

@@ -60,7 +60,16 @@ class Commit:
     upload: Upload
 
 
-Work = Batch | Chunk | Commit
+@dataclass
+class Prepare:
+    """Before its chunks exist: work out a delta for a large file (signatures,
+    matching); the executor then sets ``upload.todo`` (delta pieces, or whole
+    chunks when no delta is possible)."""
+
+    upload: Upload
+
+
+Work = Batch | Chunk | Commit | Prepare
 
 
 @dataclass(eq=False)
@@ -77,6 +86,8 @@ class Upload:
     failed: bool = False
     have: tuple[tuple[int, int], ...] = ()  # ranges the receiver already held
     maybe: tuple[tuple[int, int], ...] = ()  # ranges of an older version it may keep
+    prepare: bool = False  # a delta candidate whose Prepare has not been handed out
+    delta: object = None  # the executor's delta state, once prepared as a delta
 
     def holds(self, offset: int, length: int) -> bool:
         return any(lo <= offset and offset + length <= lo + n for lo, n in self.have)
@@ -122,6 +133,8 @@ class Scheduler:
         self._phase_level = -1
         self.busy_small = 0
         self.busy = 0
+        self.delta_min: int | None = None  # old and new file at least this large: try a delta
+        self.no_delta: set[tuple[Side, str]] = set()  # paths whose delta failed: whole files
 
     # -- input ------------------------------------------------------------------------
 
@@ -139,7 +152,10 @@ class Scheduler:
             if c.new.is_dir:
                 self._creating[c.side][c.path] = self._creating[c.side].get(c.path, 0) + 1
             if self._is_large(c) and c.path not in local:
-                up = Upload(c, c.new.size, rank, self._chunks(c.new.size))
+                if self._wants_delta(c):
+                    up = Upload(c, c.new.size, rank, prepare=True)
+                else:
+                    up = Upload(c, c.new.size, rank, self._chunks(c.new.size))
                 self._park_upload(up)
             else:
                 item = _Small((0 if not c.new.is_file else 1, *rank), c)
@@ -163,8 +179,29 @@ class Scheduler:
         # exec-bit-only changes carry no content
         return not (c.old is not None and c.old.is_file and c.old.digest == new.digest)
 
+    def _wants_delta(self, c: Change) -> bool:
+        old, new = c.old, c.new
+        return (
+            self.delta_min is not None
+            and old is not None
+            and new is not None
+            and old.is_file
+            and min(old.size, new.size) >= self.delta_min
+            and (c.side, c.path) not in self.no_delta
+        )
+
     def _chunks(self, size: int) -> list[tuple[int, int]]:
         return [(off, min(self.chunk, size - off)) for off in range(0, size, self.chunk)]
+
+    def pieces(self, ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Ranges cut into pieces of at most one chunk (the unit a worker moves)."""
+        out = []
+        for off, n in ranges:
+            end = off + n
+            while off < end:
+                out.append((off, min(self.chunk, end - off)))
+                off += self.chunk
+        return out
 
     def _parent_pending(self, side: Side, path: str) -> bool:
         return parent_of(path) in self._creating[side]
@@ -197,7 +234,7 @@ class Scheduler:
             batch = self._phase_batch()
             if batch is not None:
                 return self._take(batch)
-        chunk_ready = any(u.todo for u in self._uploads)
+        chunk_ready = any(u.todo or u.prepare for u in self._uploads)
         small_ready = any(self._small[s] for s in Side)
         if small_ready and (self.busy_small < self.workers - 1 or not chunk_ready):
             return self._take(self._small_batch())
@@ -256,13 +293,17 @@ class Scheduler:
         self.busy_small += 1
         return Batch(side, changes, size)
 
-    def _steal_chunk(self) -> Chunk:
+    def _steal_chunk(self) -> Chunk | Prepare:
         started = [u for u in self._uploads if u.started and u.todo]
         if started:
             up = max(started, key=lambda u: (u.left, u.rank))
         else:
-            up = min((u for u in self._uploads if u.todo), key=lambda u: u.rank)
+            up = min((u for u in self._uploads if u.todo or u.prepare), key=lambda u: u.rank)
             up.started = True
+        if up.prepare:
+            up.prepare = False
+            up.inflight += 1
+            return Prepare(up)
         offset, length = up.todo.pop(0)
         up.inflight += 1
         return Chunk(up, offset, length)
@@ -305,7 +346,7 @@ class Scheduler:
             for c in work.changes:
                 if c.new is not None and c.new.is_dir:
                     self._dir_done(c.side, c.path)
-        elif isinstance(work, Chunk):
+        elif isinstance(work, (Chunk, Prepare)):
             work.upload.inflight -= 1
             self._maybe_commit(work.upload)
         else:
@@ -364,7 +405,7 @@ class Scheduler:
             self._commits
             or self._phase_work
             or any(self._small[s] for s in Side)
-            or any(u.todo for u in self._uploads)
+            or any(u.todo or u.prepare for u in self._uploads)
             or self._blocked
             or self._waiting_uploads
         )

@@ -38,6 +38,9 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+DIGEST_MISMATCH = "content does not match its digest (source modified during transfer?)"
+
+
 class Mismatch(Exception):
     """The path no longer holds what the plan saw."""
 
@@ -170,6 +173,10 @@ class Writer:
         self._handles[handle] = (path, staged, new)
         return handle, have, maybe
 
+    def staged_fd(self, handle: int) -> int:
+        """The open staging file of a large upload (written directly by delta patches)."""
+        return self._handles[handle][1].fd
+
     def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         _path, staged, _new = self._handles[handle]
         upload = self._partials.get(handle)
@@ -237,7 +244,7 @@ class Writer:
                 raise Mismatch("no content given for a file")
         if value != op.new.digest or size != op.new.size:
             self._discard(op.path, staged)
-            raise Mismatch("content does not match its digest (source modified during transfer?)")
+            raise Mismatch(DIGEST_MISMATCH)
         sync_file(staged.fd)
         os.close(staged.fd)
         staged.fd = -1

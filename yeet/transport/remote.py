@@ -31,17 +31,21 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
+from yeet.delta.signature import Signature
 from yeet.endpoint.api import (
     Changes,
+    DeltaOp,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
     Op,
     OpResult,
     PathStat,
+    PlanReply,
     ReadRequest,
     ReadResult,
     ScanBatch,
+    SigReply,
     StageInfo,
     TrashItem,
 )
@@ -93,6 +97,8 @@ class RemoteEndpoint:
         self._write_errors: dict[int, BaseException] = {}
         self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
         self._next_stage = 1
+        self._wire = [0, 0]  # bytes sent, received by earlier links
+        self._patches: dict[int, tuple[int, int]] = {}  # local handle -> (generation, agent's)
         self._closed = False
 
     # -- the link -----------------------------------------------------------------------
@@ -152,10 +158,21 @@ class RemoteEndpoint:
             raise
         return rpc
 
+    def wire(self) -> tuple[int, int]:
+        """Bytes sent to and received from the agent (protocol frames, after
+        compression; SSH's own framing and encryption not included)."""
+        sent, received = self._wire
+        if self._rpc is not None:
+            sent += self._rpc.wire_sent
+            received += self._rpc.wire_received
+        return sent, received
+
     async def _drop(self) -> None:
         rpc, self._rpc = self._rpc, None
         channel, self._channel = self._channel, None
         if rpc is not None:
+            self._wire[0] += rpc.wire_sent
+            self._wire[1] += rpc.wire_received
             await rpc.aclose()
         if channel is not None:
             with contextlib.suppress(Exception):
@@ -427,6 +444,85 @@ class RemoteEndpoint:
             out[i] = r
         return out
 
+    # -- deltas: calls are small (signatures, plans, one piece of ops) --------------------
+
+    def _no_delta(self) -> bool:
+        return self.welcome is not None and "pyfastcdc" in self.welcome.stand_ins
+
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        if self._no_delta():
+            return SigReply(unsupported=True, problem="the agent cannot chunk (no pyfastcdc)")
+        reply = cast(SigReply, await self._call("signature", path, expect, size_hint))
+        if reply.sig is not None:
+            self.received_bytes += _sig_size(reply.sig)
+        return reply
+
+    async def region_signatures(
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
+    ) -> list[Signature]:
+        sigs = cast(
+            list[Signature],
+            await self._call("region_signatures", path, expect, list(regions), size_hint),
+        )
+        self.received_bytes += sum(_sig_size(s) for s in sigs)
+        return sigs
+
+    async def delta_plan(self, path: str, expected: Entry, sig: Signature) -> PlanReply:
+        if self._no_delta():
+            return PlanReply(unsupported=True, problem="the agent cannot chunk (no pyfastcdc)")
+        self.sent_bytes += _sig_size(sig)
+        return cast(PlanReply, await self._call("delta_plan", path, expected, sig))
+
+    async def delta_ops(
+        self, path: str, expected: Entry, offset: int, length: int, fine: list[Signature]
+    ) -> list[DeltaOp]:
+        self.sent_bytes += sum(_sig_size(s) for s in fine)
+        ops = cast(
+            list[DeltaOp], await self._call("delta_ops", path, expected, offset, length, fine)
+        )
+        self.received_bytes += sum(len(op.data) for op in ops)
+        return ops
+
+    async def patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
+        remote = cast(int, await self._call("patch_open", path, old, new, inplace, retry=False))
+        local = self._next_stage
+        self._next_stage += 1
+        self._patches[local] = (self._generation, remote)
+        return local
+
+    def _agent_patch(self, handle: int) -> int:
+        gen, remote = self._patches.get(handle, (-1, -1))
+        if gen != self._generation:
+            raise OSError(
+                errno.ECONNRESET,
+                f"the delta to {self.where} was interrupted by a lost connection; "
+                "it is sent again on the next pass",
+            )
+        return remote
+
+    async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
+        remote = self._agent_patch(handle)
+        self.sent_bytes += sum(len(op.data) for op in ops)
+        await self._call("patch_write", remote, offset, ops, retry=False)
+
+    async def patch_commit(self, handle: int) -> OpResult:
+        try:
+            remote = self._agent_patch(handle)
+        except OSError as err:
+            return OpResult("", False, str(err), transient=True)
+        finally:
+            self._patches.pop(handle, None)
+        try:
+            return cast(OpResult, await self._call("patch_commit", remote, retry=False))
+        except ConnectionLost as err:
+            return OpResult("", False, f"connection lost while committing a delta: {err}", True)
+
+    async def patch_abort(self, handle: int) -> None:
+        gen, remote = self._patches.pop(handle, (-1, -1))
+        if gen == self._generation:
+            with contextlib.suppress(ConnectionLost):
+                await self._call("patch_abort", remote, retry=False)
+
     async def stat_paths(self, paths: Sequence[str]) -> list[PathStat]:
         return cast(list[PathStat], await self._call("stat_paths", list(paths)))
 
@@ -458,6 +554,10 @@ class RemoteEndpoint:
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _sig_size(sig: Signature) -> int:
+    return len(sig.lengths) + len(sig.weak) + len(sig.strong) + 32
 
 
 def _with_stage(op: Op, handle: int) -> Op:

@@ -94,6 +94,8 @@ class RpcClient:
         self._failure: BaseException | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._drain_lock = asyncio.Lock()
+        self.wire_sent = 0  # bytes written to / read from the channel (frames, compressed)
+        self.wire_received = 0
 
     @property
     def alive(self) -> bool:
@@ -126,6 +128,7 @@ class RpcClient:
                 return event
             try:
                 data = await self.reader.read(READ_SIZE)
+                self.wire_received += len(data)
             except (ConnectionError, OSError) as err:
                 raise ConnectionLost(self.where, str(err)) from None
             if not data:
@@ -148,6 +151,7 @@ class RpcClient:
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
+                self.wire_received += len(data)
                 if not data:
                     raise ConnectionLost(self.where, "the agent's output ended")
                 self.conn.receive_data(data)
@@ -220,6 +224,7 @@ class RpcClient:
             raise self._failure
         try:
             self.writer.write(data)
+            self.wire_sent += len(data)
             async with self._drain_lock:
                 await self.writer.drain()
         except (ConnectionError, OSError, BrokenPipeError) as err:

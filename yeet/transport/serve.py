@@ -106,6 +106,7 @@ class AgentEndpoint:
         self._lock: _Lock | None = None
         self._conn: Any = None
         self._handles: set[int] = set()
+        self._patches: set[int] = set()
 
     def _local(self) -> LocalEndpoint:
         if self.ep is None:
@@ -276,6 +277,58 @@ class AgentEndpoint:
         finally:
             root.close()
 
+    # -- deltas -----------------------------------------------------------------------
+
+    async def signature(self, path: str, expect: Any, size_hint: int = 0) -> Any:
+        _file_path(path)
+        return await self._local().signature(path, expect, size_hint)
+
+    async def region_signatures(
+        self, path: str, expect: Any, regions: list[Any], size_hint: int = 0
+    ) -> Any:
+        _file_path(path)
+        return await self._local().region_signatures(path, expect, regions, size_hint)
+
+    async def delta_plan(self, path: str, expected: Any, sig: Any) -> Any:
+        _file_path(path)
+        return await self._local().delta_plan(path, expected, sig)
+
+    async def delta_ops(
+        self, path: str, expected: Any, offset: int, length: int, fine: list[Any]
+    ) -> Any:
+        _file_path(path)
+        if offset < 0 or length < 0 or length > 64 << 20:
+            raise BadPath(f"invalid range {offset}+{length}")
+        return await self._local().delta_ops(path, expected, offset, length, fine)
+
+    async def patch_open(self, path: str, old: Any, new: Any, inplace: bool) -> int:
+        _file_path(path)
+        if not (old.is_file and new.is_file) or new.size < 0:
+            raise BadPath(f"patch_open needs file entries: {path}")
+        handle = await self._local().patch_open(path, old, new, inplace)
+        self._patches.add(handle)
+        return handle
+
+    def _patch(self, handle: int) -> None:
+        if handle not in self._patches:
+            raise OSError(9, f"unknown patch handle {handle} (lost with a previous connection?)")
+
+    async def patch_write(self, handle: int, offset: int, ops: list[Any]) -> None:
+        self._patch(handle)
+        if offset < 0:
+            raise BadPath(f"negative offset {offset}")
+        await self._local().patch_write(handle, offset, ops)
+
+    async def patch_commit(self, handle: int) -> OpResult:
+        self._patch(handle)
+        self._patches.discard(handle)
+        return await self._local().patch_commit(handle)
+
+    async def patch_abort(self, handle: int) -> None:
+        if handle in self._patches:
+            self._patches.discard(handle)
+            await self._local().patch_abort(handle)
+
     async def trash_list(self) -> list[Any]:
         return await self._local().trash_list()
 
@@ -438,4 +491,8 @@ def _stand_ins() -> tuple[str, ...]:
         out.append("zstandard")
     if "blake3" not in digest.available():
         out.append("blake3")
+    from yeet.delta.chunking import available
+
+    if not available():
+        out.append("pyfastcdc")
     return tuple(out)

@@ -68,6 +68,8 @@ class Struct:
         for key in ("frozen", "array_like", "omit_defaults"):
             if key in options:
                 merged[key] = bool(options.pop(key))
+        if "tag" in options:  # kept for introspection; tagged unions are not decoded here
+            merged["tag"] = options.pop("tag")
         if options:
             raise TypeError(f"unsupported Struct options: {sorted(options)}")
         super().__init_subclass__()

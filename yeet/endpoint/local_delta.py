@@ -1,0 +1,303 @@
+"""The delta calls of a local endpoint (both roles: source and receiver).
+
+Invariants owned here:
+
+* Source calls read only a file that still is the entry the plan expects (its
+  stat signature is the one the scan recorded for that digest); receiver calls
+  sign only an old file that still is the expected old entry.
+* ``patch_commit`` re-checks, under the endpoint's write lock and just before
+  touching the file, that the path still holds the old entry (stat signature,
+  else digest), exactly like every other mutation (``Writer._check``).
+* In-place patches leave no copy of the old content in the trash: old blocks
+  are overwritten (see docs/DESIGN-NOTES.md, "Deltas"). Staged patches go
+  through the ``Writer`` and so trash the old file like any replacement.
+* A journal left by a crash is rolled forward or back at ``open`` (``recover``),
+  before anything else touches the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yeet import digest
+from yeet.delta.signature import Signature
+from yeet.endpoint.api import DeltaOp, Op, OpResult, PlanReply, SigReply
+from yeet.engine.entries import Entry
+from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.scan.statcache import sig_of
+from yeet.transfer import deltafile
+from yeet.transfer.writer import DIGEST_MISMATCH, Mismatch, new_mode
+
+if TYPE_CHECKING:
+    from yeet.endpoint.local import LocalEndpoint
+
+UNSUPPORTED = "delta chunking is not available here (no pyfastcdc/blake3): whole files are sent"
+
+
+def journal_dir(storage: Path) -> str:
+    path = storage / "journal"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(path)
+
+
+def recover_journals(storage: Path) -> list[str]:
+    """Finish or undo in-place patches a crash interrupted; drop stale spools."""
+    from yeet.transfer.inplace import recover
+
+    jdir = journal_dir(storage)
+    done = recover(jdir, verify=False)
+    for name in os.listdir(jdir):
+        if name.endswith(".spool"):
+            os.unlink(os.path.join(jdir, name))
+    return [f"{r.path}: interrupted in-place update {r.action}" for r in done if r.path]
+
+
+class _Open:
+    def __init__(
+        self, patch: deltafile.Patch, path: str, old: Entry, new: Entry, stage: int | None
+    ) -> None:
+        self.patch, self.path, self.old, self.new, self.stage = patch, path, old, new, stage
+
+
+class LocalDelta:
+    def __init__(self, ep: LocalEndpoint) -> None:
+        self.ep = ep
+        self._open: dict[int, _Open] = {}
+        self._next = 1
+
+    def close(self) -> None:
+        """Patches never committed are dropped (their staged copies go with the Writer)."""
+        for item in self._open.values():
+            item.patch.close()
+        self._open.clear()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _file(self, path: str) -> int:
+        root = RootDir(self.ep._root())
+        try:
+            return root.open_file(path)
+        finally:
+            root.close()
+
+    def _vouched(self, path: str, st: os.stat_result, expected: Entry) -> bool:
+        cache = self.ep._cache
+        assert cache is not None
+        known = cache.get(path)
+        return known is not None and known[0] == sig_of(st) and known[1] == expected.digest
+
+    @staticmethod
+    def _shape(st: os.stat_result, expected: Entry) -> str | None:
+        if st.st_size != expected.size:
+            return "modified since the scan (size)"
+        if bool(st.st_mode & stat.S_IXUSR) != expected.executable:
+            return "modified since the scan (exec bit)"
+        return None
+
+    def _alg(self) -> str:
+        assert self.ep.config is not None
+        return self.ep.config.digest
+
+    # -- receiver: signatures -----------------------------------------------------------
+
+    async def signature(self, path: str, expect: Entry, size_hint: int = 0) -> SigReply:
+        if not deltafile.available():
+            return SigReply(unsupported=True, problem=UNSUPPORTED)
+        return await asyncio.to_thread(self._signature, path, expect, size_hint)
+
+    def _signature(self, path: str, expect: Entry, size_hint: int) -> SigReply:
+        try:
+            fd = self._file(path)
+        except (OSError, NotADirectoryInRoot) as err:
+            return SigReply(problem=f"cannot read: {getattr(err, 'strerror', None) or err}")
+        try:
+            st = os.fstat(fd)
+            bad = self._shape(st, expect)
+            if bad:
+                return SigReply(problem=bad)
+            vouched = self._vouched(path, st, expect)
+            check = not vouched and self._alg() == "blake3"
+            sig = deltafile.sign_file(fd, st.st_size, digest=check, size_hint=size_hint)
+            if not vouched:
+                if check:
+                    same = sig.digest == expect.digest
+                else:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    same = digest.of_fd(self._alg(), fd, st.st_size)[0] == expect.digest
+                if not same:
+                    return SigReply(problem="modified since the scan")
+            return SigReply(sig)
+        finally:
+            os.close(fd)
+
+    async def region_signatures(
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int = 0
+    ) -> list[Signature]:
+        return await asyncio.to_thread(self._region_signatures, path, expect, regions, size_hint)
+
+    def _region_signatures(
+        self, path: str, expect: Entry, regions: list[tuple[int, int]], size_hint: int
+    ) -> list[Signature]:
+        fd = self._file(path)
+        try:
+            if os.fstat(fd).st_size != expect.size:
+                raise OSError(f"{path}: modified since the scan")
+            ok = [(o, n) for o, n in regions if o >= 0 and n > 0 and o + n <= expect.size]
+            return deltafile.sign_regions(fd, ok, size_hint or expect.size)
+        finally:
+            os.close(fd)
+
+    # -- source: plans and ops ------------------------------------------------------------
+
+    def _source(self, path: str, expected: Entry) -> int:
+        fd = self._file(path)
+        st = os.fstat(fd)
+        if self._shape(st, expected) or not self._vouched(path, st, expected):
+            os.close(fd)
+            from yeet.endpoint.local import FileChangedError
+
+            raise FileChangedError(path)
+        return fd
+
+    async def delta_plan(self, path: str, expected: Entry, sig: Signature) -> PlanReply:
+        if not deltafile.available():
+            return PlanReply(unsupported=True, problem=UNSUPPORTED)
+
+        def run() -> PlanReply:
+            try:
+                fd = self._source(path, expected)
+            except (OSError, NotADirectoryInRoot) as err:
+                return PlanReply(problem=str(err))
+            try:
+                return PlanReply(tuple(deltafile.plan_file(fd, expected.size, sig)))
+            finally:
+                os.close(fd)
+
+        return await asyncio.to_thread(run)
+
+    async def delta_ops(
+        self, path: str, expected: Entry, offset: int, length: int, fine: list[Signature]
+    ) -> list[DeltaOp]:
+        if offset < 0 or length < 0 or offset + length > expected.size:
+            raise OSError(f"{path}: bad range {offset}+{length}")
+
+        def run() -> list[DeltaOp]:
+            fd = self._source(path, expected)
+            try:
+                return deltafile.ops_for(fd, offset, length, fine)
+            finally:
+                os.close(fd)
+
+        return await asyncio.to_thread(run)
+
+    # -- receiver: patching -------------------------------------------------------------
+
+    async def patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
+        return await asyncio.to_thread(self._patch_open, path, old, new, inplace)
+
+    def _patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
+        writer = self.ep._writer
+        assert writer is not None
+        handle = self._next
+        self._next += 1
+        old_fd = self._file(path)
+        try:
+            st = os.fstat(old_fd)
+            if st.st_size != old.size:
+                raise OSError(f"{path}: modified since the scan")
+            if inplace:
+                spool = os.path.join(journal_dir(self.ep.storage), f"{os.getpid()}-{handle}.spool")
+                patch = deltafile.Patch(path, new.size, old_fd, st.st_size, spool=spool)
+                self._open[handle] = _Open(patch, path, old, new, None)
+            else:
+                stage, _have, _maybe = writer.stage_open(path, new)
+                patch = deltafile.Patch(
+                    path, new.size, old_fd, st.st_size, stage_fd=writer.staged_fd(stage)
+                )
+                self._open[handle] = _Open(patch, path, old, new, stage)
+        except BaseException:
+            os.close(old_fd)
+            raise
+        return handle
+
+    async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
+        item = self._open.get(handle)
+        if item is None:
+            raise OSError(f"unknown patch handle {handle}")
+        try:
+            await asyncio.to_thread(item.patch.write, offset, ops)
+        except deltafile.PatchError as err:
+            raise OSError(f"{item.path}: {err}") from None
+
+    async def patch_abort(self, handle: int) -> None:
+        item = self._open.pop(handle, None)
+        if item is not None:
+            item.patch.close()
+            if item.stage is not None:
+                await self.ep.stage_abort(item.stage)
+
+    async def patch_commit(self, handle: int) -> OpResult:
+        item = self._open.pop(handle, None)
+        if item is None:
+            return OpResult("", False, f"unknown patch handle {handle}", transient=True)
+        try:
+            item.patch.check_complete()
+        except deltafile.PatchError as err:
+            await self._drop(item)
+            return OpResult(item.path, False, f"delta incomplete: {err}", whole=True)
+        if item.stage is not None:
+            item.patch.close()  # the staged copy is complete: the Writer takes it from here
+            op = Op(item.path, item.old, item.new, stage=item.stage)
+            (result,) = await self.ep.apply([op])
+            if not result.ok and result.problem == DIGEST_MISMATCH:
+                return OpResult(item.path, False, "delta result has the wrong digest", whole=True)
+            return result
+        try:
+            return await asyncio.to_thread(self._commit_inplace, item)
+        finally:
+            item.patch.close()
+
+    async def _drop(self, item: _Open) -> None:
+        item.patch.close()
+        if item.stage is not None:
+            await self.ep.stage_abort(item.stage)
+
+    def _commit_inplace(self, item: _Open) -> OpResult:
+        from yeet.transfer.inplace import InplaceAborted, apply_inplace
+
+        ep = self.ep
+        writer, cache = ep._writer, ep._cache
+        assert writer is not None and cache is not None
+        alg = self._alg()
+        with ep._write_lock:
+            try:
+                parent, name = writer.root.locate(item.path)
+                st = writer._check(parent, name, item.path, item.old)
+                assert st is not None
+                if st.st_ino != os.fstat(item.patch.old_fd).st_ino:
+                    raise Mismatch("file replaced since the delta started")
+                apply_inplace(
+                    os.path.join(ep._root(), item.path),
+                    item.patch.ops(),
+                    item.new.size,
+                    item.new.digest,
+                    journal_dir(ep.storage),
+                    hasher=lambda: digest.new(alg, threads=True),
+                )
+                if item.new.executable != item.old.executable:
+                    os.chmod(name, new_mode(item.new.executable, st.st_mode), dir_fd=parent)
+                after = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                cache.store(item.path, sig_of(after), item.new.digest)
+            except (Mismatch, FileNotFoundError, NotADirectoryInRoot) as err:
+                return OpResult(item.path, False, str(err), transient=True)
+            except InplaceAborted as err:
+                return OpResult(item.path, False, f"in-place delta: {err}", whole=True)
+            except OSError as err:
+                return OpResult(item.path, False, f"in-place delta: {err.strerror or err}")
+            finally:
+                writer.root.forget()
+        return OpResult(item.path, True)
