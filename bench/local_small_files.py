@@ -11,6 +11,7 @@ like durable copy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import bury, clear_graveyard, drop_caches, median, run, table, yeet_cmd
 from datagen import small_files
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.journal_service import journal_service
 
 
 def main() -> None:
@@ -54,15 +58,24 @@ def main() -> None:
             times[tool].append(t)
             print(f"  initial {tool:10s} {t:7.2f} s", flush=True)
     # No-op re-sync: both destinations are complete now; warm cache, alternated.
+    # "yeet (journal)": the change journal (`yeet tracer`, root only) vouches that
+    # nothing changed, so the sync lists no directory at all.
     noop: dict[str, list[float]] = {"yeet": [], "rsync": []}
-    for _ in range(args.noop_rounds):
-        noop["yeet"].append(
-            run(
-                [*yeet_cmd(), "sync", "-q", str(src), str(work / "dst-yeet"), "--name", "bench"],
-                env,
-            )
-        )
-        noop["rsync"].append(run(["rsync", "-a", f"{src}/", f"{work / 'dst-rsync'}/"]))
+    yeet_sync = [*yeet_cmd(), "sync", "-q", str(src), str(work / "dst-yeet"), "--name", "bench"]
+    with contextlib.ExitStack() as stack:
+        jenv = None
+        if os.geteuid() == 0:
+            sock = work / "journal.sock"
+            stack.enter_context(journal_service(sock))
+            jenv = dict(env, YEET_TRACER_SOCKET=str(sock))
+            run(yeet_sync, jenv)  # leaves the first cursor
+            run(yeet_sync, jenv)
+            noop["yeet (journal)"] = []
+        for _ in range(args.noop_rounds):
+            noop["yeet"].append(run(yeet_sync, dict(env, YEET_TRACER_SOCKET=str(work / "none"))))
+            if jenv is not None:
+                noop["yeet (journal)"].append(run(yeet_sync, jenv))
+            noop["rsync"].append(run(["rsync", "-a", f"{src}/", f"{work / 'dst-rsync'}/"]))
     r = median(times["rsync"])
     rows = [[tool, f"{median(ts):.2f}", f"{median(ts) / r:.2f}x"] for tool, ts in times.items()]
     print()

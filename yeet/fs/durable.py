@@ -10,12 +10,11 @@ at the barrier.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Iterable
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc: already loaded (no ldconfig run)
 _syncfs = getattr(_libc, "syncfs", None) if sys.platform.startswith("linux") else None
 
 

@@ -21,7 +21,6 @@ miss changes made through another mount of the same filesystem. Needs
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -63,7 +62,7 @@ _INFO = struct.Struct("<BBH")  # info_type, pad, len
 _FID = struct.Struct("<IIIi")  # fsid val[0], val[1]; handle_bytes, handle_type
 FANOTIFY_METADATA_VERSION = 3
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
 _libc.fanotify_init.restype = ctypes.c_int
 _libc.fanotify_mark.argtypes = [

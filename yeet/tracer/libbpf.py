@@ -128,7 +128,7 @@ def lib() -> ctypes.CDLL:
                     raise
                 loaded = ctypes.CDLL(found, use_errno=True)
             _declare(loaded)
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc = ctypes.CDLL(None, use_errno=True)
             _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
             _libc.vsnprintf.restype = c_int
             _print_cb = PRINT_FN(_on_print)

@@ -9,7 +9,6 @@ a guess. Device numbers crossing this module are userspace ``st_dev`` values.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -30,7 +29,7 @@ class _FileHandle(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.name_to_handle_at.argtypes = [
     ctypes.c_int,
     ctypes.c_char_p,

@@ -13,7 +13,6 @@ Linux 6.8+) where the kernel has it, else by the reusable one.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ STATX_MNT_ID = 0x1000
 STATX_MNT_ID_UNIQUE = 0x4000
 _STX_MASK, _STX_MNT_ID = 0, 144  # offsets in struct statx
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
 _statx = getattr(_libc, "statx", None)
 if _statx is not None:
     _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
