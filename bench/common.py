@@ -45,7 +45,17 @@ def clear_graveyard(work: Path) -> None:
 
 
 def yeet_cmd() -> list[str]:
+    compiled()
     return [sys.executable, "-m", "yeet"]
+
+
+def compiled() -> None:
+    """Byte-compile this checkout's yeet once, as an install does: with
+    PYTHONDONTWRITEBYTECODE set (as on the project machines) every run would
+    otherwise compile every module again (~0.7 s of CPU per command)."""
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

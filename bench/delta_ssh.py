@@ -27,6 +27,7 @@ Usage: python bench/delta_ssh.py [--mib 4096] [--work DIR] [--out bench/results/
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -208,6 +209,9 @@ def append(path: Path, rng: random.Random) -> int:
 
 
 def main() -> None:
+    # byte-compile yeet as an install does (PYTHONDONTWRITEBYTECODE would make
+    # every command compile every module again)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mib", type=int, default=4096)
     ap.add_argument("--work", default=None)

@@ -19,6 +19,7 @@ p99 <= 1 s.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -181,6 +182,9 @@ def rsync_case(lab: Lab, base: Path, big: int, files: int) -> list[float]:
 
 
 def main() -> None:
+    # byte-compile yeet as an install does (PYTHONDONTWRITEBYTECODE would make
+    # every command compile every module again)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--big-mib", type=int, default=4096)
     ap.add_argument("--files", type=int, default=100)

@@ -11,6 +11,7 @@ time and directory listings read per side. Needs root (the journal service).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -37,6 +38,9 @@ def sync(a: Path, b: Path, env: dict[str, str]) -> tuple[float, dict[str, object
 
 
 def main() -> None:
+    # byte-compile yeet as an install does (PYTHONDONTWRITEBYTECODE would make
+    # every command compile every module again)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dirs", type=int, default=2000)
     ap.add_argument("--files-per-dir", type=int, default=10)

@@ -18,6 +18,7 @@ Usage: python bench/ssh_bench.py [--files N] [--large-mib N] [--rounds N]
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -129,6 +130,9 @@ class Bench:
 
 
 def main() -> None:
+    # byte-compile yeet as an install does (PYTHONDONTWRITEBYTECODE would make
+    # every command compile every module again)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--large-mib", type=int, default=4096)

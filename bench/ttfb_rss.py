@@ -13,6 +13,7 @@ Tools alternate; destinations are moved aside and deleted only at the end.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -72,6 +73,9 @@ def measure(cmd: list[str], dst: Path, env: dict[str, str]) -> tuple[float, floa
 
 
 def main() -> None:
+    # byte-compile yeet as an install does (PYTHONDONTWRITEBYTECODE would make
+    # every command compile every module again)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "yeet"), quiet=1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", default="100000,1000000")
     ap.add_argument("--max-size", type=int, default=4096)
