@@ -242,8 +242,10 @@ class Lab:
         if delay or loss:
             link.wire_stats = self.root / f"wire-{a.name}-{b.name}.json"
             link.wire = subprocess.Popen(
-                [sys.executable, str(WIRE), a.ns, if_a, b.ns, if_b]
-                + ["--delay", str(delay), "--loss", str(loss), "--stats", str(link.wire_stats)],
+                [
+                    *(sys.executable, str(WIRE), a.ns, if_a, b.ns, if_b),
+                    *("--delay", str(delay), "--loss", str(loss), "--stats", str(link.wire_stats)),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -36,9 +36,10 @@ from vmtests.lab import Host, Lab
 from vmtests.trees import files, temp_names, write
 
 SMALL_FILES = 300
-LARGE = {"big/a.bin": 9 << 20, "big/b.bin": 6 << 20}  # alpha rewrites a, beta rewrites b
-CLIENT_TRIALS = 12
-AGENT_TRIALS = 8
+LARGE = {"big/a.bin": 9 << 20, "big/b.bin": 5 << 20}  # alpha rewrites a, beta rewrites b
+CLIENT_TRIALS = 10
+AGENT_TRIALS = 6
+INF = float("inf")
 
 
 @dataclass
@@ -137,8 +138,7 @@ class Trees:
             extra = sorted(set(now) - set(self.expected))
             wrong = sorted(p for p in self.expected if p in now and now[p] != self.expected[p])
             assert not (missing or extra or wrong), (
-                f"{when}: {root.name}: missing {missing[:5]}, extra {extra[:5]}, "
-                f"wrong {wrong[:5]}"
+                f"{when}: {root.name}: missing {missing[:5]}, extra {extra[:5]}, wrong {wrong[:5]}"
             )
 
 
@@ -178,36 +178,6 @@ def _start(net: KillNet, tmp: Path, name: str) -> Trees:
     return t
 
 
-def _calibrate(t: Trees) -> float:
-    """Duration of an uninterrupted trial (edits on both sides), checked like the others."""
-    changes = t.edit()
-    took = t.sync()
-    t.settle(changes, "uninterrupted trial")
-    return took
-
-
-def test_kill_client_at_random_points(net: KillNet, tmp_path: Path) -> None:
-    t = _start(net, tmp_path, "kc")
-    full = _calibrate(t)
-    midway = 0
-    for i in range(CLIENT_TRIALS):
-        changes = t.edit()
-        when = full * (i + t.rng.random()) / CLIENT_TRIALS
-        proc = net.lab.spawn(net.laptop, "sync", "--name", t.name, "--quiet")
-        time.sleep(when)  # the random kill moment (not a synchronisation)
-        finished = proc.poll() is not None
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-        label = f"client trial {i} (kill at {when:.2f} s of {full:.2f})"
-        midway += t.check_whole(changes, label + ", after the kill")
-        t.sync()
-        t.settle(changes, label + ", after the rerun")
-        if finished:
-            print(f"{label}: the run had already finished")
-    print(f"{CLIENT_TRIALS} client kills, {midway} left the trees mid-way")
-    assert midway >= 1, "no kill landed in the middle of a transfer: the test tests nothing"
-
-
 def _session_open(pid: int) -> bool:
     """Has agent ``pid`` opened the session (its state database on the nas)?"""
     try:
@@ -223,73 +193,120 @@ def _session_open(pid: int) -> bool:
     return False
 
 
-def _agent_run(
-    t: Trees, kill_after: float | None
-) -> tuple[int, str, float, int, dict[int, str]]:
-    """Run a sync; once the nas's agent has opened the session, wait ``kill_after`` s
-    and SIGKILL it (``None``: kill it as soon as it exists, before its handshake;
-    ``inf``: never, but measure how long it worked after opening the session).
-    ``(rc, stdout + stderr, that lifetime, agents killed, agents)``."""
-    proc = t.net.lab.spawn(t.net.laptop, "sync", "--name", t.name, "--quiet")
-    deadline = time.monotonic() + 60
+@dataclass
+class Run:
+    rc: int
+    output: str
+    opened: float  # seconds from the start until the nas's agent had opened the session
+    agent_done: float  # ... until that agent had exited (or was killed)
+    ended: float  # ... until the client exited
+    killed: int  # processes killed
+
+
+def _run(t: Trees, *, kill_client_at: float = INF, kill_agent_after: float | None = INF) -> Run:
+    """One ``yeet sync`` of the session, watched from outside.
+
+    ``kill_client_at``: SIGKILL the client that many seconds after its start.
+    ``kill_agent_after``: SIGKILL the nas's agent that many seconds after it opened
+    the session (``None``: as soon as it exists, before its handshake).
+    """
+    net = t.net
+    start = time.monotonic()
+    proc = net.lab.spawn(net.laptop, "sync", "--name", t.name, "--quiet")
     agents: dict[int, str] = {}
-    while proc.poll() is None and time.monotonic() < deadline:
-        agents = t.net.nas.agents()
-        if agents and (kill_after is None or all(_session_open(p) for p in agents)):
-            break
-        time.sleep(0.005)
-    assert agents, f"no agent ever ran on the nas: {proc.communicate()}"
-    opened = time.monotonic()
+    opened = agent_done = INF
     killed = 0
-    if kill_after == float("inf"):  # measure how long the agent works
-        while any(os.path.exists(f"/proc/{p}") for p in agents) and proc.poll() is None:
-            time.sleep(0.005)
-        lifetime = time.monotonic() - opened
-    else:
-        time.sleep(kill_after or 0.0)  # the random kill moment (not a synchronisation)
-        for pid in agents:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        lifetime = 0.0
-    out, err = proc.communicate(timeout=180)
-    return proc.returncode, out + err, lifetime, killed, agents
+
+    def now() -> float:
+        return time.monotonic() - start
+
+    while proc.poll() is None and now() < 120:
+        if now() >= kill_client_at:
+            proc.kill()
+            killed += 1
+            break
+        if opened == INF:
+            agents = net.nas.agents()
+            if agents and (kill_agent_after is None or all(_session_open(p) for p in agents)):
+                opened = now()
+        elif agent_done == INF:
+            if not any(os.path.exists(f"/proc/{p}") for p in agents):
+                agent_done = now()
+            elif kill_agent_after is None or now() >= opened + kill_agent_after:
+                for pid in agents:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed += 1
+                    except ProcessLookupError:
+                        pass
+                agent_done = now()
+        time.sleep(0.002)
+    out, err = proc.communicate(timeout=120)
+    return Run(proc.returncode, out + err, opened, agent_done, now(), killed)
+
+
+def _calibrate(t: Trees) -> Run:
+    """An uninterrupted trial (edits on both sides), timed and checked like the others."""
+    changes = t.edit()
+    run = _run(t)
+    assert run.rc == 0 and run.opened < run.agent_done < INF, run
+    t.settle(changes, "uninterrupted trial")
+    return run
+
+
+def test_kill_client_at_random_points(net: KillNet, tmp_path: Path) -> None:
+    """Kills stratified over the part of a run where the agent works (from its session
+    opening to the client's exit): scans, transfers, commits, state updates."""
+    t = _start(net, tmp_path, "kc")
+    cal = _calibrate(t)
+    span = cal.ended - cal.opened
+    midway = 0
+    for i in range(CLIENT_TRIALS):
+        changes = t.edit()
+        when = cal.opened + span * (i + t.rng.random()) / CLIENT_TRIALS
+        run = _run(t, kill_client_at=when)
+        label = f"client trial {i} (kill at {when:.2f} s; uninterrupted: {cal.ended:.2f} s)"
+        mid = t.check_whole(changes, label + ", after the kill")
+        midway += mid
+        t.sync()
+        t.settle(changes, label + ", after the rerun")
+        print(f"{label}: {'killed' if run.killed else 'had finished'}, mid-way: {mid}")
+    print(f"{CLIENT_TRIALS} client kills, {midway} left the trees mid-way")
+    assert midway >= 1, "no kill landed in the middle of a transfer: the test tests nothing"
 
 
 def test_kill_agent_at_random_points(net: KillNet, tmp_path: Path) -> None:
     t = _start(net, tmp_path, "ka")
-    changes = t.edit()
-    rc, out, working, _killed, _agents = _agent_run(t, float("inf"))
-    assert rc == 0, out
-    t.settle(changes, "uninterrupted trial")
+    cal = _calibrate(t)
+    working = cal.agent_done - cal.opened
 
     # At start-up, before the handshake: the run fails cleanly (an agent that cannot
     # start is an error on a run's first connection), the next run does the work.
     changes = t.edit()
-    rc, out, _working, killed, _agents = _agent_run(t, None)
-    assert killed == 1 and rc == 7 and "closed before a yeet agent started" in out, (rc, out)
+    run = _run(t, kill_agent_after=None)
+    assert run.killed == 1, run
+    assert run.rc == 7 and "closed before a yeet agent started" in run.output, run
     t.check_whole(changes, "agent killed at start-up")
     t.sync()
     t.settle(changes, "agent killed at start-up, after the rerun")
 
     # During its working life: the client reconnects to a new agent and carries on;
     # whatever it could not finish is reported (exit 1), never a crash.
-    killed_alive = reconnected = 0
+    killed = reconnected = 0
     for i in range(AGENT_TRIALS):
         changes = t.edit()
-        when = 0.85 * working * (i + t.rng.random()) / AGENT_TRIALS
-        rc, out, _working, killed, _agents = _agent_run(t, when)
+        when = working * (i + t.rng.random()) / AGENT_TRIALS
+        run = _run(t, kill_agent_after=when)
         label = f"agent trial {i} (killed {when:.2f} s into a {working:.2f} s session)"
-        assert rc in (0, 1), f"{label}: rc {rc}\n{out}"
+        assert run.rc in (0, 1), f"{label}: rc {run.rc}\n{run.output}"
         t.check_whole(changes, label + ", after the run")
         t.sync()
         t.settle(changes, label + ", after the rerun")
-        print(f"{label}: killed {killed}, rc {rc}, reconnected {'reconnected' in out}")
-        if rc:
-            print(out)
-        killed_alive += killed
-        reconnected += "reconnected" in out
-    assert killed_alive >= AGENT_TRIALS // 2, f"only {killed_alive} agents were killed alive"
+        again = "reconnected" in run.output
+        print(f"{label}: killed {run.killed}, rc {run.rc}, reconnected {again}")
+        if run.rc:
+            print(run.output)
+        killed += run.killed
+        reconnected += again
+    assert killed >= AGENT_TRIALS // 2, f"only {killed} agents were killed while they worked"
     assert reconnected >= 1, "no run ever reconnected after its agent was killed"

@@ -126,6 +126,7 @@ def main(argv: list[str]) -> int:
     rng = random.Random(args.seed)
     ab = Direction(fd_a, fd_b, args.delay, args.loss, rng)
     ba = Direction(fd_b, fd_a, args.delay, args.loss, rng)
+
     def on_term(_sig: int, _frame: object) -> None:
         raise _Stop
 
