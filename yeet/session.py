@@ -210,21 +210,33 @@ class Session:
             return outcome
         executor = self._executor
         assert executor is not None
-        events: asyncio.Queue[tuple[Side, DirtySet]] = asyncio.Queue()
+        events: asyncio.Queue[tuple[Side, DirtySet | BaseException]] = asyncio.Queue()
         armed = {s: asyncio.Event() for s in Side}
 
         async def follow(side: Side) -> None:
-            async for dirty in self.ep[side].watch():
-                if not armed[side].is_set():
-                    armed[side].set()
-                    if not dirty.overflow:
-                        continue
-                await events.put((side, dirty))
+            try:
+                async for dirty in self.ep[side].watch():
+                    if not armed[side].is_set():
+                        armed[side].set()
+                        if not dirty.overflow:
+                            continue
+                    await events.put((side, dirty))
+                raise EndpointError(f"{side} stopped reporting changes")
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:  # re-raised by the session loop
+                armed[side].set()
+                await events.put((side, err))
 
         watchers = [asyncio.create_task(follow(s)) for s in Side]
         progress = asyncio.create_task(self._report_progress())
         try:
-            await asyncio.gather(*(armed[s].wait() for s in Side))
+            for s in Side:
+                await armed[s].wait()
+            while not events.empty():  # the first pass scans everything anyway
+                _side, first = events.get_nowait()
+                if isinstance(first, BaseException):
+                    raise first  # a watcher failed before it was armed
             scope: set[str] | None = None  # the first pass looks at everything
             while True:
                 result = await self._pass(scope)
@@ -233,18 +245,9 @@ class Session:
                 if result.halted:
                     outcome.state, outcome.halted = "halted", result.halted
                     break
-                scope = set(result.transient)
-                if not scope and events.empty():
-                    await executor.drain()
-                    self.store.refresh_digests()
-                    outcome.conflicts = self.store.conflicts()
-                    outcome.problems = self.store.problems()
-                    outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
-                    outcome.counters = self.counters
-                    on_outcome(outcome)
-                    if events.empty():
-                        _side, dirty = await events.get()
-                        scope = self._absorb(scope, dirty)
+                # Wait for new changes *or* for the queued work to finish, whichever
+                # comes first: a big transfer in flight never delays the next pass.
+                scope = await self._next_scope(events, result, outcome, on_outcome)
                 # A burst of events: take everything that arrives while it flows.
                 while True:
                     try:
@@ -260,8 +263,48 @@ class Session:
             await executor.finish()
         return outcome
 
+    async def _next_scope(
+        self,
+        events: asyncio.Queue[tuple[Side, DirtySet | BaseException]],
+        result: _Pass,
+        outcome: Outcome,
+        on_outcome: Callable[[Outcome], None],
+    ) -> set[str] | None:
+        """Block until there is something to look at; report whenever we settle."""
+        executor = self._executor
+        assert executor is not None
+        settled = False
+        while True:
+            if result.transient and executor.sched.busy == 0:
+                # "modified since the scan": look at those directories again
+                return set(result.transient)
+            if not events.empty():
+                _side, dirty = events.get_nowait()
+                return self._absorb(set(), dirty)
+            get = asyncio.ensure_future(events.get())
+            waiters: list[asyncio.Future[Any]] = [get]
+            if not settled:
+                waiters.append(asyncio.ensure_future(executor.drain()))
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for f in pending:
+                f.cancel()
+            if get in done:
+                _side, dirty = get.result()
+                return self._absorb(set(), dirty)
+            if result.transient:
+                continue
+            settled = True
+            self.store.refresh_digests()
+            outcome.conflicts = self.store.conflicts()
+            outcome.problems = self.store.problems()
+            outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
+            outcome.counters = self.counters
+            on_outcome(outcome)
+
     @staticmethod
-    def _absorb(scope: set[str] | None, dirty: DirtySet) -> set[str] | None:
+    def _absorb(scope: set[str] | None, dirty: DirtySet | BaseException) -> set[str] | None:
+        if isinstance(dirty, BaseException):
+            raise dirty  # a watcher failed: the session cannot see changes any more
         if scope is None or dirty.overflow:
             return None
         scope.update(dirty.dirs)
@@ -400,10 +443,18 @@ class Session:
 
     def progress(self) -> dict[str, Any]:
         ex = self._executor
+        busy = self._current is not None and not self._current.remembered
+        if ex is not None and not (ex.sched.busy == 0 and ex.sched.next_would_be_none()):
+            busy = True
         return {
             "time": time.time(),
+            "busy": busy,
             "scanned": {str(s): n for s, n in self._scanned.items()},
             "queued": ex.queued() if ex else 0,
+            "queued_bytes": ex.queued_bytes() if ex else 0,
+            "in_flight": ex.sched.busy if ex else 0,
             "deferred": ex.deferred() if ex else 0,
+            "rate": ex.rate.value if ex else 0.0,
+            "uploads": ex.uploads() if ex else [],
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }

@@ -106,12 +106,22 @@ def sync(
             "(repeatable, in order; stored with the session; like ssh -J).",
         ),
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Keep running: after the first sync, synchronise every change as it "
+            "happens (inotify; no polling). A line is printed each time both sides agree "
+            "again; `yeet status` shows the live state. Stop with Ctrl-C.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress; print only problems.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Synchronise ALPHA and BETA until both agree, then exit.
+    """Synchronise ALPHA and BETA until both agree, then exit (or, with --watch, keep going).
 
     ALPHA and BETA are directories: local paths, [user@]host:path or
     ssh://[user@]host[:port]/path (SSH: ~/.ssh/config, known_hosts and ssh-agent are
@@ -137,7 +147,14 @@ def sync(
     )
     raise typer.Exit(
         run_sync(
-            alpha, beta, name, overrides, allow_empty=allow_empty, quiet=quiet, as_json=as_json
+            alpha,
+            beta,
+            name,
+            overrides,
+            allow_empty=allow_empty,
+            quiet=quiet,
+            as_json=as_json,
+            watch=watch,
         )
     )
 
@@ -151,7 +168,8 @@ def status(
     ] = False,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after SECONDS.")] = None,
 ) -> None:
-    """One line per session: STATE NAME ALPHA BETA CONFLICTS PROBLEMS LAST-SYNC QUEUED.
+    """One line per session: STATE NAME ALPHA BETA CONFLICTS PROBLEMS LAST-SYNC QUEUED
+    QUEUED-BYTES IN-FLIGHT (tab-separated; QUEUED..IN-FLIGHT are 0 unless a sync runs).
 
     STATE is synced, pending, conflicts, problems or halted. Exit 0 when every session
     named is synced, 1 otherwise.

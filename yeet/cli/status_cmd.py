@@ -6,7 +6,7 @@ is in sync (``status``) / has no conflicts (``conflicts``) / no problems.
 
 ``status`` line format (tab-separated, documented in the README)::
 
-    STATE  NAME  ALPHA  BETA  CONFLICTS  PROBLEMS  LAST-SYNC  QUEUED
+    STATE NAME ALPHA BETA CONFLICTS PROBLEMS LAST-SYNC QUEUED QUEUED-BYTES IN-FLIGHT
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ def session_status(name: str) -> dict[str, Any]:
         state = store.get_meta("last_state") or "pending"
         progress = store.progress()
         if running:
-            state = "pending"
-        elif state == "pending":
-            state = "pending"  # the last run did not finish: work remains
+            # a running sync keeps its live state there (--watch: settled states too)
+            state = str(progress.get("state") or "pending")
         return {
             "state": state,
             "name": name,
@@ -47,6 +46,8 @@ def session_status(name: str) -> dict[str, Any]:
             "halted": store.get_meta("halted") or None,
             "running": running,
             "queued": int(progress.get("queued", 0)) if running else 0,
+            "queued_bytes": int(progress.get("queued_bytes", 0)) if running else 0,
+            "in_flight": int(progress.get("in_flight", 0)) if running else 0,
             "progress": progress if running else None,
         }
     finally:
@@ -78,6 +79,8 @@ def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -
                         r["problems"],
                         iso(r["last_sync"]),
                         r["queued"],
+                        r["queued_bytes"],
+                        r["in_flight"],
                     )
                 )
             )

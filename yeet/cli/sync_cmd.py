@@ -13,50 +13,51 @@ import time
 from typing import Any
 
 from yeet.cli import report
+from yeet.cli.progress import Progress
 from yeet.cli.runner import Overrides, endpoints, locked_store, resolve_name, settings_for
 from yeet.session import Outcome, Session, Settings
 from yeet.state.store import SessionStore
 
 
-class _Ticker:
-    """A one-line progress display on stderr, when it is a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, progress: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        applied = progress["applied"]
-        files = applied["beta"]["files"] + applied["alpha"]["files"]
-        size = applied["beta"]["bytes"] + applied["alpha"]["bytes"]
-        scanned = sum(progress["scanned"].values())
-        line = (
-            f"scanned {scanned} files, applied {files} files ({report.human_bytes(size)}), "
-            f"{progress['queued']} queued, {progress['deferred']} deletions waiting"
-        )
-        sys.stderr.write("\r\x1b[2K" + line)
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
-
-
 async def _run(
-    store: SessionStore, settings: Settings, allow_empty: bool, ticker: _Ticker
+    store: SessionStore,
+    settings: Settings,
+    allow_empty: bool,
+    progress: Progress,
+    watch: bool,
+    quiet: bool,
 ) -> Outcome:
+    settled: list[str] = []  # the state last reported as settled (watching)
+
     def on_progress(p: dict[str, Any]) -> None:
-        ticker(p)
-        store.set_progress({"state": "pending", **p})
+        progress(p)
+        state = "pending" if p["busy"] or not settled else settled[0]
+        store.set_progress({**p, "state": state})
+
+    last: list[str] = []
+
+    def on_settled(outcome: Outcome) -> None:
+        """Watching: the session caught up; tell the user and ``yeet status``."""
+        _record(store, outcome)
+        settled[:] = [outcome.state]
+        store.set_progress({"state": outcome.state, "time": time.time()})
+        line = report.summary(settings.name, outcome)
+        if (not quiet or not outcome.in_sync) and line not in last:
+            last[:] = [line]  # our own writes echo back as no-op passes: say it once
+            progress.done()
+            print(line, flush=True)
 
     async with endpoints(store, settings) as (eps, roots):
         session = Session(
             settings, store, eps, roots, allow_empty=allow_empty, on_progress=on_progress
         )
+        if watch:
+            return await session.watch(on_settled)
         return await session.run()
+
+
+def _record(store: SessionStore, outcome: Outcome) -> None:
+    store.set_meta(last_state=outcome.state, last_sync=time.time(), halted=outcome.halted)
 
 
 def sync(
@@ -68,25 +69,23 @@ def sync(
     allow_empty: bool,
     quiet: bool,
     as_json: bool,
+    watch: bool = False,
 ) -> int:
     name, a, b = resolve_name(alpha, beta, name)
     with locked_store(name, create=True) as store:
         if store.rebuilt_note:
             print(f"yeet: warning: {store.rebuilt_note}", file=sys.stderr)
         settings = settings_for(store, name, a, b, overrides)
-        ticker = _Ticker(not quiet)
+        progress = Progress(not quiet)
         store.set_meta(last_state="pending", last_start=time.time())
         try:
-            outcome = asyncio.run(_run(store, settings, allow_empty, ticker))
+            outcome = asyncio.run(_run(store, settings, allow_empty, progress, watch, quiet))
         finally:
-            ticker.done()
-        store.replace_conflicts(outcome.conflicts)
-        store.replace_problems(outcome.problems)
-        store.set_meta(
-            last_state=outcome.state,
-            last_sync=time.time(),
-            halted=outcome.halted,
-        )
+            progress.done()
+        if not watch:
+            store.replace_conflicts(outcome.conflicts)
+            store.replace_problems(outcome.problems)
+        _record(store, outcome)
         store.set_progress({"state": outcome.state, "time": time.time()})
     for note in outcome.notes:
         print(f"yeet: {note}", file=sys.stderr)

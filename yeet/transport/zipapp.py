@@ -1,7 +1,7 @@
 """The agent that yeet uploads to a host that has none: a zipapp of the running yeet.
 
 Invariant owned here: the archive holds only pure-Python source (yeet itself,
-``pathspec`` and the pure-Python ``msgpack`` fallback), is byte-for-byte
+``pathspec``, ``inotify_simple`` and the pure-Python ``msgpack`` fallback), is byte-for-byte
 deterministic for the same sources (sorted names, fixed timestamps), and is
 named by the hash of its content, so a cached copy on a remote host is used
 exactly when it is the same code, and a half-uploaded copy is never used.
@@ -53,6 +53,9 @@ def _sources() -> list[tuple[str, bytes]]:
     base = _package_dir("msgpack")
     for fname in _MSGPACK_FILES:
         files.append((f"msgpack/{fname}", (base / fname).read_bytes()))
+    spec = importlib.util.find_spec("inotify_simple")  # one module, for --watch on Linux
+    if spec is not None and spec.origin is not None:
+        files.append(("inotify_simple.py", Path(spec.origin).read_bytes()))
     files.append(("__main__.py", MAIN.encode()))
     return sorted(files)
 
