@@ -26,7 +26,7 @@ from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import Update
-from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Upload, Work
+from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Upload, Work, missing
 
 SMALL = 1 << 20
 WORKERS = 4
@@ -241,11 +241,10 @@ class Executor:
         new = c.new
         assert new is not None
         info = await target.stage_open(c.path, new)
-        have = set(info.have)
         try:
-            for offset in range(0, new.size, self.sched.chunk):
-                length = min(self.sched.chunk, new.size - offset)
-                if (offset, length) not in have:
+            for start in range(0, new.size, self.sched.chunk):
+                piece = min(self.sched.chunk, new.size - start)
+                for offset, length in missing(info.have, start, piece):
                     data = await source.read_range(c.path, new, offset, length)
                     await target.stage_write(info.handle, offset, data)
         except OSError as err:
@@ -292,14 +291,15 @@ class Executor:
         try:
             await self._open(up)
             assert up.handle is not None and c.new is not None
-            if up.holds(chunk.offset, chunk.length):
-                return  # an earlier attempt delivered it
-            t = time.monotonic()
-            data = await source.read_range(c.path, c.new, chunk.offset, chunk.length)
-            await target.stage_write(up.handle, chunk.offset, data)
-            self.rate.add(len(data), time.monotonic() - t)
-            self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
-            self._adapt_chunk()
+            # Only what the receiver lacks: a resumed upload's journal (``up.have``)
+            # arrived after this chunk was cut, and its ranges need not match it.
+            for offset, length in missing(up.have, chunk.offset, chunk.length):
+                t = time.monotonic()
+                data = await source.read_range(c.path, c.new, offset, length)
+                await target.stage_write(up.handle, offset, data)
+                self.rate.add(len(data), time.monotonic() - t)
+                self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
+                self._adapt_chunk()
         except OSError as err:
             if not up.failed:
                 self.sched.fail_upload(up)
