@@ -37,8 +37,8 @@ from vmtests.trees import files, temp_names, write
 
 SMALL_FILES = 300
 LARGE = {"big/a.bin": 9 << 20, "big/b.bin": 5 << 20}  # alpha rewrites a, beta rewrites b
-CLIENT_TRIALS = 10
-AGENT_TRIALS = 6
+CLIENT_TRIALS = 6
+AGENT_TRIALS = 5
 INF = float("inf")
 
 
@@ -201,12 +201,31 @@ class Run:
     agent_done: float  # ... until that agent had exited (or was killed)
     ended: float  # ... until the client exited
     killed: int  # processes killed
+    io: int  # bytes the nas's agent read and wrote (pipes and files), as last seen
 
 
-def _run(t: Trees, *, kill_client_at: float = INF, kill_agent_after: float | None = INF) -> Run:
+def _io(pid: int) -> int | None:
+    """``rchar + wchar`` of a live process: every byte it read or wrote, of any file."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            fields = dict(line.split(": ") for line in f.read().splitlines())
+    except (OSError, ValueError):
+        return None
+    return int(fields["rchar"]) + int(fields["wchar"])
+
+
+def _run(
+    t: Trees,
+    *,
+    kill_client_at: float = INF,
+    kill_client_at_io: float = INF,
+    kill_agent_after: float | None = INF,
+) -> Run:
     """One ``yeet sync`` of the session, watched from outside.
 
     ``kill_client_at``: SIGKILL the client that many seconds after its start.
+    ``kill_client_at_io``: ... once the nas's agent has read and written that many
+    bytes (its progress through scans, transfers and commits, whatever the speed).
     ``kill_agent_after``: SIGKILL the nas's agent that many seconds after it opened
     the session (``None``: as soon as it exists, before its handshake).
     """
@@ -216,12 +235,15 @@ def _run(t: Trees, *, kill_client_at: float = INF, kill_agent_after: float | Non
     agents: dict[int, str] = {}
     opened = agent_done = INF
     killed = 0
+    seen_io: dict[int, int] = {}
 
     def now() -> float:
         return time.monotonic() - start
 
     while proc.poll() is None and now() < 120:
-        if now() >= kill_client_at:
+        for pid in agents:
+            seen_io[pid] = _io(pid) or seen_io.get(pid, 0)
+        if now() >= kill_client_at or sum(seen_io.values()) >= kill_client_at_io:
             proc.kill()
             killed += 1
             break
@@ -242,7 +264,7 @@ def _run(t: Trees, *, kill_client_at: float = INF, kill_agent_after: float | Non
                 agent_done = now()
         time.sleep(0.002)
     out, err = proc.communicate(timeout=120)
-    return Run(proc.returncode, out + err, opened, agent_done, now(), killed)
+    return Run(proc.returncode, out + err, opened, agent_done, now(), killed, sum(seen_io.values()))
 
 
 def _calibrate(t: Trees) -> Run:
@@ -255,23 +277,29 @@ def _calibrate(t: Trees) -> Run:
 
 
 def test_kill_client_at_random_points(net: KillNet, tmp_path: Path) -> None:
-    """Kills stratified over the part of a run where the agent works (from its session
-    opening to the client's exit): scans, transfers, commits, state updates."""
+    """Kills stratified over the work of a run, measured by the nas's agent's I/O
+    (bytes it read and wrote: scans, data in and out, staged files, commits), so
+    they land in every phase whatever the machine's speed."""
     t = _start(net, tmp_path, "kc")
     cal = _calibrate(t)
-    span = cal.ended - cal.opened
-    midway = 0
+    assert cal.io > 2 * sum(LARGE.values()), cal  # the clock does tick with the work
+    midway = killed = 0
     for i in range(CLIENT_TRIALS):
         changes = t.edit()
-        when = cal.opened + span * (i + t.rng.random()) / CLIENT_TRIALS
-        run = _run(t, kill_client_at=when)
-        label = f"client trial {i} (kill at {when:.2f} s; uninterrupted: {cal.ended:.2f} s)"
+        at = cal.io * (i + t.rng.random()) / CLIENT_TRIALS
+        run = _run(t, kill_client_at_io=at)
+        label = f"client trial {i} (kill at {at / 2**20:.1f} of {cal.io / 2**20:.1f} MiB of I/O)"
         mid = t.check_whole(changes, label + ", after the kill")
         midway += mid
-        t.sync()
+        killed += run.killed
+        rerun = t.sync()
         t.settle(changes, label + ", after the rerun")
-        print(f"{label}: {'killed' if run.killed else 'had finished'}, mid-way: {mid}")
-    print(f"{CLIENT_TRIALS} client kills, {midway} left the trees mid-way")
+        print(
+            f"{label}: {'killed' if run.killed else 'had finished'} after {run.ended:.1f} s, "
+            f"mid-way: {mid}; rerun {rerun:.1f} s"
+        )
+    print(f"{CLIENT_TRIALS} client trials, {killed} killed, {midway} left the trees mid-way")
+    assert killed >= CLIENT_TRIALS // 2, "most runs ended before their kill: the test tests little"
     assert midway >= 1, "no kill landed in the middle of a transfer: the test tests nothing"
 
 
