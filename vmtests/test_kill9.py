@@ -220,6 +220,7 @@ def _run(
     kill_client_at: float = INF,
     kill_client_at_io: float = INF,
     kill_agent_after: float | None = INF,
+    kill_agent_at_io: float = INF,
 ) -> Run:
     """One ``yeet sync`` of the session, watched from outside.
 
@@ -227,7 +228,8 @@ def _run(
     ``kill_client_at_io``: ... once the nas's agent has read and written that many
     bytes (its progress through scans, transfers and commits, whatever the speed).
     ``kill_agent_after``: SIGKILL the nas's agent that many seconds after it opened
-    the session (``None``: as soon as it exists, before its handshake).
+    the session (``None``: as soon as it exists, before its handshake);
+    ``kill_agent_at_io``: ... once it has read and written that many bytes.
     """
     net = t.net
     start = time.monotonic()
@@ -254,7 +256,11 @@ def _run(
         elif agent_done == INF:
             if not any(os.path.exists(f"/proc/{p}") for p in agents):
                 agent_done = now()
-            elif kill_agent_after is None or now() >= opened + kill_agent_after:
+            elif (
+                kill_agent_after is None
+                or now() >= opened + kill_agent_after
+                or sum(seen_io.values()) >= kill_agent_at_io
+            ):
                 for pid in agents:
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -306,7 +312,6 @@ def test_kill_client_at_random_points(net: KillNet, tmp_path: Path) -> None:
 def test_kill_agent_at_random_points(net: KillNet, tmp_path: Path) -> None:
     t = _start(net, tmp_path, "ka")
     cal = _calibrate(t)
-    working = cal.agent_done - cal.opened
 
     # At start-up, before the handshake: the run fails cleanly (an agent that cannot
     # start is an error on a run's first connection), the next run does the work.
@@ -318,20 +323,24 @@ def test_kill_agent_at_random_points(net: KillNet, tmp_path: Path) -> None:
     t.sync()
     t.settle(changes, "agent killed at start-up, after the rerun")
 
-    # During its working life: the client reconnects to a new agent and carries on;
-    # whatever it could not finish is reported (exit 1), never a crash.
+    # During its working life (kills stratified over its I/O, as for the client):
+    # the client reconnects to a new agent and carries on; whatever it could not
+    # finish is reported (exit 1), never a crash.
     killed = reconnected = 0
     for i in range(AGENT_TRIALS):
         changes = t.edit()
-        when = working * (i + t.rng.random()) / AGENT_TRIALS
-        run = _run(t, kill_agent_after=when)
-        label = f"agent trial {i} (killed {when:.2f} s into a {working:.2f} s session)"
+        at = cal.io * (i + t.rng.random()) / AGENT_TRIALS
+        run = _run(t, kill_agent_at_io=at)
+        label = f"agent trial {i} (killed at {at / 2**20:.1f} of {cal.io / 2**20:.1f} MiB of I/O)"
         assert run.rc in (0, 1), f"{label}: rc {run.rc}\n{run.output}"
         t.check_whole(changes, label + ", after the run")
-        t.sync()
+        rerun = t.sync()
         t.settle(changes, label + ", after the rerun")
         again = "reconnected" in run.output
-        print(f"{label}: killed {run.killed}, rc {run.rc}, reconnected {again}")
+        print(
+            f"{label}: killed {run.killed}, rc {run.rc} after {run.ended:.1f} s, "
+            f"reconnected {again}; rerun {rerun:.1f} s"
+        )
         if run.rc:
             print(run.output)
         killed += run.killed
