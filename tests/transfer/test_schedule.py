@@ -32,6 +32,7 @@ def test_small_item_waits_at_most_one_chunk_behind_a_big_file() -> None:
     assert all(isinstance(w, Chunk) for w in running)
     s.add([create("small.txt", F("edit"))], generation=1)
     assert s.next() is None  # every worker is busy
+    assert running[0] is not None
     s.finished(running[0])  # one chunk time later...
     w = s.next()
     assert isinstance(w, Batch) and [c.path for c in w.changes] == ["small.txt"]

@@ -62,7 +62,7 @@ def test_apply_of_an_upload_lost_with_its_agent(tmp_path: Path) -> None:
             [result] = await ep.apply([Op("big.bin", None, entry, stage=handle)])
             assert ep.reconnects == 1
             assert not result.ok and result.transient, result
-            assert CLIENT_SIDE in result.problem, f"sent to the new agent: {result.problem!r}"
+            assert CLIENT_SIDE in (result.problem or ""), f"sent to the agent: {result.problem!r}"
             assert not (tmp_path / "beta" / "big.bin").exists()
             # The next pass sends it again, on the new agent: it lands.
             handle, entry = await _staged(ep, "big.bin", 1 << 20)
