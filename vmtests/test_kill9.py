@@ -35,10 +35,10 @@ from vmtests.conftest import lab_in
 from vmtests.lab import Host, Lab
 from vmtests.trees import files, temp_names, write
 
-SMALL_FILES = 300
-LARGE = {"big/a.bin": 9 << 20, "big/b.bin": 5 << 20}  # alpha rewrites a, beta rewrites b
-CLIENT_TRIALS = 6
-AGENT_TRIALS = 5
+SMALL_FILES = 200
+LARGE = {"big/a.bin": 8 << 20, "big/b.bin": 4 << 20}  # alpha rewrites a, beta rewrites b
+CLIENT_TRIALS = 5
+AGENT_TRIALS = 4
 INF = float("inf")
 
 

@@ -1,4 +1,4 @@
-"""Scenario 3: the link is cut during a ~200 MB transfer, then restored.
+"""Scenario 3: the link is cut during a ~128 MiB transfer, then restored.
 
 Topology: ``laptop 10.99.1.1 ──veth── 10.99.1.2 nas`` (the nas runs sshd).
 
@@ -33,10 +33,10 @@ from vmtests.lab import Host, Lab, Link
 from vmtests.trees import temp_names, write
 from yeet.transfer.executor import MAX_CHUNK  # the largest unit of a large file's upload
 
-LARGE = 128 << 20
-SMALL_FILES = 288
+LARGE = 96 << 20
+SMALL_FILES = 128
 SMALL_SIZE = 256 << 10
-TOTAL = LARGE + SMALL_FILES * SMALL_SIZE  # 200 MiB
+TOTAL = LARGE + SMALL_FILES * SMALL_SIZE  # 128 MiB
 BATCH = 2 << 20  # the scheduler's batch of small files (Scheduler.batch_bytes)
 OUTAGE = 3.0
 
