@@ -92,6 +92,9 @@ ONE_PIECE = max(MAX_CHUNK, BATCH)
 """What a cut may cost: one chunk of a large file or one batch of small ones, sent again."""
 OVERHEAD = 0.02
 """Protocol, SSH and TCP/IP overhead on the wire (measured: well under 1 %)."""
+DROPPED_IN_BUFFERS = 2 << 20
+"""What had crossed the link but was still in the nas's socket and pipe buffers when its
+connections were dropped: lost with them whatever yeet does (an allowance)."""
 
 
 def cut_during_transfer(net: CutNet, beta: Path, name: str, *, drop_state: bool) -> Cut:
@@ -158,7 +161,7 @@ def test_cable_out_and_connections_dropped(net: CutNet, tmp_path: Path) -> None:
     # Resumed, not restarted, and no duplicate work beyond one chunk (or one batch):
     # the chunks in flight at the cut resume from the receiver's journal. (Before
     # Upload.holds took several journal records together, 33-41 MiB went twice.)
-    assert cut.sent <= TOTAL * (1 + OVERHEAD) + ONE_PIECE, (
+    assert cut.sent <= TOTAL * (1 + OVERHEAD) + ONE_PIECE + DROPPED_IN_BUFFERS, (
         f"{cut.extra / 2**20:.1f} MiB more than the data crossed the link "
         f"(one chunk or batch is {ONE_PIECE / 2**20:.0f} MiB)"
     )
