@@ -37,8 +37,8 @@ from vmtests.trees import files, temp_names, write
 
 SMALL_FILES = 200
 LARGE = {"big/a.bin": 8 << 20, "big/b.bin": 4 << 20}  # alpha rewrites a, beta rewrites b
-CLIENT_TRIALS = 5
-AGENT_TRIALS = 4
+CLIENT_TRIALS = 4
+AGENT_TRIALS = 3
 INF = float("inf")
 
 

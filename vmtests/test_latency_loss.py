@@ -4,7 +4,7 @@ Topology: ``laptop 10.99.1.1 ══wire══ 10.99.1.2 nas``, where the wire is
 ``vmtests/wire.py`` (``tc netem delay 100ms loss 2%`` on both ends, done in user
 space: this kernel has no ``sch_netem``). Round trip: 200 ms.
 
-A tree of 1500 small files and a few MB-sized files goes up, edits come
+A tree of 1000 small files and a few MB-sized files goes up, edits come
 back, and a no-op run checks nothing more moves. Times are printed, not asserted.
 """
 
@@ -24,7 +24,7 @@ from vmtests.trees import diff, temp_names, tree, write
 
 DELAY = 0.100
 LOSS = 0.02
-SMALL_FILES = 1500
+SMALL_FILES = 1000
 LARGE_FILES = 3
 LARGE_SIZE = 3 << 20
 
