@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent  # run this checkout's yeet, whatever is installed
+
 
 @dataclass
 class Result:
@@ -33,6 +35,7 @@ class Yeet:
         env["XDG_STATE_HOME"] = str(self.home / "state")
         env["HOME"] = str(self.home)
         env.pop("YEET_DEBUG", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         if self.extra_env:
             env.update(self.extra_env)
         return env

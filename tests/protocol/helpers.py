@@ -23,6 +23,7 @@ SAMPLE_ARGS: dict[str, tuple[Any, ...]] = {
     "read_range": ("a", file_entry(b"d" * 32, 3), 0, 3),
     "stage_open": ("a", file_entry(b"d" * 32, 3)),
     "stage_write": (1, 0, b"abc"),
+    "stage_keep": (1, 0, 3, b"h" * 16),
     "stage_abort": (1,),
     "apply": ([],),
     "stat_paths": (["a"],),

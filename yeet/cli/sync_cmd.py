@@ -78,6 +78,7 @@ def sync(
         settings = settings_for(store, name, a, b, overrides)
         progress = Progress(not quiet)
         store.set_meta(last_state="pending", last_start=time.time())
+        store.set_progress({"state": "pending", "time": time.time()})
         try:
             outcome = asyncio.run(_run(store, settings, allow_empty, progress, watch, quiet))
         finally:
@@ -86,7 +87,7 @@ def sync(
             store.replace_conflicts(outcome.conflicts)
             store.replace_problems(outcome.problems)
         _record(store, outcome)
-        store.set_progress({"state": outcome.state, "time": time.time()})
+        store.set_progress({})  # nobody is syncing: status reads the recorded state
     for note in outcome.notes:
         print(f"yeet: {note}", file=sys.stderr)
     if as_json:

@@ -72,6 +72,8 @@ class StageInfo(msgspec.Struct, frozen=True):
 
     handle: int
     have: tuple[tuple[int, int], ...] = ()
+    # ranges of an abandoned upload of an older version: confirm with stage_keep
+    maybe: tuple[tuple[int, int], ...] = ()
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -160,7 +162,14 @@ class Endpoint(Protocol):
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None: ...
 
-    async def stage_abort(self, handle: int) -> None: ...
+    async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        """Keep a *maybe* range whose bytes hash (``partial.range_hash``) to ``expected``
+        instead of receiving it again; False: send it."""
+        ...
+
+    async def stage_abort(self, handle: int, keep: bool = False) -> None:
+        """Drop an upload (``keep``: its partial may be taken over by the next one)."""
+        ...
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         """Apply ops in order; durable on disk when this returns."""

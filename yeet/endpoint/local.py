@@ -325,8 +325,8 @@ class LocalEndpoint:
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
         def run() -> StageInfo:
             assert self._writer is not None
-            handle, have = self._writer.stage_open(path, new)
-            return StageInfo(handle, tuple(have))
+            handle, have, maybe = self._writer.stage_open(path, new)
+            return StageInfo(handle, tuple(have), tuple(maybe))
 
         return await asyncio.to_thread(run)
 
@@ -337,11 +337,18 @@ class LocalEndpoint:
 
         await asyncio.to_thread(run)
 
-    async def stage_abort(self, handle: int) -> None:
+    async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        def run() -> bool:
+            assert self._writer is not None
+            return self._writer.stage_keep(handle, offset, length, expected)
+
+        return await asyncio.to_thread(run)
+
+    async def stage_abort(self, handle: int, keep: bool = False) -> None:
         def run() -> None:
             with self._write_lock:
                 assert self._writer is not None
-                self._writer.stage_abort(handle)
+                self._writer.stage_abort(handle, keep)
 
         await asyncio.to_thread(run)
 

@@ -30,6 +30,7 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "read_range"),
     (Endpoint, "stage_open"),
     (Endpoint, "stage_write"),
+    (Endpoint, "stage_keep"),
     (Endpoint, "stage_abort"),
     (Endpoint, "apply"),
     (Endpoint, "stat_paths"),

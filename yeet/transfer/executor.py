@@ -26,6 +26,7 @@ from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import Update
+from yeet.transfer.partial import range_hash
 from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Upload, Work, missing
 
 SMALL = 1 << 20
@@ -43,6 +44,7 @@ class Counters:
     copied_locally: int = 0
     failed: int = 0
     transient: int = 0
+    kept: int = 0  # bytes of a changed large file the receiver already held (not sent)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -254,10 +256,12 @@ class Executor:
         return info.handle
 
     async def _abandon(self, target: Endpoint, handle: int, err: OSError) -> None:
-        """A lost link keeps the partial upload (it resumes); a changed source drops it."""
+        """A lost link keeps the upload open (it resumes from its chunks); any other
+        failure (typically: the source changed mid-transfer) closes it but keeps the
+        partial, whose chunks the next upload of the path checks and keeps."""
         if not isinstance(err, ConnectionError) and err.errno != errno.ECONNRESET:
             try:
-                await target.stage_abort(handle)
+                await target.stage_abort(handle, keep=True)
             except OSError:
                 pass
 
@@ -276,6 +280,7 @@ class Executor:
             assert up.change.new is not None
             info = await self.ep[up.change.side].stage_open(up.change.path, up.change.new)
             up.handle = info.handle
+            up.maybe = info.maybe
             if info.have:
                 self.sched.skip(up, info.have)
             fut.set_result(None)
@@ -296,9 +301,15 @@ class Executor:
             for offset, length in missing(up.have, chunk.offset, chunk.length):
                 t = time.monotonic()
                 data = await source.read_range(c.path, c.new, offset, length)
+                self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
+                if up.may_keep(offset, length) and await target.stage_keep(
+                    up.handle, offset, length, range_hash(data)
+                ):
+                    # an upload of an older version delivered these bytes already
+                    self.counters[c.side].kept += len(data)
+                    continue
                 await target.stage_write(up.handle, offset, data)
                 self.rate.add(len(data), time.monotonic() - t)
-                self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
                 self._adapt_chunk()
         except OSError as err:
             if not up.failed:

@@ -7,6 +7,12 @@ made durable, so after any crash the recorded chunks are really there and the
 upload resumes from them. Nothing here is trusted blindly: the whole file's
 digest is checked before it is committed (``yeet.transfer.writer``), and a
 partial that fails that check is thrown away.
+
+A partial whose source changed before it was finished is kept: the next upload
+of the same path (with the new digest) takes it over, and the chunks it held
+become *maybe* ranges — each is kept only after the sender showed that its new
+content at that range has the same hash (``keep``), so unchanged chunks of a
+file modified mid-transfer are not sent again.
 """
 
 from __future__ import annotations
@@ -23,17 +29,45 @@ MAX_AGE = 2 * 86400  # a partial nobody resumed for two days is dropped
 PREFIX = "partial-"
 
 
+def _key(path: str) -> str:
+    return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
 def partial_name(path: str, new: Entry) -> str:
-    key = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
-    return f"{PREFIX}{key}-{new.digest.hex()[:32]}-{new.size}"
+    return f"{PREFIX}{_key(path)}-{new.digest.hex()[:32]}-{new.size}"
+
+
+def range_hash(data: bytes | memoryview) -> bytes:
+    """What ``keep`` compares: both ends compute it the same way (stdlib only)."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def previous(dir_fd: int, path: str, name: str) -> str | None:
+    """The newest other partial of ``path`` (an upload whose source changed)."""
+    prefix = f"{PREFIX}{_key(path)}-"
+    best: tuple[float, str] | None = None
+    for other in os.listdir(dir_fd):
+        if other.startswith(prefix) and other != name and not other.endswith(".chunks"):
+            try:
+                mtime = os.stat(other, dir_fd=dir_fd, follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if best is None or mtime > best[0]:
+                best = (mtime, other)
+    return None if best is None else best[1]
 
 
 class Partial:
     """One resumable upload: the data file and its chunk journal, both open."""
 
-    def __init__(self, dir_fd: int, name: str, size: int, mode: int) -> None:
+    def __init__(
+        self, dir_fd: int, name: str, size: int, mode: int, take_over: str | None = None
+    ) -> None:
         self.dir_fd = dir_fd
         self.name = name
+        self.maybe: list[tuple[int, int]] = []
+        if take_over is not None:
+            self.maybe = self._take_over(take_over, size)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         self.fd = os.open(name, flags, mode, dir_fd=dir_fd)
         try:
@@ -46,16 +80,47 @@ class Partial:
             os.ftruncate(self.fd, size)
         self.have = self._read_log(size)
 
+    def _take_over(self, old: str, size: int) -> list[tuple[int, int]]:
+        """Adopt an abandoned partial of the same path: its chunks become *maybe*."""
+        try:
+            log = os.open(old + ".chunks", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        except OSError:
+            return []
+        try:
+            ranges = _parse(_read_all(log), size)
+            os.rename(old, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except OSError:
+            return []
+        finally:
+            os.close(log)
+        try:
+            os.unlink(old + ".chunks", dir_fd=self.dir_fd)
+        except OSError:
+            pass
+        merged: list[tuple[int, int]] = []
+        for offset, length in ranges:  # sorted: join touching chunks into runs
+            if merged and merged[-1][0] + merged[-1][1] >= offset:
+                start = merged[-1][0]
+                merged[-1] = (start, max(merged[-1][1], offset + length - start))
+            else:
+                merged.append((offset, length))
+        return merged
+
+    def keep(self, offset: int, length: int, expected: bytes) -> bool:
+        """Record ``[offset, offset+length)`` as received if it lies in a *maybe*
+        range and its bytes hash to ``expected`` (they were made durable by the
+        upload that wrote them)."""
+        if not any(o <= offset and offset + length <= o + n for o, n in self.maybe):
+            return False
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length or range_hash(data) != expected:
+            return False
+        os.write(self.log, RECORD.pack(offset, length))
+        self.have.append((offset, length))
+        return True
+
     def _read_log(self, size: int) -> list[tuple[int, int]]:
-        data = b""
-        while chunk := os.pread(self.log, 1 << 20, len(data)):
-            data += chunk
-        have = []
-        for i in range(0, len(data) - len(data) % RECORD.size, RECORD.size):
-            offset, length = RECORD.unpack_from(data, i)
-            if offset + length <= size:
-                have.append((offset, length))
-        return sorted(set(have))
+        return _parse(_read_all(self.log), size)
 
     def write(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
@@ -89,6 +154,22 @@ class Partial:
             os.unlink(self.name, dir_fd=self.dir_fd)
         except OSError:
             pass
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.pread(fd, 1 << 20, len(data)):
+        data += chunk
+    return data
+
+
+def _parse(data: bytes, size: int) -> list[tuple[int, int]]:
+    have = []
+    for i in range(0, len(data) - len(data) % RECORD.size, RECORD.size):
+        offset, length = RECORD.unpack_from(data, i)
+        if offset + length <= size:
+            have.append((offset, length))
+    return sorted(set(have))
 
 
 def clean(dir_fd: int, now: float | None = None) -> None:

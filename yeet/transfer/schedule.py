@@ -95,10 +95,14 @@ class Upload:
     handle: int | None = None  # the receiving endpoint's stage handle
     failed: bool = False
     have: tuple[tuple[int, int], ...] = ()  # ranges the receiver already held
+    maybe: tuple[tuple[int, int], ...] = ()  # ranges of an older version it may keep
 
     def holds(self, offset: int, length: int) -> bool:
         """Does the receiver hold every byte of this range (in one or several ranges)?"""
         return not missing(self.have, offset, length)
+
+    def may_keep(self, offset: int, length: int) -> bool:
+        return any(lo <= offset and offset + length <= lo + n for lo, n in self.maybe)
 
     @property
     def left(self) -> int:

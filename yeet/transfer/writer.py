@@ -133,28 +133,42 @@ class Writer:
             except OSError:
                 pass
 
-    def stage_open(self, path: str, new: Entry) -> tuple[int, list[tuple[int, int]]]:
-        """Start (or resume) receiving a large file: a handle and the chunks
-        ``(offset, length)`` already received by an earlier attempt."""
+    def stage_open(
+        self, path: str, new: Entry
+    ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        """Start (or resume) receiving a large file: a handle, the chunks
+        ``(offset, length)`` already received by an earlier attempt, and the
+        *maybe* ranges taken over from an upload of an older version of the path
+        (``stage_keep`` confirms them)."""
         with self._stage_lock:
             return self._stage_open(path, new)
 
-    def _stage_open(self, path: str, new: Entry) -> tuple[int, list[tuple[int, int]]]:
+    def _stage_open(
+        self, path: str, new: Entry
+    ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         st = self.stage_root.lstat(path)
         mode = new_mode(new.executable, st.st_mode if st else None)
         handle = self._next_handle
         self._next_handle += 1
+        maybe: list[tuple[int, int]] = []
         if self.same_device:
-            upload = partial.Partial(self.stage_fd, partial.partial_name(path, new), new.size, mode)
+            name = partial.partial_name(path, new)
+            try:
+                os.stat(name, dir_fd=self.stage_fd)
+                older = None  # resuming this very upload
+            except FileNotFoundError:
+                older = partial.previous(self.stage_fd, path, name)
+            upload = partial.Partial(self.stage_fd, name, new.size, mode, take_over=older)
             self._partials[handle] = upload
             staged = Staged(upload.name, False, upload.fd)
             have = list(upload.have)
+            maybe = list(upload.maybe)
         else:
             staged = self._stage_create(path, mode)
             os.ftruncate(staged.fd, new.size)
             have = []
         self._handles[handle] = (path, staged, new)
-        return handle, have
+        return handle, have, maybe
 
     def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         _path, staged, _new = self._handles[handle]
@@ -168,12 +182,22 @@ class Writer:
             view = view[n:]
             offset += n
 
-    def stage_abort(self, handle: int) -> None:
+    def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        """Keep a range taken over from an older upload if its hash is ``expected``."""
+        upload = self._partials.get(handle)
+        return upload is not None and upload.keep(offset, length, expected)
+
+    def stage_abort(self, handle: int, keep: bool = False) -> None:
+        """Drop an upload; ``keep``: leave its partial for a later upload of the
+        same path to take over (its source changed mid-transfer)."""
         with self._stage_lock:
             item = self._handles.pop(handle, None)
             upload = self._partials.pop(handle, None)
         if upload is not None:
-            upload.remove()
+            if keep:
+                upload.close()
+            else:
+                upload.remove()
         elif item is not None:
             self._discard(item[0], item[1])
 

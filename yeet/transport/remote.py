@@ -285,7 +285,7 @@ class RemoteEndpoint:
         local = self._next_stage
         self._next_stage += 1
         self._stages[local] = (self._generation, info.handle)
-        return StageInfo(local, info.have)
+        return StageInfo(local, info.have, info.maybe)
 
     def _agent_handle(self, handle: int, generation: int | None = None) -> int | None:
         """The agent's number for local stage ``handle``, if the agent of ``generation``
@@ -348,11 +348,16 @@ class RemoteEndpoint:
                 self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
         return self._write_errors.pop(handle, None)
 
-    async def stage_abort(self, handle: int) -> None:
+    async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        if self._agent_handle(handle) is None:
+            return False  # the upload is gone with the connection: send the range
+        return bool(await self._staged("stage_keep", handle, offset, length, expected))
+
+    async def stage_abort(self, handle: int, keep: bool = False) -> None:
         await self._settle_writes(handle)
         if self._agent_handle(handle) is not None:
             with contextlib.suppress(ConnectionLost, OSError):
-                await self._staged("stage_abort", handle)
+                await self._staged("stage_abort", handle, keep)
         self._stages.pop(handle, None)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:

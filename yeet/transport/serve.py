@@ -202,10 +202,17 @@ class AgentEndpoint:
             raise BadPath(f"negative offset {offset}")
         await self._local().stage_write(handle, offset, data)
 
-    async def stage_abort(self, handle: int) -> None:
+    async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
+        if handle not in self._handles:
+            raise OSError(9, f"unknown stage handle {handle} (lost with a previous connection?)")
+        if offset < 0 or length < 0:
+            raise BadPath(f"negative range {offset}+{length}")
+        return await self._local().stage_keep(handle, offset, length, expected)
+
+    async def stage_abort(self, handle: int, keep: bool = False) -> None:
         if handle in self._handles:
             self._handles.discard(handle)
-            await self._local().stage_abort(handle)
+            await self._local().stage_abort(handle, keep)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         good: list[Op] = []
