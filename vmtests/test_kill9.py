@@ -14,9 +14,11 @@ the agent (the ``yeet agent`` process on the nas) at a random moment. Then:
   particular not the nas's own edits), they are equal, and no temporary file is
   left in either tree.
 
-Kill moments are stratified over the measured duration of an uninterrupted run
-(trial i of n dies at a random point of the i-th n-th of it), so they cover start-up,
-scans, transfers and commits; the seed is printed (``VMTESTS_SEED`` replays it).
+Kill moments are stratified over the work of an uninterrupted run, measured by the
+nas agent's I/O (``/proc/PID/io``: bytes read and written, pipes and files), so they
+land in scans, transfers and commits whatever the machine's load (trial i of n dies
+at a random point of the i-th n-th of it); one more agent kill lands at start-up;
+the seed is printed (``VMTESTS_SEED`` replays it).
 """
 
 from __future__ import annotations
