@@ -55,7 +55,10 @@ class Netns:
         n = int(tag, 16) % 250 + 1
         ns = cls(f"yeet-{tag}", f"10.213.{n}.1", f"10.213.{n}.2")
         veth_out, veth_in = f"yo{tag}", f"yi{tag}"
-        run = lambda *a: subprocess.run(a, check=True)  # noqa: E731
+
+        def run(*a: str) -> None:
+            subprocess.run(a, check=True)
+
         run("ip", "netns", "add", ns.name)
         try:
             run("ip", "link", "add", veth_out, "type", "veth", "peer", "name", veth_in)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +11,7 @@ from tests.engine.trees import D, F
 from yeet.engine.entries import Entry, file_entry
 from yeet.engine.reconcile import Change, Side
 from yeet.paths import depth, is_within, parent_of
-from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Work
+from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Work, missing
 
 B = Side.BETA
 MiB = 1 << 20
@@ -30,6 +32,7 @@ def test_small_item_waits_at_most_one_chunk_behind_a_big_file() -> None:
     assert all(isinstance(w, Chunk) for w in running)
     s.add([create("small.txt", F("edit"))], generation=1)
     assert s.next() is None  # every worker is busy
+    assert running[0] is not None
     s.finished(running[0])  # one chunk time later...
     w = s.next()
     assert isinstance(w, Batch) and [c.path for c in w.changes] == ["small.txt"]
@@ -192,3 +195,32 @@ def test_resumed_upload_sends_only_what_the_receiver_lacks() -> None:
     # an earlier attempt used other chunk sizes: 0-8 MiB and 10-11 MiB arrived
     s.skip(w.upload, [(0, 8 * MiB), (10 * MiB, 1 * MiB)])
     assert w.upload.todo == [(8 * MiB, 2 * MiB), (11 * MiB, 1 * MiB), (12 * MiB, 4 * MiB)]
+
+
+def test_a_chunk_in_flight_is_held_when_several_journal_records_cover_it() -> None:
+    """Regression (vmtests/test_link_cut.py): after a reconnect the journal holds the
+    4 MiB chunks of the start of the transfer while the chunks that workers took
+    before it arrived are 8 MiB; each was sent again in full although held."""
+    s = Scheduler(workers=1, chunk=8 * MiB)
+    s.add([create("f", big(128 * MiB))])
+    w = s.next()
+    assert isinstance(w, Chunk) and (w.offset, w.length) == (0, 8 * MiB)
+    s.skip(w.upload, [(0, 4 * MiB), (4 * MiB, 4 * MiB), (8 * MiB, 4 * MiB)])
+    assert w.upload.holds(0, 8 * MiB) and w.upload.holds(2 * MiB, 8 * MiB)
+    assert not w.upload.holds(8 * MiB, 8 * MiB)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 64), st.integers(1, 16)), max_size=8),
+    st.integers(0, 80),
+    st.integers(0, 24),
+)
+def test_missing_is_exactly_the_uncovered_bytes(
+    have: list[tuple[int, int]], offset: int, length: int
+) -> None:
+    covered = {b for lo, n in have for b in range(lo, lo + n)}
+    gaps = missing(have, offset, length)
+    sent = [b for off, n in gaps for b in range(off, off + n)]
+    assert sent == sorted(set(range(offset, offset + length)) - covered)
+    assert all(n > 0 for _, n in gaps)
+    assert all(a[0] + a[1] < b[0] for a, b in itertools.pairwise(gaps))  # merged

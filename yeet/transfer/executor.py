@@ -32,7 +32,16 @@ from yeet.engine.reconcile import Change, Side
 from yeet.state.store import Update
 from yeet.transfer import deltajob
 from yeet.transfer.partial import range_hash
-from yeet.transfer.schedule import Batch, Chunk, Commit, Prepare, Scheduler, Upload, Work
+from yeet.transfer.schedule import (
+    Batch,
+    Chunk,
+    Commit,
+    Prepare,
+    Scheduler,
+    Upload,
+    Work,
+    missing,
+)
 
 SMALL = 1 << 20
 WORKERS = 4
@@ -304,11 +313,10 @@ class Executor:
         new = c.new
         assert new is not None
         info = await target.stage_open(c.path, new)
-        have = set(info.have)
         try:
-            for offset in range(0, new.size, self.sched.chunk):
-                length = min(self.sched.chunk, new.size - offset)
-                if (offset, length) not in have:
+            for start in range(0, new.size, self.sched.chunk):
+                piece = min(self.sched.chunk, new.size - start)
+                for offset, length in missing(info.have, start, piece):
                     data = await source.read_range(c.path, new, offset, length)
                     await target.stage_write(info.handle, offset, data)
         except OSError as err:
@@ -405,21 +413,21 @@ class Executor:
         try:
             await self._open(up)
             assert up.handle is not None and c.new is not None
-            if up.holds(chunk.offset, chunk.length):
-                return  # an earlier attempt delivered it
-            t = time.monotonic()
-            data = await source.read_range(c.path, c.new, chunk.offset, chunk.length)
-            if up.may_keep(chunk.offset, chunk.length) and await target.stage_keep(
-                up.handle, chunk.offset, chunk.length, range_hash(data)
-            ):
-                # an upload of an older version delivered these bytes already
-                self.counters[c.side].kept += len(data)
+            # Only what the receiver lacks: a resumed upload's journal (``up.have``)
+            # arrived after this chunk was cut, and its ranges need not match it.
+            for offset, length in missing(up.have, chunk.offset, chunk.length):
+                t = time.monotonic()
+                data = await source.read_range(c.path, c.new, offset, length)
                 self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
-                return
-            await target.stage_write(up.handle, chunk.offset, data)
-            self.rate.add(len(data), time.monotonic() - t)
-            self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
-            self._adapt_chunk()
+                if up.may_keep(offset, length) and await target.stage_keep(
+                    up.handle, offset, length, range_hash(data)
+                ):
+                    # an upload of an older version delivered these bytes already
+                    self.counters[c.side].kept += len(data)
+                    continue
+                await target.stage_write(up.handle, offset, data)
+                self.rate.add(len(data), time.monotonic() - t)
+                self._adapt_chunk()
         except OSError as err:
             if not up.failed:
                 self.sched.fail_upload(up)

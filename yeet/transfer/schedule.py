@@ -72,6 +72,25 @@ class Prepare:
 Work = Batch | Chunk | Commit | Prepare
 
 
+def missing(have: Iterable[tuple[int, int]], offset: int, length: int) -> list[tuple[int, int]]:
+    """The parts of ``offset``+``length`` that no range of ``have`` covers, in order.
+    A range may be covered by several ranges of ``have`` together (the receiver
+    journals the chunks it got, whose size may differ from today's chunks)."""
+    start, end = offset, offset + length
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((off, off + n) for off, n in have):
+        if hi <= start or lo >= end:
+            continue
+        if lo > start:
+            out.append((start, lo - start))
+        start = max(start, hi)
+        if start >= end:
+            break
+    if start < end:
+        out.append((start, end - start))
+    return out
+
+
 @dataclass(eq=False)
 class Upload:
     """A large file on its way: chunks to send, in flight, done."""
@@ -90,7 +109,8 @@ class Upload:
     delta: object = None  # the executor's delta state, once prepared as a delta
 
     def holds(self, offset: int, length: int) -> bool:
-        return any(lo <= offset and offset + length <= lo + n for lo, n in self.have)
+        """Does the receiver hold every byte of this range (in one or several ranges)?"""
+        return not missing(self.have, offset, length)
 
     def may_keep(self, offset: int, length: int) -> bool:
         return any(lo <= offset and offset + length <= lo + n for lo, n in self.maybe)
@@ -318,21 +338,7 @@ class Scheduler:
         """Bytes the receiver already holds (a resumed upload) need not be sent: what
         is left of each chunk after taking away the ranges ``have`` cover."""
         up.have = tuple(have)
-        covered = sorted((off, off + n) for off, n in up.have)
-        todo: list[tuple[int, int]] = []
-        for off, n in up.todo:
-            start, end = off, off + n
-            for lo, hi in covered:
-                if hi <= start or lo >= end:
-                    continue
-                if lo > start:
-                    todo.append((start, lo - start))
-                start = max(start, hi)
-                if start >= end:
-                    break
-            if start < end:
-                todo.append((start, end - start))
-        up.todo = todo
+        up.todo = [piece for off, n in up.todo for piece in missing(up.have, off, n)]
         self._maybe_commit(up)
 
     def finished(self, work: Work, applied: Iterable[Change] = ()) -> None:

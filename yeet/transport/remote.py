@@ -310,15 +310,30 @@ class RemoteEndpoint:
         self._stages[local] = (self._generation, info.handle)
         return StageInfo(local, info.have, info.maybe)
 
-    def _agent_handle(self, handle: int) -> int | None:
+    def _agent_handle(self, handle: int, generation: int | None = None) -> int | None:
+        """The agent's number for local stage ``handle``, if the agent of ``generation``
+        (default: the current one) gave it out; else ``None`` (lost with its agent)."""
         gen, remote = self._stages.get(handle, (-1, -1))
-        return remote if gen == self._generation else None
+        return remote if gen == (self._generation if generation is None else generation) else None
+
+    async def _staged(self, name: str, handle: int, *args: Any) -> Any:
+        """Call ``name(agent handle, *args)`` without retry. The handle is translated
+        for the connection the call goes out on (after any reconnect), so a new
+        agent never receives an old agent's number (which may be one of its own)."""
+        rpc, gen = await self._client()
+        remote = self._agent_handle(handle, gen)
+        if remote is None:
+            raise OSError(
+                errno.ECONNRESET,
+                f"the upload to {self.where} was interrupted by a lost connection; "
+                "it is sent again on the next pass",
+            )
+        return await rpc.call(name, remote, *args)
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         """Write-behind: returns once the chunk is on its way (``STAGE_WINDOW`` in flight);
         a failed chunk fails a later ``stage_write`` or the ``apply`` of the upload."""
-        remote = self._agent_handle(handle)
-        if remote is None:
+        if self._agent_handle(handle) is None:
             raise OSError(
                 errno.ECONNRESET,
                 f"the upload to {self.where} was interrupted by a lost connection; "
@@ -330,7 +345,7 @@ class RemoteEndpoint:
             self._harvest(handle)
         self._raise_write_error(handle)
         self.sent_bytes += len(data)
-        task = asyncio.ensure_future(self._call("stage_write", remote, offset, data, retry=False))
+        task = asyncio.ensure_future(self._staged("stage_write", handle, offset, data))
         task.add_done_callback(_retrieve)
         pending.append(task)
 
@@ -357,18 +372,16 @@ class RemoteEndpoint:
         return self._write_errors.pop(handle, None)
 
     async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
-        remote = self._agent_handle(handle)
-        if remote is None:
+        if self._agent_handle(handle) is None:
             return False  # the upload is gone with the connection: send the range
-        return bool(await self._call("stage_keep", remote, offset, length, expected, retry=False))
+        return bool(await self._staged("stage_keep", handle, offset, length, expected))
 
     async def stage_abort(self, handle: int, keep: bool = False) -> None:
         await self._settle_writes(handle)
-        remote = self._agent_handle(handle)
+        if self._agent_handle(handle) is not None:
+            with contextlib.suppress(ConnectionLost, OSError):
+                await self._staged("stage_abort", handle, keep)
         self._stages.pop(handle, None)
-        if remote is not None:
-            with contextlib.suppress(ConnectionLost):
-                await self._call("stage_abort", remote, keep, retry=False)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         failed: dict[int, BaseException] = {}
@@ -379,13 +392,15 @@ class RemoteEndpoint:
                     failed[op.stage] = err
         attempts = 0
         while True:
+            # Connect first: handles are translated for the agent the ops go to.
+            rpc, gen = await self._client()
             wire: list[Op] = []
             lost: dict[int, OpResult] = {}
             for i, op in enumerate(ops):
                 if op.stage is None:
                     wire.append(op)
                     continue
-                remote = self._agent_handle(op.stage)
+                remote = self._agent_handle(op.stage, gen)
                 if op.stage in failed:
                     lost[i] = OpResult(
                         op.path, False, f"its upload failed: {failed[op.stage]}", transient=True
@@ -399,7 +414,6 @@ class RemoteEndpoint:
                     )
                 else:
                     wire.append(_with_stage(op, remote))
-            rpc, _gen = await self._client()
             try:
                 if attempts and wire:
                     results = await self._apply_retry(rpc, wire)
@@ -414,11 +428,9 @@ class RemoteEndpoint:
                 self._lost(err, "apply")
         for op in ops:
             if op.stage is not None:
-                if op.stage in failed:
-                    remote_handle = self._agent_handle(op.stage)
-                    if remote_handle is not None:
-                        with contextlib.suppress(ConnectionLost, OSError):
-                            await self._call("stage_abort", remote_handle, retry=False)
+                if op.stage in failed and self._agent_handle(op.stage) is not None:
+                    with contextlib.suppress(ConnectionLost, OSError):
+                        await self._staged("stage_abort", op.stage)
                 self._stages.pop(op.stage, None)
         done = iter(results)
         return [lost[i] if i in lost else next(done) for i in range(len(ops))]
