@@ -329,13 +329,24 @@ class Session:
                     except TimeoutError:
                         break
                     scope = self._absorb(scope, dirty)
-        finally:
-            progress.cancel()
-            for w in watchers:
-                w.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
-            await executor.finish()
+        except BaseException:
+            # Ctrl-C or a failure: stop now. Waiting for the queue could mean waiting
+            # for a 4 GiB upload; partial uploads stay and resume on the next run.
+            await self._stop_following(progress, watchers)
+            await executor.abort()
+            raise
+        await self._stop_following(progress, watchers)
+        await executor.finish()
         return outcome
+
+    @staticmethod
+    async def _stop_following(
+        progress: asyncio.Task[None], watchers: list[asyncio.Task[None]]
+    ) -> None:
+        progress.cancel()
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
 
     async def _next_scope(
         self,

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.cli_harness import Yeet, snapshot, write
 
 
@@ -90,3 +92,32 @@ def test_watch_is_idle_when_nothing_changes(yeet: Yeet, roots: tuple[Path, Path]
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.local_only  # watches the local partial upload
+def test_ctrl_c_stops_at_once_even_with_a_big_transfer_queued(
+    yeet: Yeet, roots: tuple[Path, Path]
+) -> None:
+    """Ctrl-C does not wait for the queue (a huge upload could take an hour); the
+    upload cut off resumes on the next run."""
+    a, b = roots
+    block = os.urandom(16 << 20)
+    with open(a / "big.img", "wb") as f:
+        for i in range(64):  # 1 GiB
+            f.write(i.to_bytes(8, "little") + block[8:])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yeet", "sync", "--watch", "-q", str(a), str(b), "--name", "s"],
+        env=yeet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    session = yeet.session_dir()
+    wait_for(lambda: any(session.rglob("partial-*.chunks")), timeout=120)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert not (b / "big.img").exists(), "it waited for the whole upload"
+    yeet.sync(a, b)
+    assert (b / "big.img").stat().st_size == 1 << 30
+    assert snapshot(a) == snapshot(b)

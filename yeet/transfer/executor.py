@@ -205,6 +205,14 @@ class Executor:
         if self.fatal is not None:
             raise self.fatal
 
+    async def abort(self) -> None:
+        """Stop the workers now, whatever is queued (interrupted: nothing more is
+        recorded; an upload cut off keeps its partial file and resumes later)."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def finish(self) -> None:
         """Do everything queued (and released), then stop the workers."""
         await self.drain()
