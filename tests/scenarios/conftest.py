@@ -22,19 +22,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "where" in metafunc.fixturenames:
+    if "roots_at" in metafunc.fixturenames:
         local = metafunc.definition.get_closest_marker("local_only") is not None
-        metafunc.parametrize("where", ("local",) if local else WHERE)
+        metafunc.parametrize("roots_at", ("local",) if local else WHERE)
 
 
 @pytest.fixture
-def where() -> str:
+def roots_at() -> str:
     return "local"  # replaced by pytest_generate_tests
 
 
 @pytest.fixture
-def yeet(tmp_path: Path, where: str) -> Iterator[Yeet]:
-    if where == "local":
+def yeet(tmp_path: Path, roots_at: str) -> Iterator[Yeet]:
+    if roots_at == "local":
         yield Yeet(tmp_path / "home")
         return
     world = SshWorld(tmp_path / "ssh")
@@ -49,11 +49,11 @@ def yeet(tmp_path: Path, where: str) -> Iterator[Yeet]:
 
 
 @pytest.fixture
-def roots(tmp_path: Path, yeet: Yeet, where: str) -> tuple[Path, Path]:
+def roots(tmp_path: Path, yeet: Yeet, roots_at: str) -> tuple[Path, Path]:
     a, b = tmp_path / "alpha", tmp_path / "beta"
     a.mkdir()
-    if where != "local":
+    if roots_at != "local":
         yeet.remote[str(b)] = f"box:{b}"
-    if where == "both-remote":
+    if roots_at == "both-remote":
         yeet.remote[str(a)] = f"box:{a}"
     return a, b

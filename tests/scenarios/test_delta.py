@@ -20,6 +20,10 @@ import pytest
 from tests.cli_harness import Yeet
 from yeet.transfer.inplace import SUFFIX, recover
 
+# The remote agent here is a bare python3 (no pyfastcdc: whole files, by design);
+# deltas over a real sshd with a full remote are in tests/transport/test_ssh_delta.py.
+pytestmark = pytest.mark.local_only
+
 MIB = 1 << 20
 SIZE = 24 * MIB
 
@@ -68,7 +72,8 @@ def test_changed_large_file_goes_as_a_delta(
     data = bytearray(rng.randbytes(SIZE))
     (a / "big").write_bytes(data)
     (a / "small").write_bytes(b"s")
-    yeet.extra_env = {"YEET_INPLACE_MIN": str(4 * MIB if where == "inplace" else 1 << 40)}
+    inplace_min = 4 * MIB if where == "inplace" else 1 << 40
+    yeet.extra_env = {**(yeet.extra_env or {}), "YEET_INPLACE_MIN": str(inplace_min)}
     first = _applied(yeet, a, b)
     assert first["delta_files"] == 0 and first["bytes"] == SIZE + 1
     change, most = EDITS[edit]
@@ -91,7 +96,7 @@ def test_delta_off_sends_whole_files(yeet: Yeet, roots: tuple[Path, Path]) -> No
     a, b = roots
     data = bytearray(os.urandom(4 * MIB))
     (a / "big").write_bytes(data)
-    yeet.extra_env = {"YEET_DELTA_MIN": "off"}
+    yeet.extra_env = {**(yeet.extra_env or {}), "YEET_DELTA_MIN": "off"}
     _applied(yeet, a, b)
     data[100:200] = os.urandom(100)
     (a / "big").write_bytes(data)
@@ -116,7 +121,7 @@ def test_kill_9_during_inplace_delta_leaves_old_or_new(
     size = 96 * MIB
     data = bytearray(rng.randbytes(size))
     (a / "big").write_bytes(data)
-    yeet.extra_env = {"YEET_INPLACE_MIN": str(8 * MIB)}
+    yeet.extra_env = {**(yeet.extra_env or {}), "YEET_INPLACE_MIN": str(8 * MIB)}
     yeet.sync(a, b)
     journal = yeet.session_dir() / "beta" / "journal"
     outcomes: dict[str, int] = {}
