@@ -186,16 +186,19 @@ def test_two_users_learn_only_what_they_may_read(
     cb = _as(b, sock, [("a", str(tree_a), str(ra["a"]["cursor"])),
                        ("shared", str(shared), str(rb["shared"]["cursor"]))])  # fmt: skip
 
+    def covers(ranges: list[list[int]], lo: int, hi: int) -> bool:
+        """The journal may report more than was written (never less)."""
+        return any(s <= lo and (e == -1 or hi <= e) for s, e in ranges)
+
     assert ca["a"]["complete"], ca["a"]["reason"]
-    assert ca["a"]["files"] == {"f": [[100, 110]]}
+    assert set(ca["a"]["files"]) == {"f"} and covers(ca["a"]["files"]["f"], 100, 110)
     assert ca["shared"]["complete"], ca["shared"]["reason"]
-    assert ca["shared"]["files"] == {"public": [[200, 210]]}  # not b's private file
+    assert set(ca["shared"]["files"]) == {"public"}  # not b's private file
+    assert covers(ca["shared"]["files"]["public"], 200, 210)
     assert "closed" in ca["shared"]["dirs"]  # a may lstat it, so may see its mtime move
     assert "closed/secret-name" not in ca["shared"]["files"]
     assert not cb["a"]["complete"] and "permission denied" in str(cb["a"]["reason"])
     assert cb["shared"]["complete"], cb["shared"]["reason"]
-    assert cb["shared"]["files"] == {
-        "public": [[200, 210]],
-        "private-b": [[300, 310]],
-        "closed/secret-name": [[0, -1]],
-    }
+    assert set(cb["shared"]["files"]) == {"public", "private-b", "closed/secret-name"}
+    assert covers(cb["shared"]["files"]["public"], 200, 210)
+    assert covers(cb["shared"]["files"]["private-b"], 300, 310)

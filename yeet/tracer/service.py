@@ -48,8 +48,10 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from yeet.errors import TracerUnavailable
 from yeet.tracer import fanotify
@@ -64,6 +66,7 @@ DEFAULT_SOCKET = "/run/yeet/tracer.sock"
 MAX_LINE = 1 << 20
 MAX_ANSWER = 1_000_000  # more names than this: "rescan" is the cheaper answer
 SETTLE = 0.05  # drain the write tracer this long after it first says "dirty"
+UNRESOLVED_FOR = 30.0  # a written file whose path cannot be found for this long: lost
 CURSOR_VERSION = 1
 
 
@@ -118,6 +121,9 @@ class TracerService:
         self._anchors: dict[int, list[str]] = {}  # fsid -> paths that resolve its handles
         self._server: asyncio.AbstractServer | None = None
         self._drain_soon: asyncio.TimerHandle | None = None
+        # written files whose path could not be confirmed yet (they were being moved):
+        # tried again at every drain; while any is left, answers are incomplete
+        self._unresolved: dict[FileId, tuple[float, list[Any]]] = {}
 
     # ---- roots -----------------------------------------------------------------------
 
@@ -212,13 +218,20 @@ class TracerService:
         if d.rescan:
             self.log.lost("the write tracer lost changes: " + "; ".join(d.reasons))
         for fid, r in d.items():
+            first, ranges = self._unresolved.pop(fid, (time.monotonic(), []))
+            self._unresolved[fid] = (first, [*ranges, r])
+        for fid, (first, ranges) in list(self._unresolved.items()):
             path, known = self.tracer.locate(fid)
-            if path is None:
-                if not known:
+            if path is None and not known:
+                if time.monotonic() - first > UNRESOLVED_FOR:
+                    del self._unresolved[fid]
                     self.log.lost(f"cannot find the path of a written file (inode {fid.ino})")
-                continue  # deleted: its directory's listing changed, fanotify said so
-            if self._watched(path):
-                self.log.file_changed(fid, path, r)
+                continue  # try again at the next drain (a temp file being renamed, ...)
+            del self._unresolved[fid]
+            if path is not None and self._watched(path):
+                for r in ranges:
+                    self.log.file_changed(fid, path, r)
+            # path None: deleted; its directory's listing changed, fanotify said so
 
     def _drain_names(self) -> None:
         events, lost = self.names.read()
@@ -316,9 +329,11 @@ class TracerService:
         root = os.path.realpath(root)
         if not os.path.isdir(root):
             return {"ok": False, "error": f"not a directory: {root}"}
+        w = self._root_for(root)  # armed first: the drain can then place its files
         self.drain()  # the answer reaches up to now
-        w = self._root_for(root)
         reasons = [w.problem] if w.problem else []
+        if self._unresolved:
+            reasons.append("cannot find the path of a written file yet")
         cursor = decode_cursor(raw_cursor) if raw_cursor else None
         since: Since | None = None
         if not raw_cursor:
