@@ -146,7 +146,14 @@ def yeet_case(lab: Lab, base: Path, big: int, files: int) -> list[float]:
         return got
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        t = time.monotonic()
+        try:
+            proc.wait(timeout=120)
+            print(f"  yeet: exited {time.monotonic() - t:.1f} s after Ctrl-C")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            print("  yeet: still running 120 s after Ctrl-C: killed")
 
 
 def sent(lab: Lab, path: str) -> int:

@@ -65,6 +65,7 @@ PIECE_BYTES = 8 << 20
 PIECE_ITEMS = 512
 MAX_RETRIES = 8
 RECONNECT_FOR = 120.0
+CLOSE_WAIT = 10.0  # seconds for the agent to say goodbye before the link is dropped
 
 
 def _notify(message: str) -> None:
@@ -555,8 +556,9 @@ class RemoteEndpoint:
         rpc = self._rpc
         try:
             if rpc is not None and rpc.alive and self.config is not None:
-                with contextlib.suppress(ConnectionLost, YeetError):
-                    await asyncio.wait_for(rpc.call("close"), 60)
+                with contextlib.suppress(ConnectionLost, YeetError, TimeoutError):
+                    # the agent's state is durable as it goes: do not hold up an exit
+                    await asyncio.wait_for(rpc.call("close"), CLOSE_WAIT)
         finally:
             self._closed = True
             await self._drop()
