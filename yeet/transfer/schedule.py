@@ -113,7 +113,7 @@ class Upload:
         return not missing(self.have, offset, length)
 
     def may_keep(self, offset: int, length: int) -> bool:
-        return any(lo <= offset and offset + length <= lo + n for lo, n in self.maybe)
+        return not missing(self.maybe, offset, length)
 
     @property
     def left(self) -> int:
