@@ -113,7 +113,7 @@ def test_bare_remote_python_uses_uploaded_zipapp_and_fallbacks(
     r = yeet(world, "sync", str(a), f"box:{b}", "--name", "s", python=python)
     assert r.returncode == 0, r.stderr + r.stdout
     assert tree(a) == tree(b)
-    assert _state_meta(world, "digest") == "blake2b"  # blake3 negotiated away
+    assert _state_meta(world, "digest") == "blake2b-tree"  # blake3 negotiated away
     cached = list((box.home / ".cache" / "yeet").glob("*/yeet.pyz"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
@@ -131,7 +131,7 @@ def test_full_remote_keeps_blake3(world: SshWorld, box: SshServer) -> None:
     make_tree(a, {"x": b"x"})
     r = yeet(world, "sync", str(a), f"box:{b}", "--name", "s", python=sys.executable)
     assert r.returncode == 0, r.stderr + r.stdout
-    assert _state_meta(world, "digest") == "blake3"
+    assert _state_meta(world, "digest") == "blake3-tree"
 
 
 def test_stored_digest_missing_on_remote_is_a_clear_error(world: SshWorld, box: SshServer) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 import stat
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -68,6 +69,8 @@ class LocalEndpoint:
         self._turns = Turns()
         self._durable: GroupCommit | None = None
         self._delta = LocalDelta(self)
+        self._ranges: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._ranges_until = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -166,7 +169,12 @@ class LocalEndpoint:
         stop = threading.Event()
         window = threading.Semaphore(SCAN_WINDOW)  # batches the consumer has not taken
         opts = ScanOptions(
-            self._rules(), self.config.symlinks, self.config.digest, self.config.side
+            self._rules(),
+            self.config.symlinks,
+            self.config.digest,
+            self.config.side,
+            ranges=self._ranges,
+            ranges_until_ns=self._ranges_until,
         )
         cache = self._cache
         root = self.config.root
@@ -247,9 +255,17 @@ class LocalEndpoint:
             return Changes(since or b"", False, reason="the change journal is off for this session")
         from yeet.endpoint.journal import ask, without_ignored  # stdlib only
 
+        asked = time.time_ns()
         changes = await asyncio.to_thread(ask, self.config.root, since)
         rules = self._rules()
-        return without_ignored(changes, rules.ignored) if rules else changes
+        if rules:
+            changes = without_ignored(changes, rules.ignored)
+        if changes.complete and since is not None:
+            # the scans of this sync may update large files from these ranges
+            self._ranges, self._ranges_until = dict(changes.files), asked
+        else:
+            self._ranges, self._ranges_until = {}, 0
+        return changes
 
     # -- reading ----------------------------------------------------------------------
 

@@ -261,6 +261,22 @@ class LocalDelta:
         finally:
             item.patch.close()
 
+    def _tree(self, item: _Open, st: os.stat_result) -> digest.TreeUpdate | None:
+        """An update of the old content's cached leaves, if they are the file's now
+        (same signature as when cached, and their root is the old digest)."""
+        cache = self.ep._cache
+        assert cache is not None
+        alg = self._alg()
+        hit = cache.blocks.get(item.path)
+        if not digest.is_tree(alg) or hit is None or hit[0] != sig_of(st):
+            return None
+        try:
+            if digest.root_of(alg, hit[1], item.old.size) != item.old.digest:
+                return None
+        except ValueError:
+            return None
+        return digest.TreeUpdate(alg, hit[1], item.old.size, item.new.size)
+
     async def _drop(self, item: _Open) -> None:
         item.patch.close()
         if item.stage is not None:
@@ -280,18 +296,19 @@ class LocalDelta:
                 assert st is not None
                 if st.st_ino != os.fstat(item.patch.old_fd).st_ino:
                     raise Mismatch("file replaced since the delta started")
-                apply_inplace(
+                stats = apply_inplace(
                     os.path.join(ep._root(), item.path),
                     item.patch.ops(),
                     item.new.size,
                     item.new.digest,
                     journal_dir(ep.storage),
                     hasher=lambda: digest.new(alg, threads=True),
+                    tree=self._tree(item, st),
                 )
                 if item.new.executable != item.old.executable:
                     os.chmod(name, new_mode(item.new.executable, st.st_mode), dir_fd=parent)
                 after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                cache.store(item.path, sig_of(after), item.new.digest)
+                cache.store(item.path, sig_of(after), item.new.digest, leaves=stats.leaves)
             except (Mismatch, FileNotFoundError, NotADirectoryInRoot) as err:
                 return OpResult(item.path, False, str(err), transient=True)
             except InplaceAborted as err:

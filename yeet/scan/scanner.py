@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,6 +28,7 @@ from yeet.endpoint.api import ScanBatch
 from yeet.engine.entries import DIRECTORY, Entry, Problem, file_entry, special_entry, symlink_entry
 from yeet.fs.rootdir import DIR_FLAGS, RootDir
 from yeet.paths import join, name_of, parent_of
+from yeet.scan.blockcache import MIN_SIZE
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
 
@@ -36,6 +37,10 @@ TEMP_NAME = re.compile(r"^\.yeet-tmp-[0-9a-f]{16}$")
 
 BATCH_LISTINGS = 256
 BATCH_SECONDS = 0.05
+CLOCK_SLACK_NS = 100_000_000
+"""A write's ctime may lag the real clock by a tick (coarse timestamps): this much."""
+
+Ranges = tuple[tuple[int, int], ...]
 
 
 @dataclass
@@ -45,6 +50,10 @@ class ScanOptions:
     digest: str = "blake3"
     side: str = ""
     skip: frozenset[str] = frozenset()  # relpaths never listed (our own storage)
+    # From this host's change journal: every write since the cursor, up to the
+    # moment ``ranges_until_ns`` (taken before the journal was asked).
+    ranges: Mapping[str, Ranges] = field(default_factory=dict)
+    ranges_until_ns: int = 0
 
 
 def symlink_escapes(path: str, target: str) -> bool:
@@ -103,17 +112,60 @@ class Scanner:
         """Hash an open file (closing it); cache the digest if the file held still."""
         try:
             now = time.time_ns()
-            value, size = digest.of_fd(self.opts.digest, fd, st.st_size)
+            value, size, leaves = self._digest(fd, path, st)
             after = os.fstat(fd)
         except OSError as err:
+            self.cache.drop(path)  # whatever was cached may be older than a change
             return special_entry(f"unreadable: {err.strerror}")
         finally:
             os.close(fd)
-        self.bytes_hashed += size
         sig = sig_of(after)
         if sig_of(st) == sig and size == st.st_size:
-            self.cache.store(path, sig, value, now)
+            self.cache.store(path, sig, value, now, leaves)
+        else:
+            self.cache.drop(path)
         return file_entry(value, size, bool(st.st_mode & stat.S_IXUSR))
+
+    def _digest(
+        self, fd: int, path: str, st: os.stat_result
+    ) -> tuple[bytes, int, list[bytes] | None]:
+        """The file's digest and size, and its leaves (tree algorithms, large files).
+
+        A large file whose leaves are cached and whose writes since then the
+        journal vouches for is read only in the blocks those writes touched.
+        """
+        alg = self.opts.digest
+        if not digest.is_tree(alg) or st.st_size < MIN_SIZE:
+            value, size = digest.of_fd(alg, fd, st.st_size)
+            self.bytes_hashed += size
+            return value, size, None
+        base = self._vouched_base(path, st)
+        if base is not None:
+            old_leaves, old_size, ranges = base
+            update = digest.TreeUpdate(alg, old_leaves, old_size, st.st_size)
+            for start, end in ranges:
+                update.changed(start, end)
+            try:
+                value, leaves, nread = update.finish_fd(fd)
+            except OSError:
+                os.lseek(fd, 0, os.SEEK_SET)  # it shrank meanwhile: read it all
+            else:
+                self.bytes_hashed += nread
+                return value, st.st_size, leaves
+        value, size, tree = digest.tree_of_fd(alg, fd, st.st_size)
+        self.bytes_hashed += size
+        return value, size, tree
+
+    def _vouched_base(
+        self, path: str, st: os.stat_result
+    ) -> tuple[list[bytes], int, Ranges] | None:
+        ranges = self.opts.ranges.get(path)
+        if ranges is None or st.st_ctime_ns >= self.opts.ranges_until_ns - CLOCK_SLACK_NS:
+            return None  # not journalled, or changed after the journal was asked
+        hit = self.cache.blocks.get(path)
+        if hit is None or hit[0][0] != st.st_ino:
+            return None
+        return hit[1], hit[0][1], ranges
 
     # -- one directory ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import threading
 import msgspec
 
 from yeet.paths import name_of, parent_of
+from yeet.scan.blockcache import BlockCache
 from yeet.state.db import transaction
 
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
@@ -48,6 +49,7 @@ class StatCache:
         self._dirs: dict[str, _Dir] = {}
         self._persist: dict[str, _Dir] = {}  # what is (or will be) in the table
         self._dirty: set[str] = set()
+        self.blocks = BlockCache(conn, lock, side)
         self.load()
 
     def load(self) -> None:
@@ -82,14 +84,26 @@ class StatCache:
             return hit[1]
         return None
 
-    def store(self, path: str, sig: StatSig, digest: bytes, now_ns: int | None = None) -> None:
-        """Remember ``digest`` for a file with ``sig``.
+    def store(
+        self,
+        path: str,
+        sig: StatSig,
+        digest: bytes,
+        now_ns: int | None = None,
+        leaves: list[bytes] | None = None,
+    ) -> None:
+        """Remember ``digest`` for a file with ``sig`` (and its tree ``leaves``, if known:
+        without them, leaves cached for an older content are dropped).
 
         With ``now_ns`` (a digest we computed by reading the file at that time) an
         entry whose timestamps are that recent is kept in memory only: it is
         "racily clean" and will be hashed again next time. Without it (content we
         wrote and then ``fstat``ed ourselves) it is trusted.
         """
+        if leaves is not None:
+            self.blocks.put(path, sig, leaves)
+        else:
+            self.blocks.drop(path)
         parent, name = parent_of(path), name_of(path)
         self._dir(parent)[name] = (sig, digest)
         persist = self._persist[parent]
@@ -102,6 +116,7 @@ class StatCache:
             self._dirty.add(parent)
 
     def drop(self, path: str) -> None:
+        self.blocks.drop(path)
         parent, name = parent_of(path), name_of(path)
         self._dir(parent).pop(name, None)
         if self._persist[parent].pop(name, None) is not None:
@@ -109,6 +124,7 @@ class StatCache:
 
     def listed(self, path: str, names: set[str]) -> None:
         """A complete listing of directory ``path`` holds exactly these file names."""
+        self.blocks.drop_under(path, names)
         d = self._dir(path)
         persist = self._persist[path]
         for name in [n for n in d if n not in names]:
@@ -124,6 +140,7 @@ class StatCache:
         prefix = under + "/" if under else ""
         for path in list(self._raw):
             if (path == under or path.startswith(prefix) or under == "") and path not in seen:
+                self.blocks.drop_under(path, set())
                 del self._raw[path]
                 self._persist[path] = {}
                 self._dirs[path] = {}

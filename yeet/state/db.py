@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS dircache (
     side TEXT NOT NULL, path BLOB NOT NULL, entries BLOB NOT NULL,
     PRIMARY KEY (side, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blockcache (
+    side TEXT NOT NULL, path BLOB NOT NULL, sig BLOB NOT NULL, leaves BLOB NOT NULL,
+    PRIMARY KEY (side, path)
+);
 CREATE TABLE IF NOT EXISTS trash (
     id INTEGER PRIMARY KEY, side TEXT NOT NULL, path BLOB NOT NULL, stored TEXT NOT NULL,
     kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL

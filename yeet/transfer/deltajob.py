@@ -109,7 +109,8 @@ async def prepare(
     sig_bytes = 0
     hint_size = min(old.size, new.size)
     if hint is not None:
-        plan: list[Copy | Literal] = hinted(old.size, new.size, hint)
+        # the kernel's ranges are exact: send just those bytes (no page widening)
+        plan: list[Copy | Literal] = hinted(old.size, new.size, hint, page=1)
     else:
         # both ends sign at once (each reads only its own file), then a join
         reply, mine = await asyncio.gather(

@@ -45,9 +45,11 @@ memory = one ``PIECE`` (1 MiB) of data at a time.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -68,7 +70,8 @@ INPLACE_MIN_SIZE = 64 << 20
 """Files at least this large are updated in place (configurable by callers)."""
 
 SUFFIX = ".yjournal"
-_MAGIC = b"YEETJNL1"
+_MAGIC = b"YEETJNL1"  # checksummed with blake3
+_MAGIC_B2 = b"YEETJNL2"  # checksummed with blake2b-256 (a python3 without blake3)
 _END = b"YEETJEND"
 _REC = struct.Struct("<QI")
 _TRAILER = struct.Struct("<8sQQ32s")
@@ -87,6 +90,14 @@ class _Hasher(Protocol):
 
 
 HasherFactory = Callable[[], _Hasher]
+
+
+class TreeUpdate(Protocol):
+    """``yeet.digest.TreeUpdate``: the new digest from the old leaves and the changes."""
+
+    def changed(self, start: int, end: int) -> None: ...
+
+    def finish(self, read: Callable[[int, int], bytes]) -> tuple[bytes, list[bytes], int]: ...
 
 
 def _default_hasher() -> _Hasher:
@@ -112,6 +123,7 @@ class Stats:
     records: int = 0
     read_bytes: int = 0
     phases: list[str] = field(default_factory=list)
+    leaves: list[bytes] | None = None  # the new content's tree leaves, when a tree was given
 
 
 def should_apply_inplace(
@@ -136,7 +148,10 @@ def should_apply_inplace(
 
 
 def journal_path(journal_dir: str, path: str) -> str:
-    name = blake3(os.fsencode(os.path.abspath(path))).hexdigest()[:32]
+    key = os.fsencode(os.path.abspath(path))
+    name = (
+        blake3(key) if blake3 is not None else hashlib.blake2b(key, digest_size=32)
+    ).hexdigest()[:32]
     return os.path.join(journal_dir, name + SUFFIX)
 
 
@@ -158,24 +173,53 @@ def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     return out
 
 
+def _checksum(magic: bytes | None) -> tuple[bytes, _Hasher]:
+    """The journal's checksum: blake3 where it is installed, else blake2b (stdlib);
+    a journal says which in its magic."""
+    if magic == _MAGIC_B2 or (magic is None and blake3 is None):
+        return _MAGIC_B2, hashlib.blake2b(digest_size=32)
+    if blake3 is None:
+        raise InplaceAborted("this journal was written with blake3, which is not installed here")
+    return _MAGIC, blake3()
+
+
 class _JournalWriter:
     """Appends records to the journal and keeps the running checksum."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
-        self.sum = blake3()
+        self.magic, self.sum = _checksum(None)
         self.records = 0
         self.bytes = 0
+        self.pos = 0
+        self.index: list[tuple[int, int, int]] = []  # (target offset, length, journal pos)
+        self.offsets: list[int] = []  # the same target offsets (sorted: one pass in order)
 
     def raw(self, data: bytes) -> None:
         self.f.write(data)
         self.sum.update(data)
+        self.pos += len(data)
 
     def record(self, offset: int, data: bytes) -> None:
         self.raw(_REC.pack(offset, len(data)))
+        self.index.append((offset, len(data), self.pos))
+        self.offsets.append(offset)
         self.raw(data)
         self.records += 1
         self.bytes += len(data)
+
+    def overlay(self, start: int, buf: bytearray) -> None:
+        """Put the journaled bytes that fall in ``[start, start + len(buf))`` into ``buf``."""
+        self.f.flush()
+        end = start + len(buf)
+        i = max(0, bisect.bisect_right(self.offsets, start) - 1)
+        for off, n, jpos in self.index[i:]:
+            if off >= end:
+                break
+            lo, hi = max(off, start), min(off + n, end)
+            if lo < hi:
+                data = _pread_exact(self.f.fileno(), hi - lo, jpos + lo - off)
+                buf[lo - start : hi - start] = data
 
     def commit(self) -> None:
         self.f.write(_TRAILER.pack(_END, self.records, self.bytes, self.sum.digest()))
@@ -184,11 +228,12 @@ class _JournalWriter:
 
 
 def _new_content(
-    fd: int, ops: Iterable[Op], old_size: int, hasher: _Hasher, stats: Stats
+    fd: int, ops: Iterable[Op], old_size: int, hasher: _Hasher | None, stats: Stats
 ) -> Iterator[tuple[int, bytes | None, int]]:
     """``(target_offset, bytes or None if unchanged, length)``, in target order.
 
-    Hashes the new content as it goes (unchanged ranges are read from ``fd``).
+    Hashes the new content as it goes (unchanged ranges are read from ``fd``);
+    without a ``hasher``, bytes that stay where they are are not read at all.
     """
     pos = 0
     for op in ops:
@@ -196,17 +241,23 @@ def _new_content(
             if op.base_offset < 0 or op.base_offset + op.length > old_size:
                 raise InplaceAborted(f"copy outside the old file: {op}")
             same = op.base_offset == pos
+            if same and hasher is None:
+                yield pos, None, op.length
+                pos += op.length
+                continue
             done = 0
             while done < op.length:
                 n = min(PIECE * 4, op.length - done)
                 data = _pread_exact(fd, n, op.base_offset + done)
                 stats.read_bytes += n
-                hasher.update(data)
+                if hasher is not None:
+                    hasher.update(data)
                 yield pos + done, None if same else data, n
                 done += n
             pos += op.length
         elif op.data:
-            hasher.update(op.data)
+            if hasher is not None:
+                hasher.update(op.data)
             yield pos, op.data, len(op.data)
             pos += len(op.data)
 
@@ -221,6 +272,7 @@ def apply_inplace(
     max_journal: int | None = None,
     hasher: HasherFactory = _default_hasher,
     on_phase: Callable[[str], None] | None = None,
+    tree: TreeUpdate | None = None,
 ) -> Stats:
     """Turn the file at ``path`` (the delta's base) into the delta's target, in place.
 
@@ -228,6 +280,10 @@ def apply_inplace(
     ``expected_digest`` or ``new_size``, or if more than ``max_journal`` bytes
     would have to be journaled (then stage a full copy instead).
     ``on_phase`` is called with "journaled", "committed", "applied", "done".
+
+    With a ``tree`` (built from the old content's cached leaves) the digest is
+    checked by re-reading only the blocks that change: bytes that stay in
+    place are never read, and ``Stats.leaves`` are the new content's.
     """
     path = os.fspath(path)
     journal_dir = os.fspath(journal_dir)
@@ -245,28 +301,41 @@ def apply_inplace(
     try:
         st = os.fstat(fd)
         old_size = st.st_size
+        if tree is not None and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # a few blocks, no read-ahead
         header = msgspec.msgpack.encode(
             Header(os.path.abspath(path), st.st_dev, st.st_ino, old_size, new_size, expected_digest)
         )
         with open(jpath, "w+b", buffering=PIECE) as jf:
             journal = _JournalWriter(jf)
-            journal.raw(_MAGIC + _HDRLEN.pack(len(header)) + header)
+            journal.raw(journal.magic + _HDRLEN.pack(len(header)) + header)
             jf.flush()
             os.fsync(jf.fileno())
             _fsync_dir(journal_dir)
             try:
-                h = hasher()
+                h = hasher() if tree is None else None
                 total = 0
                 for off, data, n in _new_content(fd, ops, old_size, h, stats):
                     total = off + n
                     if data is None:
                         continue
+                    if tree is not None:
+                        tree.changed(off, off + n)
                     _stage(fd, journal, off, data, old_size, stats)
                     if max_journal is not None and journal.bytes > max_journal:
                         raise InplaceAborted(f"journal would exceed {max_journal} bytes")
                 if total != new_size:
                     raise InplaceAborted(f"delta makes {total} bytes, expected {new_size}")
-                if h.digest() != expected_digest:
+                if h is not None:
+                    value = h.digest()
+                    stats.leaves = getattr(h, "leaves", lambda: None)()
+                else:
+                    assert tree is not None
+                    value, stats.leaves, nread = tree.finish(
+                        lambda at, n: _new_bytes(fd, journal, at, n)
+                    )
+                    stats.read_bytes += nread
+                if value != expected_digest:
                     raise InplaceAborted("delta result does not have the expected digest")
             except BaseException:
                 _rollback(fd, old_size, jf, jpath, journal_dir)
@@ -285,6 +354,14 @@ def apply_inplace(
         return stats
     finally:
         os.close(fd)
+
+
+def _new_bytes(fd: int, journal: _JournalWriter, start: int, length: int) -> bytes:
+    """Bytes of the new content before the journal is replayed: the file (old bytes,
+    and the appended tail already written) overlaid with the journaled changes."""
+    buf = bytearray(_pread_exact(fd, length, start))
+    journal.overlay(start, buf)
+    return bytes(buf)
 
 
 def _stage(
@@ -376,8 +453,9 @@ def _read_journal(jf: BinaryIO) -> tuple[Header | None, int, bool]:
     """``(header or None if unreadable, records start, committed)``."""
     size = os.fstat(jf.fileno()).st_size
     head = jf.read(len(_MAGIC) + _HDRLEN.size)
-    if len(head) < len(_MAGIC) + _HDRLEN.size or head[: len(_MAGIC)] != _MAGIC:
+    if len(head) < len(_MAGIC) + _HDRLEN.size or head[: len(_MAGIC)] not in (_MAGIC, _MAGIC_B2):
         return None, 0, False
+    _magic, check = _checksum(head[: len(_MAGIC)])
     (hlen,) = _HDRLEN.unpack(head[len(_MAGIC) :])
     raw = jf.read(hlen)
     try:
@@ -392,7 +470,6 @@ def _read_journal(jf: BinaryIO) -> tuple[Header | None, int, bool]:
     if end != _END:
         return header, start, False
     jf.seek(0)
-    check = blake3()
     left = size - _TRAILER.size
     while left:
         piece = jf.read(min(PIECE, left))

@@ -61,6 +61,7 @@ class Staged:
     name: str  # inside the staging directory, or a temp name in the target dir
     in_target_dir: bool
     fd: int = -1
+    leaves: list[bytes] | None = None  # tree leaves of the content (large files)
 
 
 class Writer:
@@ -220,7 +221,7 @@ class Writer:
                 upload.close()
                 upload.forget_log()
             os.lseek(staged.fd, 0, os.SEEK_SET)
-            value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
+            value, size, staged.leaves = digest.tree_of_fd(self.alg, staged.fd, op.new.size)
         else:
             st = self.stage_root.lstat(op.path) if op.old is not None and op.old.is_file else None
             staged = self._stage_create(
@@ -238,7 +239,7 @@ class Writer:
                 finally:
                     os.close(src)
                 os.lseek(staged.fd, 0, os.SEEK_SET)
-                value, size = digest.of_fd(self.alg, staged.fd, op.new.size)
+                value, size, staged.leaves = digest.tree_of_fd(self.alg, staged.fd, op.new.size)
             else:
                 self._discard(op.path, staged)
                 raise Mismatch("no content given for a file")
@@ -399,7 +400,7 @@ class Writer:
             assert st is not None
             os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            self.cache.store(op.path, sig_of(after), new.digest)
+            self.cache.store(op.path, sig_of(after), new.digest, leaves=self._leaves(op.path, new))
             return
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
@@ -416,7 +417,18 @@ class Writer:
         src_fd = parent if staged.in_target_dir else self.stage_fd
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        self.cache.store(op.path, sig_of(after), new.digest)
+        self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
+
+    def _leaves(self, path: str, content: Entry) -> list[bytes] | None:
+        """The cached leaves of ``path`` if they are those of ``content`` (still there)."""
+        hit = self.cache.blocks.get(path)
+        if hit is None or not digest.is_tree(self.alg) or hit[0][1] != content.size:
+            return None
+        try:
+            same = digest.root_of(self.alg, hit[1], content.size) == content.digest
+        except ValueError:
+            return None
+        return hit[1] if same else None
 
     def _remove(self, parent: int, name: str, path: str, old: Entry | None) -> None:
         self.cache.drop(path)
