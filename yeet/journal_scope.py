@@ -84,10 +84,15 @@ async def _ask(ep: Endpoint, since: bytes | None) -> Changes:
 
 
 async def ask(
-    store: SessionStore, settings: Settings, endpoints: Mapping[Side, Endpoint]
+    store: SessionStore,
+    settings: Settings,
+    endpoints: Mapping[Side, Endpoint],
+    since: Mapping[Side, bytes | None] | None = None,
 ) -> JournalScope:
-    """Ask both sides' journals what changed since the stored cursors (before scanning)."""
-    since = _stored(store, settings)
+    """Ask both sides' journals what changed since the stored cursors (before scanning),
+    or since ``since`` (continuous mode: the cursors of the previous pass's answer,
+    whose changes that pass looked at)."""
+    since = dict(since) if since is not None else _stored(store, settings)
     answers = dict(
         zip(Side, await asyncio.gather(*(_ask(endpoints[s], since[s]) for s in Side)), strict=True)
     )

@@ -24,12 +24,15 @@ side's file may differ from its ancestor version lies inside them. A file
 changed on a side but absent from a non-empty ``hints[side]`` has no
 promise either way (it may be in a conflict or a problem of the last sync):
 read it whole. Empty when that side's journal could not vouch for the
-interval. One-shot syncs only; ``--watch`` passes leave it empty.
+interval. In continuous mode each pass asks the journals again, from the
+cursors of the previous answer (its first pass from the stored ones), and
+the cursors are stored whenever the session settles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -223,6 +226,8 @@ class Session:
                 spans = tuple(
                     (start, (end if end >= 0 else 1 << 62) - start) for start, end in ranges
                 )
+                # a hint not yet taken (continuous mode: a change still queued) grows
+                spans += self._executor.hints.get((side.other, path), ())
                 self._executor.hint(side.other, path, spans)
 
     async def run(self) -> Outcome:
@@ -311,7 +316,9 @@ class Session:
                 _side, first = events.get_nowait()
                 if isinstance(first, BaseException):
                     raise first  # a watcher failed before it was armed
-            scope: set[str] | None = None  # the first pass looks at everything
+            journal = await self._ask_journals(None, outcome)
+            scope = journal.scope  # the first pass looks at everything, unless vouched
+            outcome.journal = scope is not None
             while True:
                 result = await self._pass(scope)
                 outcome.passes += 1
@@ -319,9 +326,16 @@ class Session:
                 if result.halted:
                     outcome.state, outcome.halted = "halted", result.halted
                     break
+
                 # Wait for new changes *or* for the queued work to finish, whichever
                 # comes first: a big transfer in flight never delays the next pass.
-                scope = await self._next_scope(events, result, outcome, on_outcome)
+                def settle(done: Outcome, cursors: Mapping[Side, bytes | None]) -> None:
+                    journal_scope.commit(self.store, self.settings, cursors)
+                    on_outcome(done)
+
+                scope = await self._next_scope(
+                    events, result, outcome, functools.partial(settle, cursors=journal.cursors)
+                )
                 # A burst of events: take everything that arrives while it flows.
                 while True:
                     try:
@@ -329,6 +343,11 @@ class Session:
                     except TimeoutError:
                         break
                     scope = self._absorb(scope, dirty)
+                # the written ranges since the last answer: large files are read and
+                # sent where they were written (the watchers still say where to look)
+                journal = await self._ask_journals(journal.cursors, outcome)
+                if scope is not None and journal.scope is not None:
+                    scope |= journal.scope
         except BaseException:
             # Ctrl-C or a failure: stop now. Waiting for the queue could mean waiting
             # for a 4 GiB upload; partial uploads stay and resume on the next run.
@@ -338,6 +357,17 @@ class Session:
         await self._stop_following(progress, watchers)
         await executor.finish()
         return outcome
+
+    async def _ask_journals(
+        self, since: Mapping[Side, bytes | None] | None, outcome: Outcome
+    ) -> journal_scope.JournalScope:
+        """Ask both hosts' change journals (continuous mode); the answer's hints replace
+        the last ones (hints not yet taken by a queued change stay with it)."""
+        answer = await journal_scope.ask(self.store, self.settings, self.ep, since)
+        outcome.notes.extend(answer.notes)
+        self.hints = {s: answer.hints.get(s, {}) for s in Side}
+        self._hint_transfers()
+        return answer
 
     @staticmethod
     async def _stop_following(

@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +24,8 @@ import pytest
 
 from tests.cli_harness import Yeet, snapshot, write
 from tests.journal_service import journal_service
+from tests.pagecache import evict, resident_bytes
+from tests.scenarios.test_watch import wait_for
 from yeet.endpoint.api import Endpoint
 from yeet.endpoint.local import LocalEndpoint
 from yeet.engine.reconcile import Side
@@ -213,3 +219,41 @@ def test_journal_ranges_make_a_large_update_send_just_those_pages(
     assert 0 < beta["literal_bytes"] <= 4 * 4096, beta  # pages, not the file
     assert beta["signature_bytes"] == 0, beta  # the hint replaced the signatures
     assert (b / "big.img").read_bytes() == (a / "big.img").read_bytes()
+
+
+def test_watch_reads_and_sends_a_large_file_where_it_was_written(
+    tmp_path: Path, journal_socket: Path
+) -> None:
+    """Continuous mode asks the journals before each pass: a large file written in
+    four pages is read again only around them (its cache is dropped first; what
+    is resident afterwards is what was read) and arrives whole."""
+    y = Yeet(
+        tmp_path / "home",
+        {"YEET_TRACER_SOCKET": str(journal_socket), "YEET_INPLACE_MIN": str(1 << 20)},
+    )
+    a, b = tmp_path / "alpha", tmp_path / "beta"
+    write(a, "big.img", os.urandom(32 << 20))
+    b.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yeet", "sync", "--watch", "-q", str(a), str(b), "--name", "s"],
+        env=y.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: snapshot(b) == snapshot(a), timeout=120)
+        time.sleep(1.5)  # our own writes to beta come back once as events
+        evict(a / "big.img")
+        assert resident_bytes(a / "big.img") == 0
+        pages = [(3 * i + 1) << 20 for i in range(4)]
+        with open(a / "big.img", "r+b") as f:
+            for off in pages:
+                os.pwrite(f.fileno(), os.urandom(4096), off)  # whole pages: nothing read
+        wait_for(lambda: snapshot(b) == snapshot(a), timeout=120)
+        read = resident_bytes(a / "big.img") - len(pages) * 4096
+        assert read <= len(pages) * 64 << 10, f"the sender read {read} bytes of the file"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
