@@ -37,8 +37,8 @@ TEMP_NAME = re.compile(r"^\.yeet-tmp-[0-9a-f]{16}$")
 
 BATCH_LISTINGS = 256
 BATCH_SECONDS = 0.05
-CLOCK_SLACK_NS = 100_000_000
-"""A write's ctime may lag the real clock by a tick (coarse timestamps): this much."""
+CLOCK_SLACK_NS = 20_000_000
+"""A write's ctime may lag the real clock by a tick (coarse timestamps, 1-10 ms): this much."""
 
 Ranges = tuple[tuple[int, int], ...]
 
