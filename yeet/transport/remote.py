@@ -551,8 +551,13 @@ class RemoteEndpoint:
         for task in self._ahead.values():
             task.cancel()
         self._ahead.clear()
-        for handle in list(self._writes):
-            await self._settle_writes(handle)
+        # Uploads still writing were cut off (Ctrl-C, a failure): do not wait for their
+        # chunks to cross a slow link; the agent keeps what it verified, to resume.
+        cut = [task for pending in self._writes.values() for task in pending]
+        self._writes.clear()
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
         rpc = self._rpc
         try:
             if rpc is not None and rpc.alive and self.config is not None:

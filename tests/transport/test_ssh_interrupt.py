@@ -1,0 +1,51 @@
+"""Ctrl-C of ``yeet sync --watch`` during a large upload over SSH exits at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.sshd import SshServer, SshWorld
+from tests.transport.conftest import tree
+
+
+def test_ctrl_c_during_a_large_upload_exits_at_once_and_resumes_later(
+    world: SshWorld, box: SshServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    block = os.urandom(16 << 20)
+    with open(a / "big.img", "wb") as f:
+        for i in range(32):  # 512 MiB
+            f.write(i.to_bytes(8, "little") + block[8:])
+    env = world.env(YEET_REMOTE_PYTHON=sys.executable)
+    cmd = [sys.executable, "-m", "yeet", "sync", "--watch", "-q", str(a), f"box:{b}"]
+    proc = subprocess.Popen(
+        [*cmd, "--name", "s"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not any(box.home.rglob("partial-*")):  # the upload is under way on the remote
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the upload did not start"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - start
+    assert proc.returncode == 130, err
+    print(f"Ctrl-C to exit: {took:.2f} s")
+    assert took < 15, f"Ctrl-C took {took:.1f} s to exit"
+    r = subprocess.run(
+        [sys.executable, "-m", "yeet", "sync", "-q", "--name", "s"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert tree(a) == tree(b)
