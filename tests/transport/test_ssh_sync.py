@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import yeet as yeet_pkg
 from tests.sshd import SshServer, SshWorld
 from tests.transport.conftest import BARE_39, BARE_DEBIAN, make_tree, tree, yeet
 
@@ -122,6 +123,13 @@ def test_bare_remote_python_uses_uploaded_zipapp_and_fallbacks(
     assert r.returncode == 0, r.stderr + r.stdout
     assert (b / "README").read_bytes() == b"changed\n"
     assert cached[0].stat().st_mtime_ns == mtime  # the cached agent is reused, not re-sent
+    # it unpacked and byte-compiled itself once, for this python, and runs from there
+    (lib,) = cached[0].parent.glob("lib-*")
+    assert not list(cached[0].parent.glob("lib-*.tmp-*"))
+    assert list(lib.glob("yeet/transport/__pycache__/agent.*.pyc"))
+    assert (lib / "yeet" / "transport" / "agent.py").read_bytes() == (
+        Path(yeet_pkg.__file__).parent / "transport" / "agent.py"
+    ).read_bytes()
 
 
 def test_full_remote_keeps_blake3(world: SshWorld, box: SshServer) -> None:

@@ -4,7 +4,10 @@ Invariant owned here: the archive holds only pure-Python source (yeet itself,
 ``pathspec``, ``inotify_simple`` and the pure-Python ``msgpack`` fallback), is byte-for-byte
 deterministic for the same sources (sorted names, fixed timestamps), and is
 named by the hash of its content, so a cached copy on a remote host is used
-exactly when it is the same code, and a half-uploaded copy is never used.
+exactly when it is the same code, and a half-uploaded copy is never used. On
+its first start the agent unpacks and byte-compiles itself next to the
+archive (``lib-<cache tag>/``, made aside and renamed), so later starts import
+compiled modules instead of compiling every module from the zip again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,42 @@ if sys.version_info < (3, 9):
         "yeet agent: needs Python 3.9 or newer, this is %s\\n" % sys.version.split()[0]
     )
     sys.exit(1)
+
+import os
+
+
+def _unpacked():
+    # The archive unpacked and byte-compiled next to it, once per python version:
+    # modules imported from a zip are compiled again at every start (no .pyc cache).
+    # A half-made copy is never used (made aside, then renamed).
+    archive = os.path.abspath(sys.argv[0])
+    lib = os.path.join(os.path.dirname(archive), "lib-%s" % sys.implementation.cache_tag)
+    if os.path.isdir(lib):
+        return lib
+    tmp = "%s.tmp-%d" % (lib, os.getpid())
+    try:
+        import compileall
+        import shutil
+        import zipfile
+
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+        compileall.compile_dir(tmp, quiet=2, workers=1)
+        try:
+            os.rename(tmp, lib)
+        except OSError:  # another agent made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return lib if os.path.isdir(lib) else None
+    except Exception:  # read-only cache, full disk: run from the archive
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+
+
+_lib = _unpacked() if os.path.isfile(sys.argv[0]) else None
+if _lib is not None:
+    sys.path.insert(0, _lib)
 
 from yeet.transport.agent import main
 
