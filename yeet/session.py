@@ -58,6 +58,7 @@ from yeet.paths import is_within, join, parent_of
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.deltajob import INPLACE_MIN
 from yeet.transfer.executor import SMALL, Counters, Executor
+from yeet.transfer.localindex import LocalIndex, capacity_from_env
 
 MAX_PASSES = 4
 BACKLOG = 20_000  # changes queued before a scan pauses (memory bound, not tree size)
@@ -150,7 +151,8 @@ class Session:
         self.listed = {Side.ALPHA: 0, Side.BETA: 0}  # directory listings read, all passes
         self.hints: dict[Side, journal_scope.Hints] = {Side.ALPHA: {}, Side.BETA: {}}
         self._executor: Executor | None = None
-        self._index: dict[Side, dict[bytes, str]] = {Side.ALPHA: {}, Side.BETA: {}}
+        cap = capacity_from_env()
+        self._index: dict[Side, LocalIndex] = {s: LocalIndex(cap) for s in Side}
         self._current: _Pass | None = None
 
     async def open(self) -> dict[Side, EndpointInfo]:
@@ -501,7 +503,7 @@ class Session:
                 self.listed[side] += 1
                 for name, e in (entries or {}).items():
                     if e.is_file:
-                        idx.setdefault(e.digest, join(path, name))
+                        idx.add(e.digest, join(path, name))
                 rec.listing(side, path, entries)
                 serve()
             self._scanned[side] = max(self._scanned[side], batch.files)

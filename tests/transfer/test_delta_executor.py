@@ -23,6 +23,7 @@ from yeet.engine.reconcile import Change, Side
 from yeet.state.store import SessionStore, Update
 from yeet.transfer import deltafile
 from yeet.transfer.executor import Executor
+from yeet.transfer.localindex import LocalIndex
 from yeet.transport.connect import subprocess_endpoint
 
 MIB = 1 << 20
@@ -63,7 +64,7 @@ class World:
             dict(self.ep),
             self.updates.extend,
             lambda p, t: self.problems.append((p, t)),
-            {Side.ALPHA: {}, Side.BETA: {}},
+            {Side.ALPHA: LocalIndex(), Side.BETA: LocalIndex()},
             **kw,  # type: ignore[arg-type]
         )
         return ex

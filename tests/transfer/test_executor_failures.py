@@ -16,6 +16,7 @@ from yeet.endpoint.api import Endpoint, Op, OpResult
 from yeet.engine.entries import DIRECTORY
 from yeet.engine.reconcile import Change, Side
 from yeet.transfer.executor import Executor
+from yeet.transfer.localindex import LocalIndex
 
 
 class _Broken:
@@ -27,7 +28,9 @@ class _Broken:
 
 def _executor(recorded: list[Any]) -> Executor:
     eps = cast(dict[Side, Endpoint], {Side.ALPHA: _Broken(), Side.BETA: _Broken()})
-    return Executor(eps, recorded.extend, lambda p, t: recorded.append(p), {s: {} for s in Side})
+    return Executor(
+        eps, recorded.extend, lambda p, t: recorded.append(p), {s: LocalIndex() for s in Side}
+    )
 
 
 def test_worker_failure_reaches_drain_and_finish() -> None:

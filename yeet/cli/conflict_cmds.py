@@ -25,6 +25,7 @@ from yeet.paths import BadPath, check_relpath, is_within, join, parent_of
 from yeet.session import Session
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.executor import SMALL, Executor
+from yeet.transfer.localindex import LocalIndex
 
 TEXT_LIMIT = 4 << 20
 
@@ -149,7 +150,7 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
             eps,
             store.record,
             lambda p, _t: problems.append(p),
-            {Side.ALPHA: {}, Side.BETA: {}},
+            {Side.ALPHA: LocalIndex(), Side.BETA: LocalIndex()},
         )
         executor.start()
         executor.submit(Change(loser, c.path, c.old, c.new) for c in plan.beta)

@@ -52,6 +52,8 @@ from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
 
 SCAN_WINDOW = 64  # listing batches a scan runs ahead of its consumer (memory bound)
+CACHE_DIRS = 4096
+"""Directories of stat cache held in memory (beyond that: written out and forgotten)."""
 
 
 class LocalEndpoint:
@@ -184,6 +186,7 @@ class LocalEndpoint:
             try:
 
                 def emit(batch: ScanBatch) -> None:
+                    cache.trim(CACHE_DIRS)  # memory stays bounded however big the tree
                     while not window.acquire(timeout=0.5):  # the consumer is behind: wait
                         if stop.is_set():
                             return

@@ -8,7 +8,9 @@ unnoticed: git's "racily clean" problem).
 
 Storage is one row per directory (a msgpack map name -> signature + digest),
 loaded lazily: a scan of a million files reads thousands of rows, not millions,
-and a directory whose files did not change is not rewritten.
+and a directory whose files did not change is not rewritten. Memory is bounded:
+``trim`` writes what changed and forgets the directories held (a scan calls it
+as it goes), so a tree of any size holds a few thousand directories at a time.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class StatCache:
         self.conn = conn
         self.lock = lock
         self.side = side
-        self._raw: dict[str, bytes] = {}
+        self._known: set[str] = set()
         self._dirs: dict[str, _Dir] = {}
         self._persist: dict[str, _Dir] = {}  # what is (or will be) in the table
         self._dirty: set[str] = set()
@@ -55,20 +57,24 @@ class StatCache:
     def load(self) -> None:
         with self.lock:
             rows = self.conn.execute(
-                "SELECT path, entries FROM dircache WHERE side=?", (self.side,)
+                "SELECT path FROM dircache WHERE side=?", (self.side,)
             ).fetchall()
-        self._raw = {os.fsdecode(p): blob for p, blob in rows}
-        self._dirs = {}
-        self._persist = {}
+            self._known = {os.fsdecode(p) for (p,) in rows}  # directories with a row
+            self._dirs = {}
+            self._persist = {}
 
     def _dir(self, path: str) -> _Dir:
         d = self._dirs.get(path)
         if d is None:
-            blob = self._raw.pop(path, None)
             d = {}
-            if blob is not None:
+            if path in self._known:
+                row = self.conn.execute(
+                    "SELECT entries FROM dircache WHERE side=? AND path=?",
+                    (self.side, os.fsencode(path)),
+                ).fetchone()
                 try:
-                    d = {os.fsdecode(n): (v[:5], v[5]) for n, v in _dec.decode(blob).items()}
+                    if row is not None:
+                        d = {os.fsdecode(n): (v[:5], v[5]) for n, v in _dec.decode(row[0]).items()}
                 except (msgspec.DecodeError, ValueError, TypeError):
                     d = {}
             self._dirs[path] = d
@@ -76,13 +82,26 @@ class StatCache:
         return d
 
     def get(self, path: str) -> tuple[StatSig, bytes] | None:
-        return self._dir(parent_of(path)).get(name_of(path))
+        with self.lock:
+            return self._dir(parent_of(path)).get(name_of(path))
 
     def lookup(self, path: str, sig: StatSig) -> bytes | None:
         hit = self.get(path)
         if hit is not None and hit[0] == sig:
             return hit[1]
         return None
+
+    def trim(self, max_dirs: int) -> None:
+        """Keep at most about ``max_dirs`` directories in memory: write the changed
+        ones and forget the rest (they are read again when needed)."""
+        if len(self._dirs) <= max_dirs:
+            return
+        with self.lock:
+            self._flush()
+            # what is only in memory (racily clean digests) stays, with its directory
+            keep = {p for p, d in self._dirs.items() if d != self._persist.get(p)}
+            self._dirs = {p: self._dirs[p] for p in keep}
+            self._persist = {p: self._persist[p] for p in keep}
 
     def store(
         self,
@@ -104,6 +123,10 @@ class StatCache:
             self.blocks.put(path, sig, leaves)
         else:
             self.blocks.drop(path)
+        with self.lock:
+            self._store(path, sig, digest, now_ns)
+
+    def _store(self, path: str, sig: StatSig, digest: bytes, now_ns: int | None) -> None:
         parent, name = parent_of(path), name_of(path)
         self._dir(parent)[name] = (sig, digest)
         persist = self._persist[parent]
@@ -118,35 +141,41 @@ class StatCache:
     def drop(self, path: str) -> None:
         self.blocks.drop(path)
         parent, name = parent_of(path), name_of(path)
-        self._dir(parent).pop(name, None)
-        if self._persist[parent].pop(name, None) is not None:
-            self._dirty.add(parent)
+        with self.lock:
+            self._dir(parent).pop(name, None)
+            if self._persist[parent].pop(name, None) is not None:
+                self._dirty.add(parent)
 
     def listed(self, path: str, names: set[str]) -> None:
         """A complete listing of directory ``path`` holds exactly these file names."""
         self.blocks.drop_under(path, names)
-        d = self._dir(path)
-        persist = self._persist[path]
-        for name in [n for n in d if n not in names]:
-            del d[name]
-        gone = [n for n in persist if n not in names]
-        for name in gone:
-            del persist[name]
-        if gone:
-            self._dirty.add(path)
+        with self.lock:
+            d = self._dir(path)
+            persist = self._persist[path]
+            for name in [n for n in d if n not in names]:
+                del d[name]
+            gone = [n for n in persist if n not in names]
+            for name in gone:
+                del persist[name]
+            if gone:
+                self._dirty.add(path)
 
     def prune_dirs(self, seen: set[str], under: str = "") -> None:
         """Forget directories below ``under`` that a complete scan did not see."""
         prefix = under + "/" if under else ""
-        for path in list(self._raw):
-            if (path == under or path.startswith(prefix) or under == "") and path not in seen:
-                self.blocks.drop_under(path, set())
-                del self._raw[path]
-                self._persist[path] = {}
-                self._dirs[path] = {}
-                self._dirty.add(path)
+        with self.lock:
+            for path in list(self._known):
+                if (path == under or path.startswith(prefix) or under == "") and path not in seen:
+                    self.blocks.drop_under(path, set())
+                    self._persist[path] = {}
+                    self._dirs[path] = {}
+                    self._dirty.add(path)
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
@@ -163,3 +192,7 @@ class StatCache:
         with self.lock, transaction(self.conn):
             self.conn.executemany("INSERT OR REPLACE INTO dircache VALUES (?, ?, ?)", upserts)
             self.conn.executemany("DELETE FROM dircache WHERE side=? AND path=?", deletes)
+        for _side, key, _blob in upserts:
+            self._known.add(os.fsdecode(key))
+        for _side, key in deletes:
+            self._known.discard(os.fsdecode(key))

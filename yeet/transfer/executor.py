@@ -31,6 +31,7 @@ from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.state.store import Update
 from yeet.transfer import deltajob
+from yeet.transfer.localindex import LocalIndex
 from yeet.transfer.partial import range_hash
 from yeet.transfer.schedule import (
     Batch,
@@ -89,7 +90,7 @@ class Executor:
         endpoints: Mapping[Side, Endpoint],
         record: Callable[[list[Update]], None],
         report: Callable[[Problem, bool], None],
-        local_index: Mapping[Side, dict[bytes, str]],
+        local_index: Mapping[Side, LocalIndex],
         workers: int = WORKERS,
         delta_min: int | None = SMALL,
         inplace_min: int = deltajob.INPLACE_MIN,
@@ -505,7 +506,7 @@ class Executor:
             applied.append(Change(side, r.path, op.old, op.new))
             self._count(counters, op.new, op.old)
             if op.new is not None and op.new.is_file:
-                self.index[side].setdefault(op.new.digest, r.path)
+                self.index[side].add(op.new.digest, r.path)
         if updates:
             self.record(updates)
         return applied

@@ -1,0 +1,27 @@
+"""The local-copy index forgets its oldest entries beyond its capacity."""
+
+from __future__ import annotations
+
+import pytest
+
+from yeet.transfer.localindex import LocalIndex, capacity_from_env
+
+
+def test_bounded_oldest_first_and_first_path_wins() -> None:
+    idx = LocalIndex(3)
+    for i in range(5):
+        idx.add(bytes([i]) * 32, f"p{i}")
+    idx.add(bytes([4]) * 32, "later")  # a known digest keeps its path
+    assert len(idx) == 3
+    assert idx.get(bytes([0]) * 32) is None and idx.get(bytes([1]) * 32) is None
+    assert idx.get(bytes([4]) * 32) == "p4"
+    assert idx.get(b"x" * 32, "default") == "default"
+
+
+def test_capacity_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YEET_COPY_INDEX", "0")
+    idx = LocalIndex(capacity_from_env())
+    idx.add(b"a" * 32, "p")
+    assert len(idx) == 0
+    monkeypatch.setenv("YEET_COPY_INDEX", "nonsense")
+    assert capacity_from_env() == 100_000

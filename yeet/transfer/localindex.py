@@ -1,0 +1,44 @@
+"""Where content already is on a side, so a rename or a copy is a local copy, not a transfer.
+
+Invariant owned here: the index is bounded (``capacity`` entries per side, the
+oldest forgotten first), so memory does not grow with the tree. A forgotten
+entry costs at most a transfer a local copy could have saved, never a wrong
+file: the writer verifies every local copy's digest.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_CAPACITY = 100_000
+
+
+def capacity_from_env() -> int:
+    """``YEET_COPY_INDEX`` (entries per side; 0: no local copies), default 100,000."""
+    raw = os.environ.get("YEET_COPY_INDEX", "")
+    try:
+        return max(0, int(raw)) if raw else DEFAULT_CAPACITY
+    except ValueError:
+        return DEFAULT_CAPACITY
+
+
+class LocalIndex:
+    """digest -> a path on this side that held that content when it was scanned."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._paths: dict[bytes, str] = {}
+
+    def add(self, digest: bytes, path: str) -> None:
+        """Remember ``path`` for ``digest`` unless a path is known already."""
+        if digest in self._paths or self.capacity <= 0:
+            return
+        if len(self._paths) >= self.capacity:
+            del self._paths[next(iter(self._paths))]  # the oldest
+        self._paths[digest] = path
+
+    def get(self, digest: bytes, default: str | None = None) -> str | None:
+        return self._paths.get(digest, default)
+
+    def __len__(self) -> int:
+        return len(self._paths)
