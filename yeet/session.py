@@ -339,9 +339,12 @@ class Session:
                     events, result, outcome, functools.partial(settle, cursors=journal.cursors)
                 )
                 # A burst of events: take everything that arrives while it flows.
+                # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # Ctrl-C that lands as an event arrives, and the watch never ends)
                 while True:
                     try:
-                        _side, dirty = await asyncio.wait_for(events.get(), SETTLE_SECONDS)
+                        async with asyncio.timeout(SETTLE_SECONDS):
+                            _side, dirty = await events.get()
                     except TimeoutError:
                         break
                     scope = self._absorb(scope, dirty)

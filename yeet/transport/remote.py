@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -58,6 +59,9 @@ from yeet.transport.rpc import ConnectionLost, RpcClient
 T = TypeVar("T")
 
 STAGE_WINDOW = 4
+BULK_BYTES = 16 << 20
+"""Upload bytes in flight on the link, over all uploads: whatever is sent next (a
+small file, a rename) waits behind at most this much (head-of-line bound)."""
 """Stage writes in flight per upload: the link never waits for an answer."""
 READ_AHEAD = 3
 """Ranges of a file read before they are asked for (sequential reads of large files)."""
@@ -95,6 +99,8 @@ class RemoteEndpoint:
         self._lock = asyncio.Lock()
         self._stages: dict[int, tuple[int, int]] = {}
         self._writes: dict[int, list[asyncio.Task[Any]]] = {}
+        self._bulk = 0  # bytes of uploads in flight (BULK_BYTES)
+        self._bulk_freed = asyncio.Event()
         self._write_errors: dict[int, BaseException] = {}
         self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
         self._next_stage = 1
@@ -345,10 +351,19 @@ class RemoteEndpoint:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             self._harvest(handle)
         self._raise_write_error(handle)
+        while self._bulk and self._bulk + len(data) > BULK_BYTES:
+            self._bulk_freed.clear()
+            await self._bulk_freed.wait()
         self.sent_bytes += len(data)
+        self._bulk += len(data)
         task = asyncio.ensure_future(self._staged("stage_write", handle, offset, data))
         task.add_done_callback(_retrieve)
+        task.add_done_callback(functools.partial(self._bulk_done, len(data)))
         pending.append(task)
+
+    def _bulk_done(self, size: int, _task: asyncio.Future[Any]) -> None:
+        self._bulk -= size
+        self._bulk_freed.set()
 
     def _harvest(self, handle: int) -> None:
         pending = self._writes.get(handle, [])
