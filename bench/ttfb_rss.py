@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--files", default="100000,1000000")
     ap.add_argument("--max-size", type=int, default=4096)
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/yeet-ttfb"))
+    ap.add_argument("--tools", default="rsync,yeet", help="comma-separated: rsync, yeet")
     args = ap.parse_args()
     work: Path = args.work
     aside = work / "aside"
@@ -92,7 +93,7 @@ def main() -> None:
             small_files(str(src) + ".tmp", n, max_size=args.max_size)
             os.rename(str(src) + ".tmp", src)
         res = {}
-        for tool in ("rsync", "yeet"):
+        for tool in args.tools.split(","):
             dst = work / f"dst-{n}-{tool}"
             env = dict(os.environ, XDG_STATE_HOME=str(work / f"state-{n}-{time.time_ns()}"))
             if tool == "rsync":
@@ -114,8 +115,9 @@ def main() -> None:
     for n, res in rows:
         for tool, (ttfb, total, rss) in res.items():
             print(f"{n:>9} {tool:<6} {ttfb:10.2f}s {total:8.1f}s {rss / 1024:8.1f}MiB")
-        (yt, ya, yr), (rt, ra, rr) = res["yeet"], res["rsync"]
-        print(f"{n:>9} {'ratio':<6} {yt / rt:10.2f}x {ya / ra:8.2f}x {yr / rr:9.2f}x")
+        if "yeet" in res and "rsync" in res:
+            (yt, ya, yr), (rt, ra, rr) = res["yeet"], res["rsync"]
+            print(f"{n:>9} {'ratio':<6} {yt / rt:10.2f}x {ya / ra:8.2f}x {yr / rr:9.2f}x")
     shutil.rmtree(aside, ignore_errors=True)
 
 

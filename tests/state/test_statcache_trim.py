@@ -1,4 +1,4 @@
-"""The stat cache holds a bounded number of directories and loses nothing by trimming."""
+"""The stat cache holds a bounded number of entries and loses nothing by trimming."""
 
 from __future__ import annotations
 

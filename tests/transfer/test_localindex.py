@@ -24,4 +24,4 @@ def test_capacity_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     idx.add(b"a" * 32, "p")
     assert len(idx) == 0
     monkeypatch.setenv("YEET_COPY_INDEX", "nonsense")
-    assert capacity_from_env() == 100_000
+    assert capacity_from_env() == 50_000

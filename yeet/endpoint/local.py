@@ -52,8 +52,8 @@ from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
 
 SCAN_WINDOW = 64  # listing batches a scan runs ahead of its consumer (memory bound)
-CACHE_DIRS = 4096
-"""Directories of stat cache held in memory (beyond that: written out and forgotten)."""
+CACHE_ENTRIES = 20_000
+"""Stat cache entries held in memory (beyond that: written out and forgotten)."""
 
 
 class LocalEndpoint:
@@ -186,7 +186,7 @@ class LocalEndpoint:
             try:
 
                 def emit(batch: ScanBatch) -> None:
-                    cache.trim(CACHE_DIRS)  # memory stays bounded however big the tree
+                    cache.trim(CACHE_ENTRIES)  # memory stays bounded however big the tree
                     while not window.acquire(timeout=0.5):  # the consumer is behind: wait
                         if stop.is_set():
                             return
@@ -367,6 +367,8 @@ class LocalEndpoint:
                 return writer.commit(ops, prepared, durable.wait)
         finally:
             self._turns.done(ticket)
+            if self._cache is not None:
+                self._cache.trim(CACHE_ENTRIES)  # what the writer recorded, too
 
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
         def run() -> StageInfo:

@@ -48,6 +48,7 @@ class StatCache:
         self.lock = lock
         self.side = side
         self._known: set[str] = set()
+        self._held = 0  # entries in memory (about: trim's measure)
         self._dirs: dict[str, _Dir] = {}
         self._persist: dict[str, _Dir] = {}  # what is (or will be) in the table
         self._dirty: set[str] = set()
@@ -62,6 +63,7 @@ class StatCache:
             self._known = {os.fsdecode(p) for (p,) in rows}  # directories with a row
             self._dirs = {}
             self._persist = {}
+            self._held = 0
 
     def _dir(self, path: str) -> _Dir:
         d = self._dirs.get(path)
@@ -79,6 +81,7 @@ class StatCache:
                     d = {}
             self._dirs[path] = d
             self._persist[path] = dict(d)
+            self._held += len(d)
         return d
 
     def get(self, path: str) -> tuple[StatSig, bytes] | None:
@@ -91,10 +94,10 @@ class StatCache:
             return hit[1]
         return None
 
-    def trim(self, max_dirs: int) -> None:
-        """Keep at most about ``max_dirs`` directories in memory: write the changed
-        ones and forget the rest (they are read again when needed)."""
-        if len(self._dirs) <= max_dirs:
+    def trim(self, max_entries: int) -> None:
+        """Keep about ``max_entries`` files' entries in memory at most: write the
+        changed directories and forget the rest (read again when needed)."""
+        if self._held <= max_entries:
             return
         with self.lock:
             self._flush()
@@ -102,6 +105,7 @@ class StatCache:
             keep = {p for p, d in self._dirs.items() if d != self._persist.get(p)}
             self._dirs = {p: self._dirs[p] for p in keep}
             self._persist = {p: self._persist[p] for p in keep}
+            self._held = sum(len(d) for d in self._dirs.values())
 
     def store(
         self,
@@ -128,7 +132,9 @@ class StatCache:
 
     def _store(self, path: str, sig: StatSig, digest: bytes, now_ns: int | None) -> None:
         parent, name = parent_of(path), name_of(path)
-        self._dir(parent)[name] = (sig, digest)
+        d = self._dir(parent)
+        self._held += name not in d
+        d[name] = (sig, digest)
         persist = self._persist[parent]
         racy = now_ns is not None and (sig[2] >= now_ns - RACY_NS or sig[3] >= now_ns - RACY_NS)
         if racy:

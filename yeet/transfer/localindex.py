@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-DEFAULT_CAPACITY = 100_000
+DEFAULT_CAPACITY = 50_000
 
 
 def capacity_from_env() -> int:
-    """``YEET_COPY_INDEX`` (entries per side; 0: no local copies), default 100,000."""
+    """``YEET_COPY_INDEX`` (entries per side; 0: no local copies), default 50,000."""
     raw = os.environ.get("YEET_COPY_INDEX", "")
     try:
         return max(0, int(raw)) if raw else DEFAULT_CAPACITY
