@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import delta_runners  # the measured runs (same directory)
 
+from tests.pagecache import evict as drop_cache
 from yeet.delta import (
     fine_params,
     match,
@@ -82,15 +83,6 @@ def file_digest(path: Path) -> bytes:
     h = blake3(max_threads=blake3.AUTO)
     h.update_mmap(str(path))
     return h.digest()
-
-
-def drop_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def warm(path: Path) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.delta_ssh import WRAPPER  # noqa: E402
+from bench.delta_ssh import WRAPPER, make_file  # noqa: E402
 from tests.journal_service import journal_service  # noqa: E402
 from tests.pagecache import evict  # noqa: E402
 from tests.sshd import SshWorld  # noqa: E402
@@ -49,15 +49,6 @@ from tests.sshd import SshWorld  # noqa: E402
 MIB = 1 << 20
 TOOLS = ("yeet (tracer)", "yeet (fallback)", "rsync --inplace")
 WRITES, WRITE = 16, 4096
-
-
-def make_file(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(64 * MIB, left)
-            f.write(os.urandom(n))
-            left -= n
 
 
 class Bench:
