@@ -491,6 +491,10 @@ class Tracer:
                 pass
         return self._handles.lookup(fid.dev, fid.ino, fid.gen)
 
+    def glimpse(self, fid: FileId) -> str | None:
+        """An unconfirmed current path of a file ``locate`` could not place."""
+        return self._handles.glimpse(fid.dev, fid.ino, fid.gen)
+
     # ---- asyncio -----------------------------------------------------------------------
 
     def fileno(self) -> int:

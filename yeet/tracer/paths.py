@@ -193,6 +193,35 @@ class HandleResolver:
         finally:
             os.close(mount_fd)
 
+    def glimpse(self, dev: int, ino: int, gen: int) -> str | None:
+        """Where the inode is right now, unconfirmed (it may be moving): a hint of
+        which trees it can be in, or ``None`` when even that cannot be seen."""
+        fmt = self._formats.get(dev)
+        if fmt is None:
+            return None
+        anchor, _anchor_dev = self._anchors[dev]
+        try:
+            mount_fd = open_anchor(anchor)
+        except OSError:
+            return None
+        try:
+            fd = open_handle(
+                mount_fd, fmt.handle_type, _build(fmt, ino, gen), os.O_PATH | os.O_CLOEXEC
+            )
+        except OSError:
+            return None
+        finally:
+            os.close(mount_fd)
+        try:
+            if os.fstat(fd).st_nlink != 1:
+                return None  # other names elsewhere: any of them may be under a root
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return target if target.startswith("/") and not target.endswith(" (deleted)") else None
+
 
 def open_anchor(path: str) -> int:
     """An fd ``open_by_handle_at`` accepts as its mount fd (it refuses ``O_PATH``)."""

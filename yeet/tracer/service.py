@@ -50,6 +50,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,8 +123,9 @@ class TracerService:
         self._server: asyncio.AbstractServer | None = None
         self._drain_soon: asyncio.TimerHandle | None = None
         # written files whose path could not be confirmed yet (they were being moved):
-        # tried again at every drain; while any is left, answers are incomplete
-        self._unresolved: dict[FileId, tuple[float, list[Any]]] = {}
+        # tried again at every drain; while one is left that may lie under a root
+        # (seen there, or never seen anywhere), that root's answers are incomplete
+        self._unresolved: dict[FileId, tuple[float, list[Any], set[str]]] = {}
 
     # ---- roots -----------------------------------------------------------------------
 
@@ -197,6 +199,16 @@ class TracerService:
     def _watched(self, path: str) -> bool:
         return any(within(path, r) for r in self.roots)
 
+    @staticmethod
+    def _may_hold(spots: set[str], roots: Iterable[str]) -> bool:
+        """Could an unplaced written file lie under one of ``roots``? Yes if it was
+        never seen anywhere, or was seen under one. A file only ever seen elsewhere
+        (another tree's build, a download) does not make these roots' answers
+        incomplete: were it moved in later, fanotify reports the move, and the sync
+        reads the file whole (it has no written ranges there)."""
+        roots = list(roots)
+        return not spots or any(within(s, r) for s in spots for r in roots)
+
     # ---- draining the kernel ------------------------------------------------------------
 
     def drain(self) -> None:
@@ -218,14 +230,18 @@ class TracerService:
         if d.rescan:
             self.log.lost("the write tracer lost changes: " + "; ".join(d.reasons))
         for fid, r in d.items():
-            first, ranges = self._unresolved.pop(fid, (time.monotonic(), []))
-            self._unresolved[fid] = (first, [*ranges, r])
-        for fid, (first, ranges) in list(self._unresolved.items()):
+            first, ranges, spots = self._unresolved.pop(fid, (time.monotonic(), [], set()))
+            self._unresolved[fid] = (first, [*ranges, r], spots)
+        for fid, (first, ranges, spots) in list(self._unresolved.items()):
             path, known = self.tracer.locate(fid)
             if path is None and not known:
+                spot = self.tracer.glimpse(fid)
+                if spot is not None and len(spots) < 16:
+                    spots.add(spot)
                 if time.monotonic() - first > UNRESOLVED_FOR:
                     del self._unresolved[fid]
-                    self.log.lost(f"cannot find the path of a written file (inode {fid.ino})")
+                    if self._may_hold(spots, self.roots):
+                        self.log.lost(f"cannot find the path of a written file (inode {fid.ino})")
                 continue  # try again at the next drain (a temp file being renamed, ...)
             del self._unresolved[fid]
             if path is not None and self._watched(path):
@@ -332,7 +348,7 @@ class TracerService:
         w = self._root_for(root)  # armed first: the drain can then place its files
         self.drain()  # the answer reaches up to now
         reasons = [w.problem] if w.problem else []
-        if self._unresolved:
+        if any(self._may_hold(spots, [root]) for _f, _r, spots in self._unresolved.values()):
             reasons.append("cannot find the path of a written file yet")
         cursor = decode_cursor(raw_cursor) if raw_cursor else None
         since: Since | None = None
