@@ -75,22 +75,39 @@ def write(root: Path, rel: str, content: str | bytes = "", executable: bool = Fa
     return p
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Everything below ``root``: ``file:<content>[+x]``, ``dir``, ``link:<target>``."""
-    out: dict[str, str] = {}
+Tree = dict[str, object]
+"""relpath -> ``(bytes, executable)`` | ``"dir"`` | ``("link", target)`` | ``"special"``"""
+
+
+def tree(root: Path) -> Tree:
+    """Everything below ``root``, exactly (symlinks are not followed)."""
+    out: Tree = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = Path(dirpath) / name
-            rel = os.fsdecode(full.relative_to(root).as_posix())
+            rel = full.relative_to(root).as_posix()
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
-                out[rel] = f"link:{os.readlink(full)}"
+                out[rel] = ("link", os.readlink(full))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = "dir"
             elif stat.S_ISREG(st.st_mode):
-                x = "+x" if st.st_mode & 0o100 else ""
-                out[rel] = f"file:{full.read_bytes().decode(errors='replace')}{x}"
+                out[rel] = (full.read_bytes(), bool(st.st_mode & 0o100))
             else:
                 out[rel] = "special"
-        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    return out
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """``tree`` as text: ``file:<content>[+x]``, ``dir``, ``link:<target>``, ``special``."""
+    out: dict[str, str] = {}
+    for rel, what in tree(root).items():
+        if isinstance(what, tuple) and what[0] == "link":
+            out[rel] = f"link:{what[1]}"
+        elif isinstance(what, tuple):
+            data, executable = what
+            assert isinstance(data, bytes)
+            out[rel] = f"file:{data.decode(errors='replace')}{'+x' if executable else ''}"
+        else:
+            out[rel] = str(what)
     return out

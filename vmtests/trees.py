@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
-import stat
 from pathlib import Path
 
-Tree = dict[str, object]
-"""relpath -> ``(bytes, executable)`` | ``"dir"`` | ``("link", target)``"""
+from tests.cli_harness import Tree, tree
 
-
-def tree(root: Path) -> Tree:
-    out: Tree = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = "dir"
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = (p.read_bytes(), bool(st.st_mode & 0o100))
-            else:
-                out[rel] = "special"
-        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-    return out
+__all__ = ["Tree", "tree"]
 
 
 def files(root: Path) -> dict[str, bytes]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_harness import tree
 from tests.sshd import SshServer, SshWorld
+
+__all__ = ["tree"]  # the transport tests import it from here
 
 BARE_39 = "/root/.pyenv/versions/3.9.18/bin/python3"
 BARE_DEBIAN = "/usr/bin/python3"
@@ -48,23 +49,6 @@ def yeet(
         timeout=timeout,
         cwd=world.root,
     )
-
-
-def tree(root: Path) -> dict[str, object]:
-    """What a tree holds: relpath -> bytes + exec bit | 'dir' | ('link', target)."""
-    out: dict[str, object] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = "dir"
-            else:
-                out[rel] = (p.read_bytes(), bool(st.st_mode & 0o100))
-    return out
 
 
 def make_tree(root: Path, spec: dict[str, object]) -> None:
