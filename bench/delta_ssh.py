@@ -57,6 +57,31 @@ sys.exit(proc.returncode)
 """
 
 
+class RemoteIo:
+    """Wrapper commands that log what the remote process they run wrote and read
+    from disk (its children's ``ru_oublock``/``ru_inblock``), and the totals."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.log = work / "io.log"
+        self.python = self._wrapper("python-wrap", sys.executable)
+        self.rsync = self._wrapper("rsync-wrap", shutil.which("rsync") or "/usr/bin/rsync")
+
+    def _wrapper(self, name: str, real: str) -> str:
+        path = self.work / name
+        path.write_text(WRAPPER.format(python=sys.executable, real=real, log=str(self.log)))
+        path.chmod(0o755)
+        return str(path)
+
+    def take(self) -> tuple[int, int]:
+        """(bytes written, bytes read) by the remote processes since the last call."""
+        if not self.log.exists():
+            return 0, 0
+        rows = [line.split() for line in self.log.read_text().splitlines() if line]
+        self.log.unlink()
+        return sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows)
+
+
 def make_file(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         left = size
@@ -77,29 +102,17 @@ class Bench:
         self.srv = self.world.server("bench")
         self.world.trust(self.srv)
         self.world.alias("bench", self.srv)
-        self.log = work / "io.log"
-        self.py_wrap = self._wrapper("python-wrap", sys.executable)
-        self.rsync_wrap = self._wrapper("rsync-wrap", shutil.which("rsync") or "/usr/bin/rsync")
+        self.io = RemoteIo(work)
         self.src = work / "src"
         self.dst = {t: work / ("dst-" + t.replace(" --", "-")) for t in TOOLS}
         self.rows: list[dict[str, object]] = []
 
-    def _wrapper(self, name: str, real: str) -> str:
-        path = self.work / name
-        path.write_text(WRAPPER.format(python=sys.executable, real=real, log=str(self.log)))
-        path.chmod(0o755)
-        return str(path)
-
     def env(self) -> dict[str, str]:
-        return self.world.env(YEET_REMOTE_PYTHON=self.py_wrap)
+        return self.world.env(YEET_REMOTE_PYTHON=self.io.python)
 
     def _writes(self) -> int:
         """Bytes written by the remote processes since the last call."""
-        if not self.log.exists():
-            return 0
-        total = sum(int(line.split()[0]) for line in self.log.read_text().splitlines() if line)
-        self.log.unlink()
-        return total
+        return self.io.take()[0]
 
     def run(self, tool: str) -> tuple[float, int, int]:
         self._writes()
@@ -109,7 +122,7 @@ class Bench:
             cmd += [f"bench:{dst}", "--name", "bench"]
         else:
             ssh = f"ssh -F {self.world.config_file} -o UserKnownHostsFile={self.world.known_hosts}"
-            cmd = ["rsync", "-a", "--stats", "-e", ssh, f"--rsync-path={self.rsync_wrap}"]
+            cmd = ["rsync", "-a", "--stats", "-e", ssh, f"--rsync-path={self.io.rsync}"]
             if tool == "rsync --inplace":
                 cmd.append("--inplace")
             cmd += [f"{self.src}/", f"bench:{dst}/"]

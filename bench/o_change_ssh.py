@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.delta_ssh import WRAPPER, make_file  # noqa: E402
+from bench.delta_ssh import RemoteIo, make_file  # noqa: E402
 from tests.journal_service import journal_service  # noqa: E402
 from tests.pagecache import evict  # noqa: E402
 from tests.sshd import SshWorld  # noqa: E402
@@ -60,30 +60,18 @@ class Bench:
             self.world.trust(srv)
             self.world.alias(name, srv)
         self.sock = sock
-        self.log = work / "io.log"
-        self.py_wrap = self._wrapper("python-wrap", sys.executable)
-        self.rsync_wrap = self._wrapper("rsync-wrap", shutil.which("rsync") or "/usr/bin/rsync")
+        self.io = RemoteIo(work)
         self.src = work / "src"
         self.dst = {t: work / re.sub(r"\W+", "-", t).strip("-") for t in TOOLS}
         self.rows: list[dict[str, object]] = []
 
-    def _wrapper(self, name: str, real: str) -> str:
-        path = self.work / name
-        path.write_text(WRAPPER.format(python=sys.executable, real=real, log=str(self.log)))
-        path.chmod(0o755)
-        return str(path)
-
     def _remote_reads(self) -> int:
         """Bytes the remote processes read from disk since the last call."""
-        if not self.log.exists():
-            return 0
-        total = sum(int(line.split()[1]) for line in self.log.read_text().splitlines() if line)
-        self.log.unlink()
-        return total
+        return self.io.take()[1]
 
     def run(self, tool: str) -> dict[str, float]:
         dst = self.dst[tool]
-        env = self.world.env(YEET_REMOTE_PYTHON=self.py_wrap)
+        env = self.world.env(YEET_REMOTE_PYTHON=self.io.python)
         if tool.startswith("yeet"):
             traced = tool == "yeet (tracer)"
             host = "traced" if traced else "plain"
@@ -93,7 +81,7 @@ class Bench:
         else:
             ssh = f"ssh -F {self.world.config_file} -o UserKnownHostsFile={self.world.known_hosts}"
             cmd = ["rsync", "-a", "--inplace", "--no-whole-file", "--stats", "-e", ssh]
-            cmd.append(f"--rsync-path={self.rsync_wrap}")
+            cmd.append(f"--rsync-path={self.io.rsync}")
             cmd += [f"{self.src}/", f"plain:{dst}/"]
         for f in (self.src / "big.img", dst / "big.img"):
             if f.exists():
