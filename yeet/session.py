@@ -238,10 +238,7 @@ class Session:
         if not await self._start(outcome):
             return outcome
         assert self._executor is not None
-        journal = await journal_scope.ask(self.store, self.settings, self.ep)
-        outcome.notes.extend(journal.notes)
-        self.hints.update(journal.hints)
-        self._hint_transfers()
+        journal = await self._ask_journals(None, outcome)
         scope = journal.scope
         outcome.journal = scope is not None
         progress = asyncio.create_task(self._report_progress())
@@ -366,8 +363,9 @@ class Session:
     async def _ask_journals(
         self, since: Mapping[Side, bytes | None] | None, outcome: Outcome
     ) -> journal_scope.JournalScope:
-        """Ask both hosts' change journals (continuous mode); the answer's hints replace
-        the last ones (hints not yet taken by a queued change stay with it)."""
+        """Ask both hosts' change journals (from the stored cursors, or ``since``); the
+        answer's hints replace the last ones (hints not yet taken by a queued change
+        stay with it)."""
         answer = await journal_scope.ask(self.store, self.settings, self.ep, since)
         outcome.notes.extend(answer.notes)
         self.hints = {s: answer.hints.get(s, {}) for s in Side}

@@ -266,16 +266,9 @@ class LocalDelta:
         (same signature as when cached, and their root is the old digest)."""
         cache = self.ep._cache
         assert cache is not None
-        alg = self._alg()
-        hit = cache.blocks.get(item.path)
-        if not digest.is_tree(alg) or hit is None or hit[0] != sig_of(st):
-            return None
-        try:
-            if digest.root_of(alg, hit[1], item.old.size) != item.old.digest:
-                return None
-        except ValueError:
-            return None
-        return digest.TreeUpdate(alg, hit[1], item.old.size, item.new.size)
+        alg, old = self._alg(), item.old
+        leaves = cache.blocks.of_content(item.path, alg, old.size, old.digest, sig_of(st))
+        return None if leaves is None else digest.TreeUpdate(alg, leaves, old.size, item.new.size)
 
     async def _drop(self, item: _Open) -> None:
         item.patch.close()

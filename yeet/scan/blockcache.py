@@ -20,6 +20,8 @@ import threading
 
 import msgspec
 
+from yeet import digest
+from yeet.paths import join, name_of, parent_of
 from yeet.state.db import transaction
 
 MIN_SIZE = 8 << 20
@@ -37,13 +39,15 @@ class BlockCache:
         self.side = side
         with lock:
             rows = conn.execute("SELECT path FROM blockcache WHERE side=?", (side,)).fetchall()
-        self._paths = {os.fsdecode(p) for (p,) in rows}
+        self._names: dict[str, set[str]] = {}  # directory -> names with an entry
+        for (p,) in rows:
+            self._names.setdefault(parent_of(os.fsdecode(p)), set()).add(name_of(os.fsdecode(p)))
 
     def __contains__(self, path: str) -> bool:
-        return path in self._paths
+        return name_of(path) in self._names.get(parent_of(path), ())
 
     def get(self, path: str) -> tuple[StatSig, list[bytes]] | None:
-        if path not in self._paths:
+        if path not in self:
             return None
         with self.lock:
             row = self.conn.execute(
@@ -61,6 +65,19 @@ class BlockCache:
             return None
         return sig, [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
+    def of_content(
+        self, path: str, alg: str, size: int, value: bytes, sig: StatSig | None = None
+    ) -> list[bytes] | None:
+        """The cached leaves of ``path`` if they are those of the content of ``size``
+        bytes with digest ``value`` (and were stored for signature ``sig``, if given)."""
+        hit = self.get(path) if digest.is_tree(alg) else None
+        if hit is None or hit[0][1] != size or (sig is not None and hit[0] != sig):
+            return None
+        try:
+            return hit[1] if digest.root_of(alg, hit[1], size) == value else None
+        except ValueError:
+            return None
+
     def put(self, path: str, sig: StatSig, leaves: list[bytes]) -> None:
         if sig[1] < MIN_SIZE:
             self.drop(path)
@@ -70,12 +87,12 @@ class BlockCache:
                 "INSERT OR REPLACE INTO blockcache VALUES (?, ?, ?, ?)",
                 (self.side, os.fsencode(path), _sig.encode(sig), b"".join(leaves)),
             )
-        self._paths.add(path)
+        self._names.setdefault(parent_of(path), set()).add(name_of(path))
 
     def drop(self, path: str) -> None:
-        if path not in self._paths:
+        if path not in self:
             return
-        self._paths.discard(path)
+        self._names[parent_of(path)].discard(name_of(path))
         with self.lock, transaction(self.conn):
             self.conn.execute(
                 "DELETE FROM blockcache WHERE side=? AND path=?", (self.side, os.fsencode(path))
@@ -83,8 +100,5 @@ class BlockCache:
 
     def drop_under(self, directory: str, keep: set[str]) -> None:
         """A complete listing of ``directory`` holds only the file names ``keep``."""
-        prefix = directory + "/" if directory else ""
-        for path in [p for p in self._paths if p.startswith(prefix)]:
-            rest = path[len(prefix) :]
-            if "/" not in rest and rest not in keep:
-                self.drop(path)
+        for name in [n for n in self._names.get(directory, ()) if n not in keep]:
+            self.drop(join(directory, name))

@@ -400,7 +400,8 @@ class Writer:
             assert st is not None
             os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            self.cache.store(op.path, sig_of(after), new.digest, leaves=self._leaves(op.path, new))
+            leaves = self.cache.blocks.of_content(op.path, self.alg, new.size, new.digest)
+            self.cache.store(op.path, sig_of(after), new.digest, leaves=leaves)
             return
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
@@ -418,17 +419,6 @@ class Writer:
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
         self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
-
-    def _leaves(self, path: str, content: Entry) -> list[bytes] | None:
-        """The cached leaves of ``path`` if they are those of ``content`` (still there)."""
-        hit = self.cache.blocks.get(path)
-        if hit is None or not digest.is_tree(self.alg) or hit[0][1] != content.size:
-            return None
-        try:
-            same = digest.root_of(self.alg, hit[1], content.size) == content.digest
-        except ValueError:
-            return None
-        return hit[1] if same else None
 
     def _remove(self, parent: int, name: str, path: str, old: Entry | None) -> None:
         self.cache.drop(path)
