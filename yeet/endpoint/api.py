@@ -75,6 +75,9 @@ class StageInfo(msgspec.Struct, frozen=True):
     have: tuple[tuple[int, int], ...] = ()
     # ranges of an abandoned upload of an older version: confirm with stage_keep
     maybe: tuple[tuple[int, int], ...] = ()
+    # the resumable upload's file on the agent's host ("" if none): a bulk channel
+    # may write its chunks (``BulkWriter``)
+    partial: str = ""
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -291,3 +294,20 @@ class Endpoint(Protocol):
     async def trash_restore(self, item: int, force: bool = False) -> OpResult: ...
 
     async def close(self) -> None: ...
+
+
+class BulkWriter(Protocol):
+    """A second agent process on its own channel, carrying only the bytes of large
+    uploads, so they never queue in front of the session's calls. It opens no
+    session: it writes chunks into partial uploads that the session's agent opened
+    (``StageInfo.partial``) and will verify and commit."""
+
+    async def bulk_open(self, path: str, size: int) -> int:
+        """Attach to the partial upload at ``path`` (absolute, ``size`` bytes)."""
+        ...
+
+    async def bulk_write(self, handle: int, offset: int, data: bytes) -> None:
+        """Write a chunk, durably, and record it in the upload's chunk journal."""
+        ...
+
+    async def bulk_close(self, handle: int) -> None: ...

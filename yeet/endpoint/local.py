@@ -358,7 +358,7 @@ class LocalEndpoint:
         durable = self._durable
         try:
             prepared = writer.stage(ops)
-            if prepared[1]:
+            if prepared.staged and not prepared.each:
                 durable.wait()  # new contents on disk before any rename
         finally:
             self._turns.wait_turn(ticket)
@@ -374,7 +374,8 @@ class LocalEndpoint:
         def run() -> StageInfo:
             assert self._writer is not None
             handle, have, maybe = self._writer.stage_open(path, new)
-            return StageInfo(handle, tuple(have), tuple(maybe))
+            partial = self._writer.partial_path(handle)
+            return StageInfo(handle, tuple(have), tuple(maybe), partial)
 
         return await asyncio.to_thread(run)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from yeet.endpoint.api import Endpoint
+from yeet.endpoint.api import BulkWriter, Endpoint
 from yeet.errors import ProtocolError
 from yeet.protocol.annotations import function_hints
 
@@ -47,6 +47,9 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "patch_write"),
     (Endpoint, "patch_commit"),
     (Endpoint, "patch_abort"),
+    (BulkWriter, "bulk_open"),
+    (BulkWriter, "bulk_write"),
+    (BulkWriter, "bulk_close"),
 )
 
 _REQUIRED = inspect.Parameter.empty

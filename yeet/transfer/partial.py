@@ -65,6 +65,7 @@ class Partial:
     ) -> None:
         self.dir_fd = dir_fd
         self.name = name
+        self.own_dir = False  # close dir_fd too (``attach``)
         self.maybe: list[tuple[int, int]] = []
         if take_over is not None:
             self.maybe = self._take_over(take_over, size)
@@ -134,12 +135,13 @@ class Partial:
         self.have.append((offset, len(data)))
 
     def close(self) -> None:
-        for fd in (self.fd, self.log):
+        for fd in (self.fd, self.log, self.dir_fd if self.own_dir else -1):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self.fd = self.log = -1
+        self.own_dir = False
 
     def forget_log(self) -> None:
         try:
@@ -154,6 +156,36 @@ class Partial:
             os.unlink(self.name, dir_fd=self.dir_fd)
         except OSError:
             pass
+
+
+def attach(path: str, size: int) -> Partial:
+    """Write chunks into the existing partial at ``path``: the one ``stage_open`` made
+    in another agent process of the same session (a bulk channel, which must not
+    create, take over or truncate anything). Raises ``ValueError`` for a path that is
+    no partial upload of a staging directory, ``OSError`` if it is gone."""
+    directory, name = os.path.split(path)
+    if (
+        not os.path.isabs(path)
+        or not name.startswith(PREFIX)
+        or name.endswith(".chunks")
+        or os.path.basename(directory) != "stage"
+    ):
+        raise ValueError(f"not a partial upload: {path}")
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    upload = Partial.__new__(Partial)
+    upload.dir_fd, upload.name, upload.own_dir = dir_fd, name, True
+    upload.maybe, upload.have = [], []
+    upload.fd = upload.log = -1
+    try:
+        upload.fd = os.open(name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        upload.log = os.open(name + ".chunks", flags, dir_fd=dir_fd)
+        if os.fstat(upload.fd).st_size != size:
+            raise ValueError(f"partial upload {path} is not {size} bytes")
+    except BaseException:
+        upload.close()
+        raise
+    return upload
 
 
 def _read_all(fd: int) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import secrets
 import stat
 import threading
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from yeet import digest
 from yeet.endpoint.api import Op, OpResult
 from yeet.engine.entries import Entry
-from yeet.fs.durable import barrier, sync_file
+from yeet.fs import durable as durability
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
@@ -57,6 +58,16 @@ def new_mode(executable: bool, old_mode: int | None) -> int:
 
 
 @dataclass
+class Prepared:
+    """A staged batch: results already known (by op index), staged contents, and
+    whether its durability is per file (``yeet.fs.durable``) or one ``syncfs``."""
+
+    results: list[OpResult | None]
+    staged: dict[int, Staged]
+    each: bool
+
+
+@dataclass
 class Staged:
     name: str  # inside the staging directory, or a temp name in the target dir
     in_target_dir: bool
@@ -75,11 +86,14 @@ class Writer:
         cache: StatCache,
         rules: IgnoreRules,
         alg: str,
+        dirty: Callable[[], int | None] = durability.dirty_bytes,
     ) -> None:
+        self.dirty = dirty  # bytes others have waiting for writeback (durability choice)
         self.root = RootDir(root)  # used by commit (one batch at a time)
         self.stage_root = RootDir(root)  # used by staging, under _stage_lock
         self._stage_lock = threading.RLock()
         os.makedirs(stage_dir, mode=0o700, exist_ok=True)
+        self.stage_dir = os.path.abspath(stage_dir)
         self.stage_fd = os.open(stage_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.same_device = os.fstat(self.stage_fd).st_dev == self.root.dev
         self.trash = trash
@@ -87,6 +101,7 @@ class Writer:
         self.rules = rules
         self.alg = alg
         self._handles: dict[int, tuple[str, Staged, Entry]] = {}
+        self._reserved: dict[str, int] = {}  # trash rows of the batch being committed
         self._partials: dict[int, partial.Partial] = {}
         self._next_handle = 1
         self._clean_stage_dir()
@@ -174,6 +189,12 @@ class Writer:
         self._handles[handle] = (path, staged, new)
         return handle, have, maybe
 
+    def partial_path(self, handle: int) -> str:
+        """Where a resumable upload's file is ("" if it is not one): another agent
+        process may write its chunks (``partial.attach``)."""
+        upload = self._partials.get(handle)
+        return "" if upload is None else os.path.join(self.stage_dir, upload.name)
+
     def staged_fd(self, handle: int) -> int:
         """The open staging file of a large upload (written directly by delta patches)."""
         return self._handles[handle][1].fd
@@ -209,7 +230,7 @@ class Writer:
         elif item is not None:
             self._discard(item[0], item[1])
 
-    def _prepare(self, op: Op) -> Staged:
+    def _prepare(self, op: Op, each: bool) -> Staged:
         """Stage the new content of a file op and verify its digest."""
         assert op.new is not None
         if op.stage is not None:
@@ -246,7 +267,7 @@ class Writer:
         if value != op.new.digest or size != op.new.size:
             self._discard(op.path, staged)
             raise Mismatch(DIGEST_MISMATCH)
-        sync_file(staged.fd)
+        durability.sync_file(staged.fd, each)
         os.close(staged.fd)
         staged.fd = -1
         return staged
@@ -294,16 +315,20 @@ class Writer:
     def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         """Stage, make durable, commit, make durable: a whole batch, single-threaded."""
         prepared = self.stage(ops)
-        barrier(self.stage_fd)
-        return self.commit(ops, prepared, lambda: barrier(self.root.fd))
+        if not prepared.each:
+            durability.barrier(self.stage_fd)
+        return self.commit(ops, prepared, lambda: durability.barrier(self.root.fd))
 
-    def stage(self, ops: Sequence[Op]) -> tuple[list[OpResult | None], dict[int, Staged]]:
+    def stage(self, ops: Sequence[Op]) -> Prepared:
         """Phase 1 (may run while another batch commits): write new contents aside.
 
-        Needs a durability barrier before ``commit``.
+        Unless ``each``, needs a durability barrier before ``commit``.
         """
         results: list[OpResult | None] = [None] * len(ops)
         staged: dict[int, Staged] = {}
+        files = sum(1 for op in ops if op.new is not None and op.new.is_file)
+        dirs = len({posixpath.dirname(op.path) for op in ops}) + 2  # + trash, staging
+        each = durability.each_file(files, dirs, self.dirty())
         with self._stage_lock:
             try:
                 for i, op in enumerate(ops):
@@ -311,23 +336,34 @@ class Writer:
                         if not self.same_device and op.stage is None:
                             continue  # staged next to its target, at commit time
                         try:
-                            staged[i] = self._prepare(op)
+                            staged[i] = self._prepare(op, each)
                         except Mismatch as err:
                             results[i] = OpResult(op.path, False, str(err), transient=True)
                         except OSError as err:
                             results[i] = OpResult(op.path, False, _oserror(err))
             finally:
                 self.stage_root.forget()
-        return results, staged
+        return Prepared(results, staged, each)
 
     def commit(
         self,
         ops: Sequence[Op],
-        prepared: tuple[list[OpResult | None], dict[int, Staged]],
+        prepared: Prepared,
         durable: Callable[[], None],
     ) -> list[OpResult]:
-        """Phase 2 (one batch at a time, in order): check, trash, rename into place."""
-        results, staged = prepared
+        """Phase 2 (one batch at a time, in order): check, trash, rename into place;
+        then make it durable (``durable``: the barrier, unless per file)."""
+        results, staged = prepared.results, prepared.staged
+        self._reserved = self.trash.reserve(
+            [
+                (op.path, op.old)
+                for i, op in enumerate(ops)
+                if results[i] is None
+                and op.old is not None
+                and not op.old.is_dir
+                and not self._exec_only(op)
+            ]
+        )
         try:
             for i, op in enumerate(ops):
                 if results[i] is not None:
@@ -337,8 +373,7 @@ class Writer:
                 if s is None and not self.same_device and needs_content:
                     try:
                         with self._stage_lock:
-                            s = self._prepare(op)
-                        fsync_staged(self, op.path, s)
+                            s = self._prepare(op, True)
                     except Mismatch as err:
                         results[i] = OpResult(op.path, False, str(err), transient=True)
                         continue
@@ -346,12 +381,27 @@ class Writer:
                         results[i] = OpResult(op.path, False, _oserror(err))
                         continue
                 results[i] = self._apply_one(op, s)
-            durable()
+            if prepared.each:
+                self._sync_dirs(ops)
+            else:
+                durable()
         finally:
             for i, left in staged.items():
                 self._discard(ops[i].path, left)
             self.root.forget()
+            self.trash.release(self._reserved.values())
+            self._reserved = {}
         return [r for r in results if r is not None]
+
+    def _sync_dirs(self, ops: Sequence[Op]) -> None:
+        """Per-file durability, last step: the directories this batch changed."""
+        durability.sync_dirs((self.trash.fd, self.stage_fd))
+        for parent in sorted({posixpath.dirname(op.path) for op in ops}):
+            try:
+                fd = self.root.dir_fd(parent)  # (may close other cached fds: one at a time)
+            except (FileNotFoundError, NotADirectoryInRoot):
+                continue  # removed by this batch: its parent is synced
+            durability.sync_dirs((fd,))
 
     @staticmethod
     def _exec_only(op: Op) -> bool:
@@ -393,7 +443,7 @@ class Writer:
             return
         if new.is_dir:
             if old is not None:
-                self.trash.preserve(parent, name, op.path, old, move=True)
+                self._preserve(parent, name, op.path, old, move=True)
             os.mkdir(name, 0o777, dir_fd=parent)
             return
         if new.is_file and staged is None:  # exec bit only
@@ -406,7 +456,7 @@ class Writer:
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
         elif old is not None:
-            self.trash.preserve(parent, name, op.path, old, move=False)
+            self._preserve(parent, name, op.path, old, move=False)
         if new.is_symlink:
             tmp = f".yeet-tmp-{secrets.token_hex(8)}"
             tmp_fd = self.stage_fd if self.same_device else parent
@@ -420,10 +470,14 @@ class Writer:
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
         self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
 
+    def _preserve(self, parent: int, name: str, path: str, old: Entry | None, move: bool) -> None:
+        reserved = self._reserved.pop(path, None)
+        self.trash.preserve(parent, name, path, old, move=move, reserved=reserved)
+
     def _remove(self, parent: int, name: str, path: str, old: Entry | None) -> None:
         self.cache.drop(path)
         if old is None or not old.is_dir:
-            self.trash.preserve(parent, name, path, old, move=True)
+            self._preserve(parent, name, path, old, move=True)
             return
         try:
             os.rmdir(name, dir_fd=parent)
@@ -451,18 +505,6 @@ class Writer:
         finally:
             os.close(fd)
         os.rmdir(name, dir_fd=parent)
-
-
-def fsync_staged(writer: Writer, path: str, staged: Staged) -> None:
-    """A file staged next to its target (across filesystems): make it durable now."""
-    with writer._stage_lock:
-        fd = os.open(
-            staged.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=writer._stage_dir_fd(path, staged)
-        )
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _oserror(err: OSError) -> str:

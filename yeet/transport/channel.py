@@ -26,13 +26,25 @@ class Channel(Protocol):
 
     async def stderr_tail(self) -> str: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Say goodbye: end the input, let the agent finish its calls and exit."""
+        ...
+
+    async def terminate(self) -> None:
+        """Stop the agent now, whatever it was doing (it must be safe to cut off)."""
+        ...
 
 
 class Connector(Protocol):
     where: str
 
     async def open_channel(self) -> Channel: ...
+
+    def sibling(self) -> Connector:
+        """A connector to the same host whose channels do not share this one's
+        connection (a bulk channel's bytes never queue in front of its calls);
+        ``aclose`` of either closes only what it opened."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -57,6 +57,12 @@ class ProcessChannel:
             await self.proc.wait()
         await self._stderr.aclose()
 
+    async def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.proc.wait()
+        await self._stderr.aclose()
+
 
 class SubprocessConnector:
     """Starts ``python -m yeet agent`` locally (``state_dir``: where its state goes)."""
@@ -87,6 +93,9 @@ class SubprocessConnector:
         except OSError as err:
             raise ConnectionLost(self.where, f"cannot start {self.python}: {err}") from None
         return ProcessChannel(proc, "agent")
+
+    def sibling(self) -> SubprocessConnector:
+        return self  # every channel is a process of its own
 
     async def aclose(self) -> None:
         pass

@@ -50,6 +50,9 @@ class OpenSshConnector:
             args += ["-J", ",".join(t.via)]
         return [*args, "--", t.host, command]
 
+    def sibling(self) -> OpenSshConnector:
+        return self  # every channel is an ssh process (a connection) of its own
+
     async def aclose(self) -> None:
         pass
 

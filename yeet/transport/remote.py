@@ -53,6 +53,7 @@ from yeet.endpoint.api import (
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError, YeetError
 from yeet.protocol.messages import Welcome
+from yeet.transport.bulk import BulkLink
 from yeet.transport.channel import Channel, Connector
 from yeet.transport.rpc import ConnectionLost, RpcClient
 
@@ -107,6 +108,8 @@ class RemoteEndpoint:
         self._wire = [0, 0]  # bytes sent, received by earlier links
         self._patches: dict[int, tuple[int, int]] = {}  # local handle -> (generation, agent's)
         self._closed = False
+        self.bulk = BulkLink(connector.sibling(), notify)
+        self._partials: dict[int, tuple[str, int]] = {}  # stage handle -> (partial path, size)
 
     # -- the link -----------------------------------------------------------------------
 
@@ -172,7 +175,8 @@ class RemoteEndpoint:
         if self._rpc is not None:
             sent += self._rpc.wire_sent
             received += self._rpc.wire_received
-        return sent, received
+        bulk = self.bulk.wire()
+        return sent + bulk[0], received + bulk[1]
 
     async def _drop(self) -> None:
         rpc, self._rpc = self._rpc, None
@@ -315,6 +319,8 @@ class RemoteEndpoint:
         local = self._next_stage
         self._next_stage += 1
         self._stages[local] = (self._generation, info.handle)
+        if info.partial:
+            self._partials[local] = (info.partial, new.size)
         return StageInfo(local, info.have, info.maybe)
 
     def _agent_handle(self, handle: int, generation: int | None = None) -> int | None:
@@ -356,10 +362,23 @@ class RemoteEndpoint:
             await self._bulk_freed.wait()
         self.sent_bytes += len(data)
         self._bulk += len(data)
-        task = asyncio.ensure_future(self._staged("stage_write", handle, offset, data))
+        task = asyncio.ensure_future(self._stage_write(handle, offset, data))
         task.add_done_callback(_retrieve)
         task.add_done_callback(functools.partial(self._bulk_done, len(data)))
         pending.append(task)
+
+    async def _stage_write(self, handle: int, offset: int, data: bytes) -> None:
+        """A chunk goes on the bulk channel when there is one (``yeet.transport.bulk``)."""
+        target = self._partials.get(handle)
+        if target is not None and await self.bulk.write(*target, offset, data):
+            return
+        await self._staged("stage_write", handle, offset, data)
+
+    def _upload_done(self, handle: int) -> None:
+        self._stages.pop(handle, None)
+        target = self._partials.pop(handle, None)
+        if target is not None:
+            self.bulk.done(target[0])
 
     def _bulk_done(self, size: int, _task: asyncio.Future[Any]) -> None:
         self._bulk -= size
@@ -397,7 +416,7 @@ class RemoteEndpoint:
         if self._agent_handle(handle) is not None:
             with contextlib.suppress(ConnectionLost, OSError):
                 await self._staged("stage_abort", handle, keep)
-        self._stages.pop(handle, None)
+        self._upload_done(handle)
 
     async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
         failed: dict[int, BaseException] = {}
@@ -447,7 +466,7 @@ class RemoteEndpoint:
                 if op.stage in failed and self._agent_handle(op.stage) is not None:
                     with contextlib.suppress(ConnectionLost, OSError):
                         await self._staged("stage_abort", op.stage)
-                self._stages.pop(op.stage, None)
+                self._upload_done(op.stage)
         done = iter(results)
         return [lost[i] if i in lost else next(done) for i in range(len(ops))]
 
@@ -581,6 +600,7 @@ class RemoteEndpoint:
                     await asyncio.wait_for(rpc.call("close"), CLOSE_WAIT)
         finally:
             self._closed = True
+            await self.bulk.aclose()
             await self._drop()
             await self.connector.aclose()
 

@@ -53,6 +53,7 @@ from yeet.protocol.connection import (
 from yeet.protocol.messages import Fault
 from yeet.state.db import open_database
 from yeet.state.sessions import check_name, state_home
+from yeet.transfer import partial
 from yeet.transport.faults import fault_of
 
 READ_SIZE = 1 << 20
@@ -107,6 +108,8 @@ class AgentEndpoint:
         self._conn: Any = None
         self._handles: set[int] = set()
         self._patches: set[int] = set()
+        self._bulk: dict[int, partial.Partial] = {}  # bulk channel: attached uploads
+        self._next_bulk = 1
 
     def _local(self) -> LocalEndpoint:
         if self.ep is None:
@@ -140,6 +143,9 @@ class AgentEndpoint:
         return info
 
     async def close(self) -> None:
+        for upload in self._bulk.values():
+            upload.close()
+        self._bulk.clear()
         if self.ep is not None:
             ep, self.ep = self.ep, None
             await ep.close()
@@ -208,6 +214,31 @@ class AgentEndpoint:
         if offset < 0:
             raise BadPath(f"negative offset {offset}")
         await self._local().stage_write(handle, offset, data)
+
+    # -- a bulk channel (``BulkWriter``): no session, only chunks of partial uploads ----
+
+    async def bulk_open(self, path: str, size: int) -> int:
+        try:
+            upload = await asyncio.to_thread(partial.attach, path, size)
+        except ValueError as err:
+            raise BadPath(str(err)) from None
+        handle = self._next_bulk
+        self._next_bulk += 1
+        self._bulk[handle] = upload
+        return handle
+
+    async def bulk_write(self, handle: int, offset: int, data: bytes) -> None:
+        upload = self._bulk.get(handle)
+        if upload is None:
+            raise OSError(9, f"unknown bulk handle {handle}")
+        if offset < 0:
+            raise BadPath(f"negative offset {offset}")
+        await asyncio.to_thread(upload.write, offset, data)
+
+    async def bulk_close(self, handle: int) -> None:
+        upload = self._bulk.pop(handle, None)
+        if upload is not None:
+            upload.close()
 
     async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
         if handle not in self._handles:

@@ -123,6 +123,11 @@ class SshChannel:
                 self.process.close()
         await self._stderr.aclose()
 
+    async def terminate(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.close()  # the channel: sshd closes the agent's pipes
+        await self._stderr.aclose()
+
 
 class SshConnector:
     def __init__(self, target: SshTarget) -> None:
@@ -130,6 +135,9 @@ class SshConnector:
         self.where = target.describe()
         self._conn: asyncssh.SSHClientConnection | None = None
         self.uploads = 0
+
+    def sibling(self) -> SshConnector:
+        return SshConnector(self.target)  # its own SSH connection, its own TCP stream
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None

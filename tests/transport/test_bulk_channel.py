@@ -1,0 +1,146 @@
+"""Large uploads go on a channel of their own (``yeet.transport.bulk``).
+
+Real agent processes on real pipes: the session's agent and a bulk agent. The
+bulk agent is stopped (SIGSTOP) in the middle of an upload, which is what a
+saturated link looks like from the session's channel; calls on the session's
+channel must still be answered, the upload must finish once the bulk agent runs
+again, and its chunks must never have crossed the session's channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from yeet import digest
+from yeet.endpoint.api import EndpointConfig, Op
+from yeet.engine.entries import file_entry
+from yeet.transfer import partial
+from yeet.transport.bulk import ENV
+from yeet.transport.local_process import ProcessChannel, SubprocessConnector
+from yeet.transport.remote import RemoteEndpoint
+
+ALG = "blake2b"
+MiB = 1 << 20
+
+
+async def _open(tmp: Path) -> RemoteEndpoint:
+    ep = RemoteEndpoint(SubprocessConnector(tmp / "agent-state"), notify=lambda _m: None)
+    await ep.open(EndpointConfig("t", "beta", str(tmp / "beta"), create_root=True, digest=ALG))
+    return ep
+
+
+def test_a_stalled_upload_does_not_hold_back_the_sessions_calls(tmp_path: Path) -> None:
+    big = os.urandom(48 * MiB)
+    entry = file_entry(digest.of_bytes(ALG, big), len(big))
+
+    async def scenario() -> None:
+        ep = await _open(tmp_path)
+        try:
+            stage = await ep.stage_open("big.bin", entry)
+            await ep.stage_write(stage.handle, 0, big[: 4 * MiB])
+            assert await ep._settle_writes(stage.handle) is None
+            channel = ep.bulk._channel
+            assert isinstance(channel, ProcessChannel), "no bulk channel was opened"
+            assert channel.proc.pid != ep._channel.proc.pid  # type: ignore[union-attr]
+            os.kill(channel.proc.pid, signal.SIGSTOP)
+            try:
+                # chunks queue up behind the stopped bulk agent (as many as may be
+                # in flight: a further stage_write would wait for them)
+                for offset in range(4 * MiB, 16 * MiB, 4 * MiB):
+                    await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
+                small = b"small edit\n"
+                op = Op("small.txt", None, file_entry(digest.of_bytes(ALG, small), len(small)))
+                [result] = await asyncio.wait_for(
+                    ep.apply([Op(op.path, None, op.new, data=small)]), 30
+                )
+                assert result.ok, result
+                assert (tmp_path / "beta" / "small.txt").read_bytes() == small
+                assert not (tmp_path / "beta" / "big.bin").exists()
+            finally:
+                os.kill(channel.proc.pid, signal.SIGCONT)
+            for offset in range(16 * MiB, len(big), 4 * MiB):
+                await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=stage.handle)])
+            assert result.ok, result
+            assert (tmp_path / "beta" / "big.bin").read_bytes() == big
+            assert ep.bulk.opened == 1
+            assert ep._rpc is not None and ep._rpc.wire_sent < MiB, "chunks crossed the session"
+            assert ep.wire()[0] > len(big)  # both channels are counted
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
+
+
+def test_without_a_bulk_channel_uploads_share_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, "0")
+    data = os.urandom(6 * MiB)
+    entry = file_entry(digest.of_bytes(ALG, data), len(data))
+
+    async def scenario() -> None:
+        ep = await _open(tmp_path)
+        try:
+            stage = await ep.stage_open("big.bin", entry)
+            await ep.stage_write(stage.handle, 0, data)
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=stage.handle)])
+            assert result.ok, result
+            assert ep.bulk.opened == 0
+            assert ep._rpc is not None and ep._rpc.wire_sent > len(data)
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "beta" / "big.bin").read_bytes() == data
+
+
+def test_chunks_the_bulk_agent_recorded_survive_it(tmp_path: Path) -> None:
+    """The session's agent resumes from chunks the bulk agent recorded; a killed bulk
+    agent is replaced for the next chunk."""
+    data = os.urandom(16 * MiB)
+    entry = file_entry(digest.of_bytes(ALG, data), len(data))
+
+    async def scenario() -> None:
+        ep = await _open(tmp_path)
+        try:
+            stage = await ep.stage_open("big.bin", entry)
+            await ep.stage_write(stage.handle, 0, data[: 8 * MiB])
+            assert await ep._settle_writes(stage.handle) is None
+            await ep.stage_abort(stage.handle, keep=True)  # e.g. the session was stopped
+            again = await ep.stage_open("big.bin", entry)
+            assert again.have == ((0, 8 * MiB),)  # recorded by the bulk agent
+            channel = ep.bulk._channel
+            assert isinstance(channel, ProcessChannel)
+            channel.proc.kill()
+            await channel.proc.wait()
+            while ep.bulk._rpc is not None and ep.bulk._rpc.alive:
+                await asyncio.sleep(0.01)
+            await ep.stage_write(again.handle, 8 * MiB, data[8 * MiB :])
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=again.handle)])
+            assert result.ok, result
+            assert ep.bulk.opened == 2
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "beta" / "big.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "relative/stage/partial-x",
+        "/tmp/stage/notpartial",
+        "/tmp/stage/partial-x.chunks",
+        "/tmp/other/partial-x",
+    ],
+)
+def test_the_bulk_agent_writes_only_into_partial_uploads(path: str) -> None:
+    with pytest.raises(ValueError, match="not a partial upload"):
+        partial.attach(path, 1)
