@@ -14,9 +14,12 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from yeet import digest
 from yeet.endpoint.api import EndpointConfig, Op
 from yeet.engine.entries import Entry, file_entry
+from yeet.transport.bulk import ENV
 from yeet.transport.local_process import ProcessChannel, SubprocessConnector
 from yeet.transport.remote import RemoteEndpoint
 
@@ -74,7 +77,41 @@ def test_apply_of_an_upload_lost_with_its_agent(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_stage_write_of_an_upload_lost_with_its_agent(tmp_path: Path) -> None:
+def test_chunks_on_the_bulk_channel_outlive_the_sessions_agent(tmp_path: Path) -> None:
+    """The bulk agent writes into the partial file, not through a handle: chunks sent
+    after the session's agent died are kept, and the next attempt resumes with them."""
+    data = os.urandom(4 << 20)
+    entry = file_entry(digest.of_bytes(ALG, data), len(data))
+
+    async def scenario() -> None:
+        ep = await _open(tmp_path)
+        try:
+            stage = await ep.stage_open("big.bin", entry)
+            await ep.stage_write(stage.handle, 0, data[: 2 << 20])
+            assert await ep._settle_writes(stage.handle) is None
+            await _kill_agent(ep)
+            await ep.stage_write(stage.handle, 2 << 20, data[2 << 20 :])
+            assert await ep._settle_writes(stage.handle) is None
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=stage.handle)])
+            assert not result.ok and result.transient and CLIENT_SIDE in (result.problem or "")
+            again = await ep.stage_open("big.bin", entry)  # the next pass
+            assert sorted(again.have) == [(0, 2 << 20), (2 << 20, 2 << 20)]
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=again.handle)])
+            assert result.ok, result
+            assert ep.reconnects == 1
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "beta" / "big.bin").read_bytes() == data
+
+
+def test_stage_write_of_an_upload_lost_with_its_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks on the session's channel (no bulk channel): an old handle fails."""
+    monkeypatch.setenv(ENV, "0")
+
     async def scenario() -> None:
         ep = await _open(tmp_path)
         try:

@@ -7,12 +7,11 @@ session state so ``yeet status`` can report it later.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import Any
 
-from yeet.cli import report
+from yeet.cli import interrupt, report
 from yeet.cli.progress import Progress
 from yeet.cli.runner import Overrides, endpoints, locked_store, resolve_name, settings_for
 from yeet.session import Outcome, Session, Settings
@@ -80,7 +79,7 @@ def sync(
         store.set_meta(last_state="pending", last_start=time.time())
         store.set_progress({"state": "pending", "time": time.time()})
         try:
-            outcome = asyncio.run(_run(store, settings, allow_empty, progress, watch, quiet))
+            outcome = interrupt.run(_run(store, settings, allow_empty, progress, watch, quiet))
         finally:
             progress.done()
         if not watch:

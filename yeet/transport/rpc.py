@@ -227,8 +227,11 @@ class RpcClient:
             self.wire_sent += len(data)
             async with self._drain_lock:
                 await self.writer.drain()
-        except (ConnectionError, OSError, BrokenPipeError) as err:
-            lost = ConnectionLost(self.where, str(err))
+        except Exception as err:
+            # asyncssh's ConnectionLost/DisconnectError are not ConnectionErrors
+            if not isinstance(err, OSError) and not type(err).__module__.startswith("asyncssh"):
+                raise
+            lost = err if isinstance(err, ConnectionLost) else ConnectionLost(self.where, str(err))
             self._fail_all(lost)
             raise lost from None
 
