@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from yeet.errors import YeetError
-from yeet.transport.channel import Channel, Connector
+from yeet.transport.channel import Channel, Connector, drop_link
 from yeet.transport.rpc import ConnectionLost, RpcClient
 
 ENV = "YEET_BULK_CHANNEL"
@@ -144,15 +144,9 @@ class BulkLink:
         rpc, self._rpc = self._rpc, None
         channel, self._channel = self._channel, None
         self._handles.clear()  # they belonged to that agent
-        if rpc is not None:
-            self._wire[0] += rpc.wire_sent
-            self._wire[1] += rpc.wire_received
-            await rpc.aclose()
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                # nothing to wait for: every chunk the bulk agent recorded is durable,
-                # one it was writing is simply not recorded (sent again on resume)
-                await channel.terminate()
+        # not politely: every chunk the bulk agent recorded is durable, one it was
+        # writing is simply not recorded (sent again on resume)
+        await drop_link(rpc, channel, self._wire, polite=False)
 
     async def aclose(self) -> None:
         for task in list(self._closing):

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any, Protocol
 
-from yeet.transport.rpc import ByteReader, ByteWriter
+from yeet.transport.rpc import ByteReader, ByteWriter, RpcClient
 
 STDERR_TAIL = 8 << 10
 
@@ -85,3 +85,17 @@ class StderrTail:
         self.task.cancel()
         with contextlib.suppress(BaseException):
             await self.task
+
+
+async def drop_link(
+    rpc: RpcClient | None, channel: Channel | None, wire: list[int], *, polite: bool
+) -> None:
+    """Close a link: add its bytes to ``wire`` ([sent, received]), stop its reader,
+    then close its channel, ``polite``ly (the agent finishes its calls) or at once."""
+    if rpc is not None:
+        wire[0] += rpc.wire_sent
+        wire[1] += rpc.wire_received
+        await rpc.aclose()
+    if channel is not None:
+        with contextlib.suppress(Exception):
+            await (channel.aclose() if polite else channel.terminate())

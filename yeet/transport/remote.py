@@ -54,7 +54,7 @@ from yeet.engine.entries import Entry
 from yeet.errors import EndpointError, YeetError
 from yeet.protocol.messages import Welcome
 from yeet.transport.bulk import BulkLink
-from yeet.transport.channel import Channel, Connector
+from yeet.transport.channel import Channel, Connector, drop_link
 from yeet.transport.rpc import ConnectionLost, RpcClient
 
 T = TypeVar("T")
@@ -181,13 +181,7 @@ class RemoteEndpoint:
     async def _drop(self) -> None:
         rpc, self._rpc = self._rpc, None
         channel, self._channel = self._channel, None
-        if rpc is not None:
-            self._wire[0] += rpc.wire_sent
-            self._wire[1] += rpc.wire_received
-            await rpc.aclose()
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                await channel.aclose()
+        await drop_link(rpc, channel, self._wire, polite=True)
 
     def _lost(self, err: ConnectionLost, what: str) -> None:
         if not self._closed:
