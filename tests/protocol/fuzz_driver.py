@@ -69,6 +69,9 @@ def _seeds() -> list[bytes]:
         "patch_write": (1, 0, [DeltaOp(COPY, 0, 3), DeltaOp(DATA, data=b"abc")]),
         "patch_commit": (1,),
         "patch_abort": (1,),
+        "bulk_open": ("/s/stage/partial-1-2-3", 3),
+        "bulk_write": (1, 0, b"abc" * 50),
+        "bulk_close": (1,),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

@@ -25,6 +25,7 @@ import errno
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
@@ -48,6 +49,7 @@ SMALL = 1 << 20
 WORKERS = 4
 MIN_CHUNK, MAX_CHUNK = 1 << 20, 8 << 20
 CHUNK_SECONDS = 0.25  # chunk size follows the link: about this long per chunk
+ABORT_GRACE = 3.0  # seconds an interrupted apply may take to be answered and recorded
 
 
 @dataclass
@@ -112,6 +114,8 @@ class Executor:
         self._workers = workers
         self._wake = asyncio.Event()
         self._closed = False
+        self._stopping = False  # aborted: workers take no more work
+        self._applying: set[asyncio.Task[Any]] = set()  # workers awaiting an apply
         self.fatal: Exception | None = None  # the first failure that was no per-path problem
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[tuple[Side, str], tuple[Entry | None, Entry | None]] = {}
@@ -207,9 +211,21 @@ class Executor:
             raise self.fatal
 
     async def abort(self) -> None:
-        """Stop the workers now, whatever is queued (interrupted: nothing more is
-        recorded; an upload cut off keeps its partial file and resumes later)."""
-        self._closed = True
+        """Stop the workers now, whatever is queued (interrupted: an upload cut off
+        keeps its partial file and resumes later).
+
+        A worker waiting for the answer to an ``apply`` gets up to ``ABORT_GRACE``
+        seconds to receive and record it: the receiver completes an apply it has
+        begun whether or not we wait, and content that arrived without its ancestor
+        being recorded would look like a second, conflicting creation to the next run
+        once the source changes again."""
+        self._closed = self._stopping = True
+        for task in self._tasks:
+            if task not in self._applying:
+                task.cancel()
+        applying = [t for t in self._tasks if t in self._applying]
+        if applying:
+            await asyncio.wait(applying, timeout=ABORT_GRACE)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -223,7 +239,7 @@ class Executor:
         self.raise_fatal()
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             work = self.sched.next()
             if work is None:
                 if self.sched.busy == 0 and self.sched.next_would_be_none():
@@ -316,7 +332,7 @@ class Executor:
         wire = [op for op in ops if op is not None]
         if not wire:
             return []
-        return self._account(batch.side, wire, await target.apply(wire))
+        return await self._apply(batch.side, wire)
 
     async def _upload_whole(self, source: Endpoint, target: Endpoint, c: Change) -> int | None:
         new = c.new
@@ -462,7 +478,7 @@ class Executor:
         if isinstance(up.delta, deltajob.Delta):
             return await self._commit_delta(up, up.delta)
         op = Op(c.path, c.old, c.new, stage=up.handle)
-        return self._account(c.side, [op], await self.ep[c.side].apply([op]))
+        return await self._apply(c.side, [op])
 
     async def _commit_delta(self, up: Upload, d: deltajob.Delta) -> list[Change]:
         c = up.change
@@ -489,6 +505,16 @@ class Executor:
 
     def _problem(self, path: str, reason: str, side: Side, transient: bool) -> None:
         self.report(Problem(path, reason, side.value), transient)
+
+    async def _apply(self, side: Side, ops: list[Op]) -> list[Change]:
+        """Apply and record, as one step that ``abort`` lets finish (briefly)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._applying.add(task)
+        try:
+            return self._account(side, ops, await self.ep[side].apply(ops))
+        finally:
+            self._applying.discard(task)
 
     def _account(self, side: Side, ops: list[Op], results: list[OpResult]) -> list[Change]:
         by_path: dict[str, Op] = {op.path: op for op in ops}
