@@ -69,13 +69,17 @@ class Trash:
 
     def _new_id(self, path: str, entry: Entry | None, kind: str) -> int:
         with self.lock, transaction(self.conn):
-            cur = self.conn.execute(
-                "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
-                "VALUES (?, ?, '', ?, ?, ?, ?)",
-                (self.side, os.fsencode(path), kind, *_size_digest(entry), time.time()),
-            )
-            item = int(cur.lastrowid or 0)
-            self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
+            return self._insert(path, entry, kind, time.time())
+
+    def _insert(self, path: str, entry: Entry | None, kind: str, when: float) -> int:
+        """A row for an item (inside the caller's transaction); stored under its id."""
+        cur = self.conn.execute(
+            "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
+            "VALUES (?, ?, '', ?, ?, ?, ?)",
+            (self.side, os.fsencode(path), kind, *_size_digest(entry), when),
+        )
+        item = int(cur.lastrowid or 0)
+        self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
         return item
 
     def reserve(self, wanted: Sequence[tuple[str, Entry]]) -> dict[str, int]:
@@ -89,14 +93,7 @@ class Trash:
         out: dict[str, int] = {}
         with self.lock, transaction(self.conn):
             for path, entry in wanted:
-                cur = self.conn.execute(
-                    "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
-                    "VALUES (?, ?, '', ?, ?, ?, ?)",
-                    (self.side, os.fsencode(path), _kind(entry), *_size_digest(entry), now),
-                )
-                item = int(cur.lastrowid or 0)
-                self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
-                out[path] = item
+                out[path] = self._insert(path, entry, _kind(entry), now)
         return out
 
     def release(self, items: Iterable[int]) -> None:

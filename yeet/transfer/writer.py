@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import secrets
 import stat
 import threading
@@ -30,6 +29,7 @@ from yeet.endpoint.api import Op, OpResult
 from yeet.engine.entries import Entry
 from yeet.fs import durable as durability
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer import partial
@@ -327,7 +327,7 @@ class Writer:
         results: list[OpResult | None] = [None] * len(ops)
         staged: dict[int, Staged] = {}
         files = sum(1 for op in ops if op.new is not None and op.new.is_file)
-        dirs = len({posixpath.dirname(op.path) for op in ops}) + 2  # + trash, staging
+        dirs = len({parent_of(op.path) for op in ops}) + 2  # + trash, staging
         each = durability.each_file(files, dirs, self.dirty())
         with self._stage_lock:
             try:
@@ -396,7 +396,7 @@ class Writer:
     def _sync_dirs(self, ops: Sequence[Op]) -> None:
         """Per-file durability, last step: the directories this batch changed."""
         durability.sync_dirs((self.trash.fd, self.stage_fd))
-        for parent in sorted({posixpath.dirname(op.path) for op in ops}):
+        for parent in sorted({parent_of(op.path) for op in ops}):
             try:
                 fd = self.root.dir_fd(parent)  # (may close other cached fds: one at a time)
             except (FileNotFoundError, NotADirectoryInRoot):

@@ -24,19 +24,13 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
 
 from yeet.errors import YeetError
 from yeet.transport.channel import Channel, Connector, drop_link
-from yeet.transport.rpc import ConnectionLost, RpcClient
+from yeet.transport.rpc import ConnectionLost, RpcClient, retrieve
 
 ENV = "YEET_BULK_CHANNEL"
 """``0``: send uploads on the session's channel (no second channel)."""
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 class BulkLink:
@@ -62,7 +56,7 @@ class BulkLink:
         fut = self._handles.get(path)
         if fut is None:
             fut = asyncio.ensure_future(rpc.call("bulk_open", path, size))
-            fut.add_done_callback(_retrieve)
+            fut.add_done_callback(retrieve)
             self._handles[path] = fut
         try:
             handle = await asyncio.shield(fut)

@@ -55,7 +55,7 @@ from yeet.errors import EndpointError, YeetError
 from yeet.protocol.messages import Welcome
 from yeet.transport.bulk import BulkLink
 from yeet.transport.channel import Channel, Connector, drop_link
-from yeet.transport.rpc import ConnectionLost, RpcClient
+from yeet.transport.rpc import ConnectionLost, RpcClient, retrieve
 
 T = TypeVar("T")
 
@@ -304,7 +304,7 @@ class RemoteEndpoint:
 
     def _fetch_range(self, path: str, expected: Entry, offset: int, length: int) -> Any:
         task = asyncio.ensure_future(self._call("read_range", path, expected, offset, length))
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(retrieve)
         return task
 
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
@@ -357,7 +357,7 @@ class RemoteEndpoint:
         self.sent_bytes += len(data)
         self._bulk += len(data)
         task = asyncio.ensure_future(self._stage_write(handle, offset, data))
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(retrieve)
         task.add_done_callback(functools.partial(self._bulk_done, len(data)))
         pending.append(task)
 
@@ -597,11 +597,6 @@ class RemoteEndpoint:
             await self.bulk.aclose()
             await self._drop()
             await self.connector.aclose()
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def _sig_size(sig: Signature) -> int:

@@ -66,7 +66,9 @@ class ConnectionLost(ConnectionError):
 _END = object()
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
+def retrieve(fut: asyncio.Future[Any]) -> None:
+    """A done-callback: fetch a future's exception, so a failure nobody awaited any
+    more is not reported as "never retrieved"."""
     if not fut.cancelled():
         fut.exception()
 
@@ -243,7 +245,7 @@ class RpcClient:
         self._check()
         call, data = self.conn.call(name, args)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_retrieve)  # its waiter may be gone (cancelled) when it fails
+        fut.add_done_callback(retrieve)  # its waiter may be gone (cancelled) when it fails
         self._futures[call] = fut
         await self._send(data)
         try:
