@@ -22,7 +22,7 @@ from yeet.engine.entries import file_entry
 from yeet.transfer import partial
 from yeet.transport.bulk import ENV
 from yeet.transport.local_process import ProcessChannel, SubprocessConnector
-from yeet.transport.remote import RemoteEndpoint
+from yeet.transport.remote import BULK_BYTES, WRITE_PIECE, RemoteEndpoint
 
 ALG = "blake2b"
 MiB = 1 << 20
@@ -51,7 +51,7 @@ def test_a_stalled_upload_does_not_hold_back_the_sessions_calls(tmp_path: Path) 
             try:
                 # chunks queue up behind the stopped bulk agent (as many as may be
                 # in flight: a further stage_write would wait for them)
-                for offset in range(4 * MiB, 16 * MiB, 4 * MiB):
+                for offset in range(4 * MiB, 4 * MiB + BULK_BYTES, 4 * MiB):
                     await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
                 small = b"small edit\n"
                 op = Op("small.txt", None, file_entry(digest.of_bytes(ALG, small), len(small)))
@@ -63,7 +63,7 @@ def test_a_stalled_upload_does_not_hold_back_the_sessions_calls(tmp_path: Path) 
                 assert not (tmp_path / "beta" / "big.bin").exists()
             finally:
                 os.kill(channel.proc.pid, signal.SIGCONT)
-            for offset in range(16 * MiB, len(big), 4 * MiB):
+            for offset in range(4 * MiB + BULK_BYTES, len(big), 4 * MiB):
                 await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
             [result] = await ep.apply([Op("big.bin", None, entry, stage=stage.handle)])
             assert result.ok, result
@@ -114,7 +114,8 @@ def test_chunks_the_bulk_agent_recorded_survive_it(tmp_path: Path) -> None:
             assert await ep._settle_writes(stage.handle) is None
             await ep.stage_abort(stage.handle, keep=True)  # e.g. the session was stopped
             again = await ep.stage_open("big.bin", entry)
-            assert again.have == ((0, 8 * MiB),)  # recorded by the bulk agent
+            # recorded by the bulk agent, each piece as it arrived
+            assert again.have == tuple((o, WRITE_PIECE) for o in range(0, 8 * MiB, WRITE_PIECE))
             channel = ep.bulk._channel
             assert isinstance(channel, ProcessChannel)
             channel.proc.kill()
@@ -122,6 +123,38 @@ def test_chunks_the_bulk_agent_recorded_survive_it(tmp_path: Path) -> None:
             while ep.bulk._rpc is not None and ep.bulk._rpc.alive:
                 await asyncio.sleep(0.01)
             await ep.stage_write(again.handle, 8 * MiB, data[8 * MiB :])
+            [result] = await ep.apply([Op("big.bin", None, entry, stage=again.handle)])
+            assert result.ok, result
+            assert ep.bulk.opened == 2
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "beta" / "big.bin").read_bytes() == data
+
+
+def test_a_lost_session_link_takes_the_bulk_link_with_it(tmp_path: Path) -> None:
+    """When the session's agent is lost, the bulk agent is dropped too (a link that
+    died silently would hold its chunks until a retransmission noticed) and the
+    resumed upload's chunks go to a new bulk agent."""
+    data = os.urandom(12 * MiB)
+    entry = file_entry(digest.of_bytes(ALG, data), len(data))
+
+    async def scenario() -> None:
+        ep = await _open(tmp_path)
+        try:
+            stage = await ep.stage_open("big.bin", entry)
+            await ep.stage_write(stage.handle, 0, data[: 4 * MiB])
+            assert await ep._settle_writes(stage.handle) is None
+            bulk, session = ep.bulk._channel, ep._channel
+            assert isinstance(bulk, ProcessChannel) and isinstance(session, ProcessChannel)
+            session.proc.kill()
+            await session.proc.wait()
+            again = await ep.stage_open("big.bin", entry)  # reconnects
+            assert ep.reconnects == 1
+            assert again.have == tuple((o, WRITE_PIECE) for o in range(0, 4 * MiB, WRITE_PIECE))
+            assert bulk.proc.returncode is not None, "the old bulk agent still runs"
+            await ep.stage_write(again.handle, 4 * MiB, data[4 * MiB :])
             [result] = await ep.apply([Op("big.bin", None, entry, stage=again.handle)])
             assert result.ok, result
             assert ep.bulk.opened == 2

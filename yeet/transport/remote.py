@@ -60,10 +60,16 @@ from yeet.transport.rpc import ConnectionLost, RpcClient, retrieve
 T = TypeVar("T")
 
 STAGE_WINDOW = 4
-BULK_BYTES = 16 << 20
-"""Upload bytes in flight on the link, over all uploads: whatever is sent next (a
-small file, a rename) waits behind at most this much (head-of-line bound)."""
 """Stage writes in flight per upload: the link never waits for an answer."""
+WRITE_PIECE = 2 << 20
+"""A stage write goes out in calls of at most this many bytes; the agent writes,
+makes durable and records each one as it arrives, so a link lost mid-chunk loses
+only the pieces not yet recorded, and a chunk's bytes never wait for its last one."""
+BULK_BYTES = 8 << 20
+"""Upload bytes in flight (sent, not yet recorded by the agent), over all uploads:
+what a lost link can cost is at most this much sent again (one chunk, the
+executor's ``MAX_CHUNK``), and whatever is sent next on the session's channel (a
+small file, a rename) waits behind at most this much (head-of-line bound)."""
 READ_AHEAD = 3
 """Ranges of a file read before they are asked for (sequential reads of large files)."""
 PIECE_BYTES = 8 << 20
@@ -131,6 +137,8 @@ class RemoteEndpoint:
                 raise EndpointError(f"the connection to {self.where} is closed")
             first = self._generation == 0
             await self._drop()
+            if not first:
+                await self.bulk.reset()
             delay = 0.2
             deadline = time.monotonic() + self.reconnect_for
             while True:
@@ -338,8 +346,13 @@ class RemoteEndpoint:
         return await rpc.call(name, remote, *args)
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
-        """Write-behind: returns once the chunk is on its way (``STAGE_WINDOW`` in flight);
-        a failed chunk fails a later ``stage_write`` or the ``apply`` of the upload."""
+        """Write-behind: returns once the chunk is on its way, in pieces of
+        ``WRITE_PIECE`` (``STAGE_WINDOW`` in flight per upload, ``BULK_BYTES`` in all);
+        a failed piece fails a later ``stage_write`` or the ``apply`` of the upload."""
+        for at in range(0, max(len(data), 1), WRITE_PIECE):
+            await self._stage_piece(handle, offset + at, data[at : at + WRITE_PIECE])
+
+    async def _stage_piece(self, handle: int, offset: int, data: bytes) -> None:
         if self._agent_handle(handle) is None:
             raise OSError(
                 errno.ECONNRESET,
