@@ -53,6 +53,11 @@ def test_a_stalled_upload_does_not_hold_back_the_sessions_calls(tmp_path: Path) 
                 # in flight: a further stage_write would wait for them)
                 for offset in range(4 * MiB, 4 * MiB + BULK_BYTES, 4 * MiB):
                     await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
+                # ... and no more: what a lost link can cost is BULK_BYTES sent again
+                at = 4 * MiB + BULK_BYTES
+                more = asyncio.ensure_future(ep.stage_write(stage.handle, at, big[at : at + MiB]))
+                await asyncio.sleep(0.5)
+                assert not more.done(), f"over {BULK_BYTES} bytes went out unrecorded"
                 small = b"small edit\n"
                 op = Op("small.txt", None, file_entry(digest.of_bytes(ALG, small), len(small)))
                 [result] = await asyncio.wait_for(
@@ -63,7 +68,8 @@ def test_a_stalled_upload_does_not_hold_back_the_sessions_calls(tmp_path: Path) 
                 assert not (tmp_path / "beta" / "big.bin").exists()
             finally:
                 os.kill(channel.proc.pid, signal.SIGCONT)
-            for offset in range(4 * MiB + BULK_BYTES, len(big), 4 * MiB):
+            await more
+            for offset in range(5 * MiB + BULK_BYTES, len(big), 4 * MiB):
                 await ep.stage_write(stage.handle, offset, big[offset : offset + 4 * MiB])
             [result] = await ep.apply([Op("big.bin", None, entry, stage=stage.handle)])
             assert result.ok, result
