@@ -10,10 +10,14 @@ moment the destination holds its new content.
 * rsync: run again and again (what lsyncd does): the run that is sending the
   big file already listed the small files, so the edits go with the next run.
 
+``--download`` turns the direction around: the source is the remote side
+(``bench:`` path, alpha), the destination local (artifacts flowing back from a
+build host), so the big file's bytes come back on the link.
+
 Printed: p50 / p99 / max arrival time per tool and the ratio. Target: yeet's
 p99 <= 1 s.
 
-    python3 bench/hol_ssh.py [--big-mib 4096] [--files 100] [--work DIR]
+    python3 bench/hol_ssh.py [--big-mib 4096] [--files 100] [--download] [--work DIR]
 """
 
 from __future__ import annotations
@@ -52,15 +56,6 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 class Lab:
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.world = SshWorld(work / "ssh")
-        self.srv = self.world.server("bench")
-        self.world.trust(self.srv)
-        self.world.alias("bench", self.srv)
-        self.env = self.world.env()
-        self.ssh = f"ssh -F {self.world.config_file} -o UserKnownHostsFile={self.world.known_hosts}"
-
     def yeet(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "yeet", *args],
@@ -71,9 +66,24 @@ class Lab:
             **kw,  # type: ignore[arg-type]
         )
 
+    def __init__(self, work: Path, download: bool) -> None:
+        self.work = work
+        self.download = download
+        self.world = SshWorld(work / "ssh")
+        self.srv = self.world.server("bench")
+        self.world.trust(self.srv)
+        self.world.alias("bench", self.srv)
+        self.env = self.world.env()
+        self.ssh = f"ssh -F {self.world.config_file} -o UserKnownHostsFile={self.world.known_hosts}"
+
+    def pair(self, src: Path, dst: Path) -> tuple[str, str]:
+        """(source, destination) as the tools name them: the remote one is ``bench:``."""
+        return (f"bench:{src}", str(dst)) if self.download else (str(src), f"bench:{dst}")
+
     def rsync(self, src: Path, dst: Path) -> subprocess.Popen[bytes]:
+        a, b = self.pair(src, dst)
         return subprocess.Popen(
-            ["rsync", "-a", "-e", self.ssh, f"{src}/", f"bench:{dst}/"],
+            ["rsync", "-a", "-e", self.ssh, f"{a}/", f"{b}/"],
             env=self.env,
             stdout=subprocess.DEVNULL,
         )
@@ -113,7 +123,7 @@ def arrivals(dst: Path, want: dict[Path, bytes], start: float, limit: float) -> 
 def yeet_case(lab: Lab, base: Path, big: int, files: int) -> list[float]:
     src, dst = base / "y-src", base / "y-dst"
     prepare(src, files)
-    r = lab.yeet("sync", "-q", str(src), f"bench:{dst}", "--name", "hol")
+    r = lab.yeet("sync", "-q", *lab.pair(src, dst), "--name", "hol")
     assert r.returncode == 0, r.stderr
     big_file(src / "huge.img", big)
     proc = subprocess.Popen(
@@ -124,8 +134,7 @@ def yeet_case(lab: Lab, base: Path, big: int, files: int) -> list[float]:
             "sync",
             "--watch",
             "-q",
-            str(src),
-            f"bench:{dst}",
+            *lab.pair(src, dst),
             "--name",
             "hol",
         ],
@@ -195,10 +204,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--big-mib", type=int, default=4096)
     ap.add_argument("--files", type=int, default=100)
+    ap.add_argument("--download", action="store_true", help="the big file comes back")
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="yeet-hol-", dir="/var/tmp"))
-    lab = Lab(work)
+    lab = Lab(work, args.download)
     try:
         results = {}
         for tool in ("rsync", "yeet"):
@@ -209,7 +219,8 @@ def main() -> None:
         print()
         print(
             f"{args.files} small files edited while a {args.big_mib} MiB file is in flight "
-            f"(sshd on 127.0.0.1, {os.cpu_count()} cores): seconds until they arrived"
+            f"({'from' if args.download else 'to'} sshd on 127.0.0.1, {os.cpu_count()} cores): "
+            "seconds until they arrived"
         )
         print(f"{'tool':<8} {'p50':>8} {'p99':>8} {'max':>8}")
         for tool, xs in results.items():

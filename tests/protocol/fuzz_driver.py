@@ -19,7 +19,16 @@ import msgspec
 
 from yeet.delta.chunking import Params
 from yeet.delta.signature import Signature
-from yeet.endpoint.api import COPY, DATA, DeltaOp, EndpointConfig, Op, ReadRequest, ScanBatch
+from yeet.endpoint.api import (
+    COPY,
+    DATA,
+    DeltaOp,
+    EndpointConfig,
+    Op,
+    ReadRequest,
+    ReadSource,
+    ScanBatch,
+)
 from yeet.engine.entries import DIRECTORY, Problem, file_entry, symlink_entry
 from yeet.errors import ProtocolError
 from yeet.protocol.banner import banner_line
@@ -72,6 +81,8 @@ def _seeds() -> list[bytes]:
         "bulk_open": ("/s/stage/partial-1-2-3", 3),
         "bulk_write": (1, 0, b"abc" * 50),
         "bulk_close": (1,),
+        "read_open": ("a", E),
+        "bulk_read": (ReadSource("/r", "a", (1, 3, 4, 5, 0o100644)), 0, 3),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from yeet import digest
-from yeet.endpoint.api import EndpointConfig, Op
-from yeet.engine.entries import file_entry
+from yeet.endpoint.api import EndpointConfig, Op, ReadRequest
+from yeet.engine.entries import Entry, file_entry
 from yeet.transfer import partial
 from yeet.transport.bulk import ENV
 from yeet.transport.local_process import ProcessChannel, SubprocessConnector
@@ -169,6 +169,56 @@ def test_a_lost_session_link_takes_the_bulk_link_with_it(tmp_path: Path) -> None
 
     asyncio.run(scenario())
     assert (tmp_path / "beta" / "big.bin").read_bytes() == data
+
+
+def test_a_stalled_download_does_not_hold_back_the_sessions_answers(tmp_path: Path) -> None:
+    """Ranges of a large file read from a remote alpha come back on the bulk channel:
+    with the bulk agent stopped mid-read, a small file is still read on the session's
+    channel; the large file's bytes never cross the session's channel; a range of a
+    file changed since its scan is refused on the bulk channel too."""
+    alpha = tmp_path / "alpha"
+    alpha.mkdir()
+    big = os.urandom(24 * MiB)
+    (alpha / "big.bin").write_bytes(big)
+    (alpha / "small.txt").write_bytes(b"small\n")
+
+    async def scenario() -> None:
+        ep = RemoteEndpoint(SubprocessConnector(tmp_path / "agent-state"), notify=lambda _m: None)
+        await ep.open(EndpointConfig("t", "alpha", str(alpha), digest=ALG))
+        try:
+            entries: dict[str, Entry] = {}
+            async for batch in ep.scan():
+                for _dir, listing in batch.listings:
+                    entries.update(listing or {})
+            first = await ep.read_range("big.bin", entries["big.bin"], 0, 4 * MiB)
+            assert first == big[: 4 * MiB]
+            channel = ep.bulk._channel
+            assert isinstance(channel, ProcessChannel), "no bulk channel was opened"
+            os.kill(channel.proc.pid, signal.SIGSTOP)
+            try:
+                reading = asyncio.ensure_future(
+                    ep.read_range("big.bin", entries["big.bin"], 4 * MiB, 4 * MiB)
+                )
+                [small] = await asyncio.wait_for(
+                    ep.read_files([ReadRequest("small.txt", entries["small.txt"])]), 30
+                )
+                assert small.data == b"small\n"
+                assert not reading.done()
+            finally:
+                os.kill(channel.proc.pid, signal.SIGCONT)
+            got = [first, await reading]
+            for offset in range(8 * MiB, len(big), 4 * MiB):
+                got.append(await ep.read_range("big.bin", entries["big.bin"], offset, 4 * MiB))
+            assert b"".join(got) == big
+            assert ep._rpc is not None and ep._rpc.wire_received < MiB, "ranges crossed the session"
+            with open(alpha / "big.bin", "r+b") as f:  # changed after the scan
+                f.write(b"changed")
+            with pytest.raises(OSError, match="modified since the scan"):
+                await ep.bulk.read(ep._sources["big.bin", entries["big.bin"].digest], 0, 10)
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(

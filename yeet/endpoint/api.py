@@ -76,8 +76,19 @@ class StageInfo(msgspec.Struct, frozen=True):
     # ranges of an abandoned upload of an older version: confirm with stage_keep
     maybe: tuple[tuple[int, int], ...] = ()
     # the resumable upload's file on the agent's host ("" if none): a bulk channel
-    # may write its chunks (``BulkWriter``)
+    # may write its chunks (``BulkAgent``)
     partial: str = ""
+
+
+class ReadSource(msgspec.Struct, frozen=True):
+    """Where a bulk channel may read a large file that the session's agent checked
+    (``read_open``): the root on that host, the path in it, and the stat signature
+    the file had (inode, size, mtime, ctime, mode). A read of a file that no longer
+    has that signature fails, as ``read_range`` does."""
+
+    root: str
+    path: str
+    sig: tuple[int, int, int, int, int]
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -226,6 +237,11 @@ class Endpoint(Protocol):
         """A byte range of a file that must still match ``expected`` (stat check)."""
         ...
 
+    async def read_open(self, path: str, expected: Entry) -> ReadSource:
+        """Check that ``path`` still matches ``expected`` (as ``read_range`` does)
+        and say where a bulk channel can read it (``BulkAgent.bulk_read``)."""
+        ...
+
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
         """Start (or resume) receiving a large file; the handle is for
         ``stage_write``/``Op.stage``."""
@@ -296,11 +312,12 @@ class Endpoint(Protocol):
     async def close(self) -> None: ...
 
 
-class BulkWriter(Protocol):
+class BulkAgent(Protocol):
     """A second agent process on its own channel, carrying only the bytes of large
-    uploads, so they never queue in front of the session's calls. It opens no
+    files, so they never queue in front of the session's calls. It opens no
     session: it writes chunks into partial uploads that the session's agent opened
-    (``StageInfo.partial``) and will verify and commit."""
+    (``StageInfo.partial``) and will verify and commit, and reads ranges of files
+    that the session's agent checked (``Endpoint.read_open``)."""
 
     async def bulk_open(self, path: str, size: int) -> int:
         """Attach to the partial upload at ``path`` (absolute, ``size`` bytes)."""
@@ -311,3 +328,7 @@ class BulkWriter(Protocol):
         ...
 
     async def bulk_close(self, handle: int) -> None: ...
+
+    async def bulk_read(self, source: ReadSource, offset: int, length: int) -> bytes:
+        """A byte range of ``source.path`` in ``source.root`` if it still has ``source.sig``."""
+        ...

@@ -33,6 +33,7 @@ from yeet.endpoint.api import (
     PlanReply,
     ReadRequest,
     ReadResult,
+    ReadSource,
     ScanBatch,
     SigReply,
     StageInfo,
@@ -47,7 +48,7 @@ from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.scanner import Scanner, ScanOptions
-from yeet.scan.statcache import StatCache, sig_of
+from yeet.scan.statcache import StatCache, StatSig, sig_of
 from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
 
@@ -327,19 +328,28 @@ class LocalEndpoint:
         return await asyncio.to_thread(self._read_range, path, expected, offset, length)
 
     def _read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
-        assert self._cache is not None
-        root = RootDir(self._root())
+        fd, _sig = self._open_unchanged(path, expected)
         try:
-            fd = root.open_file(path)
-        finally:
-            root.close()
-        try:
-            known = self._cache.get(path)
-            if known is None or known[0] != sig_of(os.fstat(fd)) or known[1] != expected.digest:
-                raise FileChangedError(path)
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
+
+    async def read_open(self, path: str, expected: Entry) -> ReadSource:
+        def check() -> ReadSource:
+            fd, sig = self._open_unchanged(path, expected)
+            os.close(fd)
+            return ReadSource(self._root(), path, sig)
+
+        return await asyncio.to_thread(check)
+
+    def _open_unchanged(self, path: str, expected: Entry) -> tuple[int, StatSig]:
+        """``path`` opened inside the root, if the stat cache says it still holds
+        ``expected`` (its stat signature unchanged since it was hashed)."""
+        assert self._cache is not None
+        known = self._cache.get(path)
+        if known is None or known[1] != expected.digest:
+            raise FileChangedError(path)
+        return open_with_sig(self._root(), path, known[0]), known[0]
 
     def _root(self) -> str:
         assert self.config is not None
@@ -505,3 +515,18 @@ class FileChangedError(OSError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path}: modified since the scan")
         self.path = path
+
+
+def open_with_sig(root_path: str, path: str, sig: StatSig) -> int:
+    """``path`` opened inside ``root_path`` if it still has the stat signature ``sig``
+    (else ``FileChangedError``): what both ``read_range`` and a bulk channel's
+    ``bulk_read`` read from."""
+    root = RootDir(root_path)
+    try:
+        fd = root.open_file(path)
+    finally:
+        root.close()
+    if sig_of(os.fstat(fd)) != sig:
+        os.close(fd)
+        raise FileChangedError(path)
+    return fd

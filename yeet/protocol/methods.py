@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from yeet.endpoint.api import BulkWriter, Endpoint
+from yeet.endpoint.api import BulkAgent, Endpoint
 from yeet.errors import ProtocolError
 from yeet.protocol.annotations import function_hints
 
@@ -47,9 +47,11 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (Endpoint, "patch_write"),
     (Endpoint, "patch_commit"),
     (Endpoint, "patch_abort"),
-    (BulkWriter, "bulk_open"),
-    (BulkWriter, "bulk_write"),
-    (BulkWriter, "bulk_close"),
+    (BulkAgent, "bulk_open"),
+    (BulkAgent, "bulk_write"),
+    (BulkAgent, "bulk_close"),
+    (Endpoint, "read_open"),
+    (BulkAgent, "bulk_read"),
 )
 
 _REQUIRED = inspect.Parameter.empty

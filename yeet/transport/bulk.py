@@ -1,16 +1,19 @@
-"""The bulk channel: large uploads' bytes on a second channel to a second agent.
+"""The bulk channel: large files' bytes on a second channel to a second agent.
 
 Invariants owned here:
 
-* The session's channel never carries the chunks of a resumable upload while a
-  bulk channel works: a call (a scan, a small file, a rename) waits behind at
-  most one SSH channel window of bulk bytes in the shared TCP stream, not behind
-  every chunk already queued for the agent (head-of-line blocking).
+* The session's channel never carries the chunks of a resumable upload, nor the
+  ranges of a large download, while a bulk channel works: a call (a scan, a
+  small file, a rename) and its answer never wait behind chunks already queued
+  for or by the agent (head-of-line blocking, in both directions).
 * The bulk agent opens no session and holds no lock: it only writes chunks, each
   made durable and recorded in the upload's chunk journal, into a partial upload
   that the session's agent opened (``StageInfo.partial``). The session's agent
   still reads the whole file, checks its digest and commits it; a chunk the bulk
   agent recorded is as good as one it recorded itself (resume works across both).
+* The bulk agent reads only files that the session's agent checked against the
+  entry being sent (``read_open``: root, path and stat signature), inside that
+  root, and only while the file still has that signature.
 * A host that refuses a second channel costs nothing but speed: the link is
   switched off for the endpoint (said once) and chunks go on the session's
   channel as before. A bulk link lost mid-upload fails that upload's chunk (a
@@ -25,7 +28,9 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
+from typing import cast
 
+from yeet.endpoint.api import ReadSource
 from yeet.errors import YeetError
 from yeet.transport.channel import Channel, Connector, drop_link
 from yeet.transport.rpc import ConnectionLost, RpcClient, retrieve
@@ -70,6 +75,18 @@ class BulkLink:
                 self._handles.pop(path, None)  # e.g. the partial is gone: open it again
             raise
         return True
+
+    async def read(self, source: ReadSource, offset: int, length: int) -> bytes | None:
+        """A range of a file that the session's agent checked (``read_open``); None
+        when there is no bulk channel (read it on the session's channel instead)."""
+        rpc = await self._client()
+        if rpc is None:
+            return None
+        try:
+            return cast(bytes, await rpc.call("bulk_read", source, offset, length))
+        except ConnectionLost:
+            await self._lost(rpc)
+            raise
 
     def done(self, path: str) -> None:
         """The upload at ``path`` is committed or dropped: let the bulk agent close it."""

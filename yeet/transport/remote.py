@@ -45,6 +45,7 @@ from yeet.endpoint.api import (
     PlanReply,
     ReadRequest,
     ReadResult,
+    ReadSource,
     ScanBatch,
     SigReply,
     StageInfo,
@@ -72,6 +73,8 @@ executor's ``MAX_CHUNK``), and whatever is sent next on the session's channel (a
 small file, a rename) waits behind at most this much (head-of-line bound)."""
 READ_AHEAD = 3
 """Ranges of a file read before they are asked for (sequential reads of large files)."""
+READ_SOURCES = 64
+"""Large files whose ``read_open`` answer is remembered (the bulk channel reads them)."""
 PIECE_BYTES = 8 << 20
 PIECE_ITEMS = 512
 MAX_RETRIES = 8
@@ -116,6 +119,7 @@ class RemoteEndpoint:
         self._closed = False
         self.bulk = BulkLink(connector.sibling(), notify)
         self._partials: dict[int, tuple[str, int]] = {}  # stage handle -> (partial path, size)
+        self._sources: dict[tuple[str, bytes], ReadSource] = {}  # files the bulk channel reads
 
     # -- the link -----------------------------------------------------------------------
 
@@ -310,10 +314,30 @@ class RemoteEndpoint:
         self.received_bytes += len(data)
         return data
 
+    async def read_open(self, path: str, expected: Entry) -> ReadSource:
+        return cast(ReadSource, await self._call("read_open", path, expected))
+
     def _fetch_range(self, path: str, expected: Entry, offset: int, length: int) -> Any:
-        task = asyncio.ensure_future(self._call("read_range", path, expected, offset, length))
+        task = asyncio.ensure_future(self._read_piece(path, expected, offset, length))
         task.add_done_callback(retrieve)
         return task
+
+    async def _read_piece(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
+        """On the bulk channel when there is one (``yeet.transport.bulk``), from the
+        file the session's agent checked once per (path, digest) (``read_open``)."""
+        if self.bulk.enabled:
+            key = (path, expected.digest)
+            source = self._sources.get(key)
+            if source is None:
+                source = await self.read_open(path, expected)
+                self._sources[key] = source
+                while len(self._sources) > READ_SOURCES:
+                    self._sources.pop(next(iter(self._sources)))
+            with contextlib.suppress(ConnectionLost):  # (then on the session's channel)
+                data = await self.bulk.read(source, offset, length)
+                if data is not None:
+                    return data
+        return cast(bytes, await self._call("read_range", path, expected, offset, length))
 
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
         # Retried after a reconnect, the handle comes from the new agent: it is current.

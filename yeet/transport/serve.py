@@ -36,8 +36,16 @@ from typing import Any
 import msgspec
 
 from yeet import __version__, digest
-from yeet.endpoint.api import EndpointConfig, EndpointInfo, Op, OpResult, ReadRequest, ReadResult
-from yeet.endpoint.local import LocalEndpoint
+from yeet.endpoint.api import (
+    EndpointConfig,
+    EndpointInfo,
+    Op,
+    OpResult,
+    ReadRequest,
+    ReadResult,
+    ReadSource,
+)
+from yeet.endpoint.local import LocalEndpoint, open_with_sig
 from yeet.errors import EndpointError, ProtocolError, SessionBusy, YeetError
 from yeet.fs.rootdir import RootDir
 from yeet.paths import BadPath, check_relpath, parent_of
@@ -189,9 +197,12 @@ class AgentEndpoint:
 
     async def read_range(self, path: str, expected: Any, offset: int, length: int) -> bytes:
         _file_path(path)
-        if offset < 0 or length < 0 or length > 64 << 20:
-            raise BadPath(f"invalid range {offset}+{length}")
+        _check_range(offset, length)
         return await self._local().read_range(path, expected, offset, length)
+
+    async def read_open(self, path: str, expected: Any) -> ReadSource:
+        _file_path(path)
+        return await self._local().read_open(path, expected)
 
     async def stat_paths(self, paths: Sequence[str]) -> list[Any]:
         for p in paths:
@@ -215,7 +226,8 @@ class AgentEndpoint:
             raise BadPath(f"negative offset {offset}")
         await self._local().stage_write(handle, offset, data)
 
-    # -- a bulk channel (``BulkWriter``): no session, only chunks of partial uploads ----
+    # -- a bulk channel (``BulkAgent``): no session; chunks of partial uploads, ranges of
+    # files the session's agent checked ----------------------------------------------
 
     async def bulk_open(self, path: str, size: int) -> int:
         try:
@@ -239,6 +251,21 @@ class AgentEndpoint:
         upload = self._bulk.pop(handle, None)
         if upload is not None:
             upload.close()
+
+    async def bulk_read(self, source: ReadSource, offset: int, length: int) -> bytes:
+        if not os.path.isabs(source.root) or "\x00" in source.root:
+            raise BadPath(f"not an absolute root: {source.root!r}")
+        _file_path(source.path)
+        _check_range(offset, length)
+
+        def read() -> bytes:
+            fd = open_with_sig(source.root, source.path, source.sig)
+            try:
+                return os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
+
+        return await asyncio.to_thread(read)
 
     async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
         if handle not in self._handles:
@@ -365,6 +392,11 @@ class AgentEndpoint:
 
     async def trash_restore(self, item: int, force: bool = False) -> OpResult:
         return await self._local().trash_restore(item, force)
+
+
+def _check_range(offset: int, length: int) -> None:
+    if offset < 0 or length < 0 or length > 64 << 20:
+        raise BadPath(f"invalid range {offset}+{length}")
 
 
 def _file_path(path: str) -> None:
