@@ -203,7 +203,7 @@ class Run:
     agent_done: float  # ... until that agent had exited (or was killed)
     ended: float  # ... until the client exited
     killed: int  # processes killed
-    io: int  # bytes the nas's agent read and wrote (pipes and files), as last seen
+    io: int  # bytes the nas's agents read and wrote (pipes and files), as last seen
 
 
 def _io(pid: int) -> int | None:
@@ -227,11 +227,12 @@ def _run(
     """One ``yeet sync`` of the session, watched from outside.
 
     ``kill_client_at``: SIGKILL the client that many seconds after its start.
-    ``kill_client_at_io``: ... once the nas's agent has read and written that many
-    bytes (its progress through scans, transfers and commits, whatever the speed).
+    ``kill_client_at_io``: ... once the nas's agents (the session's and the bulk
+    channel's) have read and written that many bytes (their progress through scans,
+    transfers and commits, whatever the speed).
     ``kill_agent_after``: SIGKILL the nas's agent that many seconds after it opened
     the session (``None``: as soon as it exists, before its handshake);
-    ``kill_agent_at_io``: ... once it has read and written that many bytes.
+    ``kill_agent_at_io``: ... once the nas's agents have read and written that many bytes.
     """
     net = t.net
     start = time.monotonic()
@@ -239,14 +240,19 @@ def _run(
     agents: dict[int, str] = {}
     opened = agent_done = INF
     killed = 0
-    seen_io: dict[int, int] = {}
+    seen_io: dict[int, int] = {}  # of every agent of the nas: the session's and bulk ones
+    looked = -1.0
 
     def now() -> float:
         return time.monotonic() - start
 
     while proc.poll() is None and now() < 120:
-        for pid in agents:
-            seen_io[pid] = _io(pid) or seen_io.get(pid, 0)
+        if now() - looked >= 0.05:  # a bulk agent starts with the first large file
+            looked = now()
+            for pid in net.nas.agents():
+                seen_io.setdefault(pid, 0)
+        for pid in seen_io:
+            seen_io[pid] = _io(pid) or seen_io[pid]
         if now() >= kill_client_at or sum(seen_io.values()) >= kill_client_at_io:
             proc.kill()
             killed += 1
@@ -285,8 +291,8 @@ def _calibrate(t: Trees) -> Run:
 
 
 def test_kill_client_at_random_points(net: KillNet, tmp_path: Path) -> None:
-    """Kills stratified over the work of a run, measured by the nas's agent's I/O
-    (bytes it read and wrote: scans, data in and out, staged files, commits), so
+    """Kills stratified over the work of a run, measured by the nas's agents' I/O
+    (bytes they read and wrote: scans, data in and out, staged files, commits), so
     they land in every phase whatever the machine's speed."""
     t = _start(net, tmp_path, "kc")
     cal = _calibrate(t)
