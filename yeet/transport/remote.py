@@ -333,10 +333,15 @@ class RemoteEndpoint:
                 self._sources[key] = source
                 while len(self._sources) > READ_SOURCES:
                     self._sources.pop(next(iter(self._sources)))
-            with contextlib.suppress(ConnectionLost):  # (then on the session's channel)
+            try:
                 data = await self.bulk.read(source, offset, length)
-                if data is not None:
-                    return data
+            except ConnectionLost:
+                data = None  # this range on the session's channel
+            except OSError:
+                self._sources.pop(key, None)  # e.g. changed: the next pass checks it again
+                raise
+            if data is not None:
+                return data
         return cast(bytes, await self._call("read_range", path, expected, offset, length))
 
     async def stage_open(self, path: str, new: Entry) -> StageInfo:
