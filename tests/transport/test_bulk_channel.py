@@ -149,36 +149,6 @@ def test_chunks_the_bulk_agent_recorded_survive_it(tmp_path: Path) -> None:
     assert (tmp_path / "beta" / "big.bin").read_bytes() == data
 
 
-def test_a_lost_session_link_takes_the_bulk_link_with_it(tmp_path: Path) -> None:
-    """When the session's agent is lost, the bulk agent is dropped too (a link that
-    died silently would hold its chunks until a retransmission noticed) and the
-    resumed upload's chunks go to a new bulk agent."""
-    data = os.urandom(12 * MiB)
-    entry = file_entry(digest.of_bytes(ALG, data), len(data))
-
-    async def scenario() -> None:
-        ep = await _open(tmp_path)
-        try:
-            stage = await ep.stage_open("big.bin", entry)
-            await ep.stage_write(stage.handle, 0, data[: 4 * MiB])
-            assert await ep._settle_writes(stage.handle) is None
-            bulk, session = ep.bulk._channel, ep._channel
-            assert isinstance(bulk, ProcessChannel) and isinstance(session, ProcessChannel)
-            session.proc.kill()
-            await session.proc.wait()
-            again = await ep.stage_open("big.bin", entry)  # reconnects
-            assert ep.reconnects == 1
-            assert again.have == _pieces(4 * MiB)
-            assert bulk.proc.returncode is not None, "the old bulk agent still runs"
-            await _finish(ep, again.handle, entry, data, 4 * MiB)
-            assert ep.bulk.opened == 2
-        finally:
-            await ep.close()
-
-    asyncio.run(scenario())
-    assert (tmp_path / "beta" / "big.bin").read_bytes() == data
-
-
 def test_a_stalled_download_does_not_hold_back_the_sessions_answers(tmp_path: Path) -> None:
     """Ranges of a large file read from a remote alpha come back on the bulk channel:
     with the bulk agent stopped mid-read, a small file is still read on the session's

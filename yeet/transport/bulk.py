@@ -18,8 +18,7 @@ Invariants owned here:
   switched off for the endpoint (said once) and chunks go on the session's
   channel as before. A bulk link lost mid-upload fails that upload's chunk (a
   transient problem: the next pass resumes from the chunks recorded) and is
-  opened again for the next chunk; when the session's link is lost, the bulk
-  link is presumed lost with it and opened afresh (``reset``).
+  opened again for the next chunk.
 """
 
 from __future__ import annotations
@@ -146,16 +145,6 @@ class BulkLink:
             self._rpc, self._channel = rpc, channel
             self.opened += 1
             return rpc
-
-    async def reset(self) -> None:
-        """The session's link to the same host was lost: drop this link and its
-        connection too, so the next chunk opens a new one. Its TCP stream crossed
-        the same network, and a stream that died silently (a rebooted router, a
-        dropped NAT entry) is noticed only at its next retransmission, seconds to
-        minutes later; the uploads it carried were lost with the session's agent."""
-        async with self._lock:
-            await self._drop()
-            await self.connector.aclose()
 
     async def _lost(self, rpc: RpcClient) -> None:
         async with self._lock:

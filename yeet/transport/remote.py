@@ -141,8 +141,6 @@ class RemoteEndpoint:
                 raise EndpointError(f"the connection to {self.where} is closed")
             first = self._generation == 0
             await self._drop()
-            if not first:
-                await self.bulk.reset()
             delay = 0.2
             deadline = time.monotonic() + self.reconnect_for
             while True:
