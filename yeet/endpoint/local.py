@@ -328,28 +328,25 @@ class LocalEndpoint:
         return await asyncio.to_thread(self._read_range, path, expected, offset, length)
 
     def _read_range(self, path: str, expected: Entry, offset: int, length: int) -> bytes:
-        fd, _sig = self._open_unchanged(path, expected)
-        try:
-            return os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
+        sig = self._hashed_sig(path, expected)
+        return read_with_sig(self._root(), path, sig, offset, length)
 
     async def read_open(self, path: str, expected: Entry) -> ReadSource:
         def check() -> ReadSource:
-            fd, sig = self._open_unchanged(path, expected)
-            os.close(fd)
+            sig = self._hashed_sig(path, expected)
+            os.close(open_with_sig(self._root(), path, sig))
             return ReadSource(self._root(), path, sig)
 
         return await asyncio.to_thread(check)
 
-    def _open_unchanged(self, path: str, expected: Entry) -> tuple[int, StatSig]:
-        """``path`` opened inside the root, if the stat cache says it still holds
-        ``expected`` (its stat signature unchanged since it was hashed)."""
+    def _hashed_sig(self, path: str, expected: Entry) -> StatSig:
+        """The stat signature ``path`` had when it was hashed as ``expected``'s digest
+        (the stat cache's word), or ``FileChangedError``."""
         assert self._cache is not None
         known = self._cache.get(path)
         if known is None or known[1] != expected.digest:
             raise FileChangedError(path)
-        return open_with_sig(self._root(), path, known[0]), known[0]
+        return known[0]
 
     def _root(self) -> str:
         assert self.config is not None
@@ -530,3 +527,12 @@ def open_with_sig(root_path: str, path: str, sig: StatSig) -> int:
         os.close(fd)
         raise FileChangedError(path)
     return fd
+
+
+def read_with_sig(root_path: str, path: str, sig: StatSig, offset: int, length: int) -> bytes:
+    """A byte range of ``path`` in ``root_path`` if it still has the signature ``sig``."""
+    fd = open_with_sig(root_path, path, sig)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)

@@ -45,7 +45,7 @@ from yeet.endpoint.api import (
     ReadResult,
     ReadSource,
 )
-from yeet.endpoint.local import LocalEndpoint, open_with_sig
+from yeet.endpoint.local import LocalEndpoint, read_with_sig
 from yeet.errors import EndpointError, ProtocolError, SessionBusy, YeetError
 from yeet.fs.rootdir import RootDir
 from yeet.paths import BadPath, check_relpath, parent_of
@@ -257,15 +257,9 @@ class AgentEndpoint:
             raise BadPath(f"not an absolute root: {source.root!r}")
         _file_path(source.path)
         _check_range(offset, length)
-
-        def read() -> bytes:
-            fd = open_with_sig(source.root, source.path, source.sig)
-            try:
-                return os.pread(fd, length, offset)
-            finally:
-                os.close(fd)
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(
+            read_with_sig, source.root, source.path, source.sig, offset, length
+        )
 
     async def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
         if handle not in self._handles:
