@@ -58,6 +58,10 @@ class Yeet:
             )
         return result
 
+    def names(self, *roots: Path) -> list[str]:
+        """How the CLI names these roots (``box:/path`` for a remote one)."""
+        return [self.remote.get(str(r), str(r)) for r in roots]
+
     def sync(self, alpha: Path, beta: Path, *opts: str, rc: int | None = 0) -> Result:
         return self("sync", "--quiet", str(alpha), str(beta), "--name", "s", *opts, rc=rc)
 

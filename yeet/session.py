@@ -5,7 +5,9 @@ Invariants owned here:
 * Scans stream into one reconciler and decisions are applied while the scans
   go on; deletions wait until every scan of the pass is complete.
 * A side whose root has vanished, or whose root is suddenly empty while the
-  ancestor remembers content, *halts* the session: nothing is deleted anywhere.
+  ancestor remembers content, or a pass that would delete more than the
+  deletion limit of a side's files, *halts* the session: nothing is deleted
+  anywhere, and the halt sticks (``yeet.engine.guard``) until acknowledged.
 * A pass that hit "modified since scan" is followed by another pass, up to a
   limit (one-shot), or marks the directory dirty for the next pass (watching).
 * Continuous mode arms both watchers before the first full scan, then runs
@@ -42,6 +44,16 @@ from typing import Any
 from yeet import journal_scope
 from yeet.endpoint.api import DirtySet, Endpoint, EndpointConfig, EndpointInfo, ScanBatch
 from yeet.engine.entries import Problem
+from yeet.engine.guard import (
+    DEFAULT_LIMIT,
+    DELETIONS,
+    EMPTIED,
+    MIN_GUARDED,
+    VANISHED,
+    Acknowledged,
+    Halt,
+    parse_limit,
+)
 from yeet.engine.reconcile import (
     AncestorRequest,
     AncestorUpdate,
@@ -78,6 +90,10 @@ class Settings:
     symlinks: str = "portable"
     trash_days: float = 30.0
     digest: str = "blake3"
+    permissions: str = "preserve"
+    owner: bool = False
+    times: bool = False
+    max_delete: str = DEFAULT_LIMIT
 
     def endpoint_config(self, side: Side, root: str, create_root: bool) -> EndpointConfig:
         return EndpointConfig(
@@ -90,6 +106,9 @@ class Settings:
             create_root=create_root,
             digest=self.digest,
             trash_days=self.trash_days,
+            permissions=self.permissions,
+            owner=self.owner,
+            times=self.times,
         )
 
 
@@ -100,6 +119,7 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
     counters: dict[Side, Counters] = field(default_factory=dict)
     halted: str = ""
+    halt: Halt | None = None
     passes: int = 0
     notes: list[str] = field(default_factory=list)
     journal: bool = False  # the change journals scoped the first pass (no full scan)
@@ -118,7 +138,7 @@ class _Pass:
     conflicts: list[Conflict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     transient: set[str] = field(default_factory=set)  # parents of "modified since scan"
-    halted: str = ""
+    halt: Halt | None = None
     changes: int = 0
     decided: set[str] = field(default_factory=set)
     decided_under: set[str] = field(default_factory=set)
@@ -137,14 +157,16 @@ class Session:
         endpoints: Mapping[Side, Endpoint],
         roots: Mapping[Side, str],
         *,
-        allow_empty: bool = False,
+        allow: Acknowledged | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.ep = endpoints
         self.roots = roots
-        self.allow_empty = allow_empty
+        self.halt = Halt.from_meta(store.get_meta("halt"))  # a halt of an earlier run
+        self.allow = (allow or Acknowledged()).including(self.halt)
+        self.max_delete = parse_limit(settings.max_delete)
         self.on_progress = on_progress
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
         self._scanned = {Side.ALPHA: 0, Side.BETA: 0}
@@ -165,8 +187,15 @@ class Session:
             infos[side] = await self.ep[side].open(config)
         return infos
 
+    def _halt(self, outcome: Outcome, halt: Halt) -> None:
+        outcome.state, outcome.halt, outcome.halted = "halted", halt, halt.reason
+
     async def _start(self, outcome: Outcome) -> bool:
-        """Open both endpoints; False (and ``outcome`` halted) if a root vanished."""
+        """Open both endpoints; False (and ``outcome`` halted) if a root vanished or
+        the session is still halted from an earlier run."""
+        if self.halt is not None and not self.allow.covers(self.halt):
+            self._halt(outcome, self.halt)  # it sticks, whatever appeared meanwhile
+            return False
         infos = await self.open()
         for info in infos.values():
             outcome.notes.extend(info.notes)
@@ -178,11 +207,11 @@ class Session:
                     f"{side} root {self.roots[side]} does not exist",
                     hint="check the path (only beta is created, on a session's first sync)",
                 )
-            outcome.state = "halted"
-            outcome.halted = (
+            reason = (
                 f"{side} root {self.roots[side]} has vanished (unmounted disk?); "
                 "nothing was synchronised or deleted"
             )
+            self._halt(outcome, Halt(VANISHED, reason, side.value))
             return False
         delta_min, inplace_min = delta_options()
         self._executor = Executor(
@@ -252,8 +281,8 @@ class Session:
                     outcome.conflicts, outcome.problems = result.conflicts, result.problems
                 else:  # keep what the pass did not look at
                     self._remember(result, scope)
-                if result.halted:
-                    outcome.state, outcome.halted = "halted", result.halted
+                if result.halt is not None:
+                    self._halt(outcome, result.halt)
                     break
                 if not result.transient:
                     settled = True
@@ -322,8 +351,8 @@ class Session:
                 result = await self._pass(scope)
                 outcome.passes += 1
                 self._remember(result, scope)
-                if result.halted:
-                    outcome.state, outcome.halted = "halted", result.halted
+                if result.halt is not None:
+                    self._halt(outcome, result.halt)
                     break
 
                 # Wait for new changes *or* for the queued work to finish, whichever
@@ -462,7 +491,12 @@ class Session:
         executor = self._executor
         assert executor is not None
         executor.generation += 1  # what this pass finds goes before older queued work
-        rec = Reconciler(self.settings.mode, store.ancestor_digests(), scope)
+        rec = Reconciler(
+            self.settings.mode,
+            store.ancestor_digests(),
+            scope,
+            portable_modes=self.settings.permissions == "portable",
+        )
         had_ancestor = store.ancestor_count() > 0
         root_empty: dict[Side, bool] = {}
         agreed: list[Update] = []
@@ -546,17 +580,39 @@ class Session:
         if agreed:
             store.record(agreed)
         result.decided, result.decided_under = rec.decided, rec.decided_under
-        emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
-        if emptied and executor.deferred() and not self.allow_empty:
-            result.halted = (
-                f"{emptied[0]} root {self.roots[emptied[0]]} is empty but held synchronised "
-                "content; deletions were not propagated (rerun with --allow-empty if the "
-                "emptying was intended)"
-            )
-        else:
+        result.halt = self._guard(root_empty, had_ancestor)
+        if result.halt is None:
             executor.release()
         store.refresh_digests()
         return result
+
+    def _guard(self, root_empty: Mapping[Side, bool], had_ancestor: bool) -> Halt | None:
+        """The held-back deletions of a pass may go ahead, or a reason to halt."""
+        executor = self._executor
+        assert executor is not None
+        emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
+        if emptied and executor.deferred() and not self.allow.empty:
+            side = emptied[0]
+            reason = (
+                f"{side} root {self.roots[side]} is empty but held synchronised content; "
+                "nothing was deleted"
+            )
+            return Halt(EMPTIED, reason, side.value)
+        if self.allow.deletions or self.allow.empty:
+            return None
+        held = executor.held_deletions()
+        limit = self.max_delete
+        if limit.count is None and not any(n > MIN_GUARDED for n in held.values()):
+            return None  # (counting the ancestor's files costs a query)
+        files = self.store.ancestor_files()
+        for side, count in sorted(held.items()):
+            if limit.exceeded(count, files):
+                reason = (
+                    f"this pass would delete {count} of {files} files on {side} (more than "
+                    f"--max-delete {self.max_delete}); nothing was deleted"
+                )
+                return Halt(DELETIONS, reason, side.value)
+        return None
 
     async def _report_progress(self) -> None:
         if self.on_progress is None:

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import blake3
 
-from yeet.engine.entries import DIRECTORY, Entry, file_entry, symlink_entry
+from yeet.engine.entries import DIRECTORY, Entry, dir_entry, file_entry, is_dir, symlink_entry
 from yeet.engine.reconcile import Change, Conflict, Mode, Side
-from yeet.engine.trees import Plan, apply_ancestor_update, reconcile
+from yeet.engine.trees import Plan, applied_update, apply_ancestor_update, reconcile
 from yeet.paths import is_within
 
 D = DIRECTORY
@@ -21,6 +21,17 @@ def F(content: str, executable: bool = False) -> Entry:
 
 def X(content: str) -> Entry:
     return F(content, executable=True)
+
+
+def FM(content: str, mode: int) -> Entry:
+    """A file with known permission bits."""
+    data = content.encode()
+    return file_entry(blake3.blake3(data).digest(), len(data), mode=0o100000 | mode)
+
+
+def DM(mode: int) -> Entry:
+    """A directory with known permission bits."""
+    return dir_entry(0o040000 | mode)
 
 
 def L(target: str) -> Entry:
@@ -46,7 +57,7 @@ def apply_changes(t: Tree, changes: list[Change]) -> list[Change]:
             del t[c.path]
         else:
             parent = c.path.rsplit("/", 1)[0] if "/" in c.path else ""
-            assert parent == "" or (t.get(parent) == D), f"no parent dir for {c.path}"
+            assert parent == "" or is_dir(t.get(parent)), f"no parent dir for {c.path}"
             if c.old is not None and c.old.is_dir and not c.new.is_dir:
                 assert not any(k.startswith(c.path + "/") for k in t)
             t[c.path] = c.new
@@ -79,13 +90,14 @@ def run_sync(
     beta: Mapping[str, Entry],
     mode: Mode = Mode.TWO_WAY_SAFE,
     order: list[Side] | None = None,
+    portable_modes: bool = False,
 ) -> tuple[Tree, Tree, Tree, list[Conflict], Plan]:
     """Reconcile, apply the plan to copies, update the ancestor; return everything."""
-    plan = reconcile(ancestor, alpha, beta, mode, order=order)
+    plan = reconcile(ancestor, alpha, beta, mode, order=order, portable_modes=portable_modes)
     a, x, y = dict(ancestor), dict(alpha), dict(beta)
     for u in plan.ancestor:
         apply_ancestor_update(a, u.path, u.entry)
     for side_tree, changes in ((x, plan.alpha), (y, plan.beta)):
         for c in apply_changes(side_tree, order_for_executor(changes)):
-            apply_ancestor_update(a, c.path, c.new, applied=True)
+            apply_ancestor_update(a, c.path, c.new, applied=applied_update(c.old, c.new))
     return a, x, y, plan.conflicts, plan

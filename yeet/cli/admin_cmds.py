@@ -13,6 +13,26 @@ from yeet.state.sessions import SessionLock, existing_session_dir
 from yeet.state.store import SessionStore
 
 
+def resume(name: str) -> int:
+    """Mark the session's halt acknowledged: the next sync goes ahead once."""
+    from yeet.engine.guard import Halt
+
+    directory = existing_session_dir(name)
+    with SessionLock(directory):
+        store = SessionStore(directory / "state.db")
+        try:
+            halt = Halt.from_meta(store.get_meta("halt"))
+            if halt is None:
+                print(f"not halted\t{name}")
+                return 0
+            acknowledged = Halt(halt.kind, halt.reason, halt.side, acknowledged=True)
+            store.set_meta(halt=acknowledged.to_meta())
+        finally:
+            store.close()
+    print(f"resumed\t{name}\tthe next sync goes ahead ({halt.reason})")
+    return 0
+
+
 def forget(name: str, force: bool) -> int:
     directory = existing_session_dir(name)
     with SessionLock(directory):

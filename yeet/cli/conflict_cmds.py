@@ -68,6 +68,12 @@ async def _read(ep: Endpoint, path: str, entry: Entry) -> bytes | None:
     return b"".join(chunks)
 
 
+def _bits(entry: Entry) -> str:
+    if entry.mode:
+        return f"{entry.mode & 0o777:04o}"
+    return "executable" if entry.executable else "not executable"
+
+
 def _as_text(data: bytes | None) -> list[str] | None:
     if data is None or b"\0" in data:
         return None
@@ -92,8 +98,8 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
                 out.writelines(
                     difflib.unified_diff(a_text, b_text, f"alpha/{path}", f"beta/{path}")
                 )
-                if x.executable != y.executable:
-                    out.write(f"exec bit: alpha {x.executable}, beta {y.executable}\n")
+                if x.mode != y.mode or x.executable != y.executable:
+                    out.write(f"mode: alpha {_bits(x)}, beta {_bits(y)}\n")
                 return 1
         stats = {s: (await eps[s].stat_paths([path]))[0] for s in Side}
         paths = sorted(
@@ -137,7 +143,13 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
         if here is not None:
             anc[path] = here
         loser = keep.other
-        plan = reconcile(anc, trees[keep], trees[loser], Mode.ONE_WAY_REPLICA)
+        plan = reconcile(
+            anc,
+            trees[keep],
+            trees[loser],
+            Mode.ONE_WAY_REPLICA,
+            portable_modes=settings.permissions == "portable",
+        )
         if plan.conflicts:
             c = plan.conflicts[0]
             raise YeetError(

@@ -91,13 +91,53 @@ def sync(
     trash_days: Annotated[
         float | None, typer.Option(help="Keep replaced/deleted content this many days (30).")
     ] = None,
+    permissions: Annotated[
+        str | None,
+        typer.Option(
+            help="preserve (default): sync the permission bits (rwx for user, group, "
+            "others), never widening them; portable: sync only the exec bit, for "
+            "filesystems without modes (new files get this side's defaults, never more "
+            "open than their source). setuid/setgid/sticky are never synced."
+        ),
+    ] = None,
+    owner: Annotated[
+        bool | None,
+        typer.Option(
+            "--owner/--no-owner",
+            help="Also sync owner and group, by name (needs root on the receiving side).",
+        ),
+    ] = None,
+    times: Annotated[
+        bool | None,
+        typer.Option(
+            "--times/--no-times",
+            help="Also sync files' modification times (default: a file that arrives "
+            "is new, so make rebuilds what depends on it).",
+        ),
+    ] = None,
     allow_empty: Annotated[
         bool,
         typer.Option(
-            help="Propagate deletions even if a root became empty (normally that halts the "
-            "session: an unmounted disk looks empty)."
+            help="Go ahead once although a root became empty or vanished (normally that "
+            "halts the session until acknowledged: an unmounted disk looks empty)."
         ),
     ] = False,
+    allow_deletions: Annotated[
+        bool,
+        typer.Option(
+            help="Go ahead once with more deletions than --max-delete allows (such a "
+            "pass halts the session until acknowledged)."
+        ),
+    ] = False,
+    max_delete: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|P%|none",
+            help="Halt instead of deleting more than N files, or more than P% of a "
+            "side's files (default 50%, and only when more than 10 files would go), in "
+            "one pass; none: no limit. Stored with the session.",
+        ),
+    ] = None,
     via: Annotated[
         list[str] | None,
         typer.Option(
@@ -137,6 +177,15 @@ def sync(
 
     if symlinks is not None and symlinks not in ("portable", "raw", "ignore"):
         raise typer.BadParameter("must be portable, raw or ignore", param_hint="--symlinks")
+    if permissions is not None and permissions not in ("preserve", "portable"):
+        raise typer.BadParameter("must be preserve or portable", param_hint="--permissions")
+    if max_delete is not None:
+        from yeet.engine.guard import parse_limit
+
+        try:
+            parse_limit(max_delete)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--max-delete") from None
     overrides = Overrides(
         mode=mode,
         ignores=tuple(ignore) if ignore is not None else None,
@@ -144,6 +193,10 @@ def sync(
         symlinks=symlinks,
         trash_days=trash_days,
         via=tuple(via) if via else None,
+        permissions=permissions,
+        owner=owner,
+        times=times,
+        max_delete=max_delete,
     )
     raise typer.Exit(
         run_sync(
@@ -152,6 +205,7 @@ def sync(
             name,
             overrides,
             allow_empty=allow_empty,
+            allow_deletions=allow_deletions,
             quiet=quiet,
             as_json=as_json,
             watch=watch,
@@ -249,6 +303,20 @@ def trash(
     from yeet.cli.trash_cmd import trash as run
 
     raise typer.Exit(run(name, restore, side, item, force, as_json))
+
+
+@app.command()
+def resume(name: NameArg) -> None:
+    """Acknowledge a halted session: its next sync goes ahead once.
+
+    A session halts instead of deleting when a root vanished or became empty, or a
+    pass would delete more than --max-delete allows; it stays halted, whatever
+    appears meanwhile, until acknowledged. Check the roots first: the next sync
+    propagates the deletions that the halt held back (into the trash).
+    """
+    from yeet.cli.admin_cmds import resume as run
+
+    raise typer.Exit(run(name))
 
 
 @app.command()

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from yeet.engine.guard import DELETIONS, EMPTIED, Halt
 from yeet.engine.reconcile import Side
 
 if TYPE_CHECKING:
@@ -51,6 +52,24 @@ def summary(name: str, outcome: Outcome) -> str:
             parts.append(f"{label}: " + ", ".join(bits))
     changes = "; ".join(parts) if parts else "no changes"
     return f"{outcome.state}\t{name}\t{changes}"
+
+
+def halt_hint(name: str, halt: Halt) -> str:
+    """What to run to go ahead after a halt (once the user checked it is meant)."""
+    if halt.kind == DELETIONS:
+        return (
+            f"the deletions were held back; if they are meant: `yeet sync --name {name} "
+            "--allow-deletions` (once), or raise the limit with --max-delete N|P%|none"
+        )
+    if halt.kind == EMPTIED:
+        return (
+            f"if the emptying was meant: `yeet sync --name {name} --allow-empty` (it "
+            "deletes the other side's files, into its trash)"
+        )
+    return (
+        f"when the root is back (mounted), check it and run `yeet resume {name}` "
+        f"(or `yeet sync --name {name} --allow-empty`)"
+    )
 
 
 def print_outcome(name: str, outcome: Outcome, out: TextIO = sys.stdout) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from yeet.endpoint.api import Endpoint
 from yeet.endpoint.local import LocalEndpoint
 from yeet.endpoint.url import Location, parse
+from yeet.engine.guard import DEFAULT_LIMIT
 from yeet.engine.reconcile import Mode, Side
 from yeet.errors import UsageError
 from yeet.session import Settings
@@ -39,6 +40,10 @@ class Overrides:
     symlinks: str | None = None
     trash_days: float | None = None
     via: tuple[str, ...] | None = None  # SSH jump hosts (stored in the session)
+    permissions: str | None = None
+    owner: bool | None = None
+    times: bool | None = None
+    max_delete: str | None = None
 
 
 def resolve_name(alpha: str | None, beta: str | None, name: str | None) -> tuple[str, str, str]:
@@ -95,6 +100,10 @@ def settings_for(store: SessionStore, name: str, alpha: str, beta: str, o: Overr
             store.get_meta("symlinks", "portable"),
             float(store.get_meta("trash_days", 30.0)),
             store.get_meta("digest", "blake3"),
+            store.get_meta("permissions", "preserve"),
+            bool(store.get_meta("owner", False)),
+            bool(store.get_meta("times", False)),
+            str(store.get_meta("max_delete", DEFAULT_LIMIT)),
         )
     if o.mode is not None:
         s = replace(s, mode=o.mode)
@@ -106,12 +115,24 @@ def settings_for(store: SessionStore, name: str, alpha: str, beta: str, o: Overr
         s = replace(s, symlinks=o.symlinks)
     if o.trash_days is not None:
         s = replace(s, trash_days=o.trash_days)
+    if o.permissions is not None:
+        s = replace(s, permissions=o.permissions)
+    if o.owner is not None:
+        s = replace(s, owner=o.owner)
+    if o.times is not None:
+        s = replace(s, times=o.times)
+    if o.max_delete is not None:
+        s = replace(s, max_delete=o.max_delete)
     store.set_meta(
         mode=s.mode.value,
         ignores=list(s.ignores),
         ignore_vcs=s.ignore_vcs,
         symlinks=s.symlinks,
         trash_days=s.trash_days,
+        permissions=s.permissions,
+        owner=s.owner,
+        times=s.times,
+        max_delete=s.max_delete,
     )
     return s
 

@@ -14,6 +14,7 @@ from typing import Any
 from yeet.cli import interrupt, report
 from yeet.cli.progress import Progress
 from yeet.cli.runner import Overrides, endpoints, locked_store, resolve_name, settings_for
+from yeet.engine.guard import Acknowledged
 from yeet.session import Outcome, Session, Settings
 from yeet.state.store import SessionStore
 
@@ -21,7 +22,7 @@ from yeet.state.store import SessionStore
 async def _run(
     store: SessionStore,
     settings: Settings,
-    allow_empty: bool,
+    allow: Acknowledged,
     progress: Progress,
     watch: bool,
     quiet: bool,
@@ -47,16 +48,18 @@ async def _run(
             print(line, flush=True)
 
     async with endpoints(store, settings) as (eps, roots):
-        session = Session(
-            settings, store, eps, roots, allow_empty=allow_empty, on_progress=on_progress
-        )
+        session = Session(settings, store, eps, roots, allow=allow, on_progress=on_progress)
         if watch:
             return await session.watch(on_settled)
         return await session.run()
 
 
 def _record(store: SessionStore, outcome: Outcome) -> None:
-    store.set_meta(last_state=outcome.state, last_sync=time.time(), halted=outcome.halted)
+    """The verdict for ``yeet status``; a halt is kept until a run goes ahead."""
+    halt = outcome.halt.to_meta() if outcome.halt is not None else None
+    store.set_meta(
+        last_state=outcome.state, last_sync=time.time(), halted=outcome.halted, halt=halt
+    )
 
 
 def sync(
@@ -66,6 +69,7 @@ def sync(
     overrides: Overrides,
     *,
     allow_empty: bool,
+    allow_deletions: bool = False,
     quiet: bool,
     as_json: bool,
     watch: bool = False,
@@ -79,7 +83,8 @@ def sync(
         store.set_meta(last_state="pending", last_start=time.time())
         store.set_progress({"state": "pending", "time": time.time()})
         try:
-            outcome = interrupt.run(_run(store, settings, allow_empty, progress, watch, quiet))
+            allow = Acknowledged(empty=allow_empty, deletions=allow_deletions)
+            outcome = interrupt.run(_run(store, settings, allow, progress, watch, quiet))
         finally:
             progress.done()
         if not watch:
@@ -93,4 +98,6 @@ def sync(
         print(report.outcome_json(name, outcome))
     elif not quiet or not outcome.in_sync:
         report.print_outcome(name, outcome)
+    if outcome.halt is not None and not as_json:
+        print(f"yeet: {report.halt_hint(name, outcome.halt)}", file=sys.stderr)
     return 0 if outcome.in_sync else 1

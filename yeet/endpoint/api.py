@@ -34,6 +34,9 @@ class EndpointConfig(msgspec.Struct, frozen=True):
     digest: str = "blake3"
     trash_days: float = 30.0
     tracer: bool = True
+    permissions: str = "preserve"  # preserve | portable (exec bit only)
+    owner: bool = False  # sync owner and group (root)
+    times: bool = False  # sync modification times of files
 
 
 class EndpointInfo(msgspec.Struct, frozen=True):
@@ -113,6 +116,7 @@ class OpResult(msgspec.Struct, frozen=True):
     problem: str | None = None
     transient: bool = False  # "modified since scan": worth a rescan
     whole: bool = False  # a delta did not produce the new content: send the whole file
+    applied: Entry | None = None  # what the path holds now, when it is not the op's ``new``
 
 
 COPY, DATA, LITERAL = 0, 1, 2

@@ -12,7 +12,6 @@ import asyncio
 import os
 import socket
 import sqlite3
-import stat
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from yeet.engine.entries import Entry
 from yeet.errors import EndpointError
 from yeet.fs.durable import barrier
 from yeet.fs.groupcommit import GroupCommit, Turns
+from yeet.fs.meta import PERMISSIONS, MetaOptions, differs
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
@@ -85,6 +85,14 @@ class LocalEndpoint:
         root = config.root
         created = False
         notes: list[str] = []
+        if config.permissions not in PERMISSIONS:
+            raise EndpointError(f"{config.side}: unknown permissions {config.permissions!r}")
+        if config.owner and os.geteuid() != 0:
+            raise EndpointError(
+                f"{config.side}: --owner needs root on {socket.gethostname()} "
+                "(it sets the owner and group of what it writes)",
+                hint="run yeet as root there, or sync with --no-owner",
+            )
         if config.digest not in digest.available():
             raise EndpointError(
                 f"{config.side}: digest {config.digest!r} is not available "
@@ -126,6 +134,7 @@ class LocalEndpoint:
             self._cache,
             self._rules(),
             config.digest,
+            meta=self.meta(),
         )
         notes.extend(recover_journals(self.storage))
         return EndpointInfo(
@@ -141,6 +150,12 @@ class LocalEndpoint:
     def _rules(self) -> IgnoreRules:
         assert self.config is not None
         return IgnoreRules(self.config.ignores, self.config.ignore_vcs)
+
+    def meta(self) -> MetaOptions:
+        """Which metadata this session syncs (permission bits, owner, times)."""
+        assert self.config is not None
+        c = self.config
+        return MetaOptions(c.permissions, c.owner, c.times)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
@@ -178,6 +193,7 @@ class LocalEndpoint:
             self.config.side,
             ranges=self._ranges,
             ranges_until_ns=self._ranges_until,
+            meta=self.meta(),
         )
         cache = self._cache
         root = self.config.root
@@ -302,8 +318,9 @@ class LocalEndpoint:
             return ReadResult(req.path, problem=f"cannot read: {err.strerror or err}")
         try:
             st = os.fstat(fd)
-            if bool(st.st_mode & stat.S_IXUSR) != req.expected.executable:
-                return ReadResult(req.path, problem="modified since the scan (exec bit)")
+            changed = differs(st, req.expected, self.meta())
+            if changed:
+                return ReadResult(req.path, problem=f"modified since the scan ({changed})")
             chunks = []
             size = st.st_size
             while True:

@@ -27,10 +27,11 @@ from yeet import digest
 from yeet.delta.signature import Signature
 from yeet.endpoint.api import DeltaOp, Op, OpResult, PlanReply, SigReply
 from yeet.engine.entries import Entry
+from yeet.fs import meta
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.scan.statcache import sig_of
 from yeet.transfer import deltafile
-from yeet.transfer.writer import DIGEST_MISMATCH, Mismatch, new_mode
+from yeet.transfer.writer import DIGEST_MISMATCH, Mismatch
 
 if TYPE_CHECKING:
     from yeet.endpoint.local import LocalEndpoint
@@ -90,13 +91,13 @@ class LocalDelta:
         known = cache.get(path)
         return known is not None and known[0] == sig_of(st) and known[1] == expected.digest
 
-    @staticmethod
-    def _shape(st: os.stat_result, expected: Entry) -> str | None:
+    def _shape(self, st: os.stat_result, expected: Entry) -> str | None:
         if st.st_size != expected.size:
             return "modified since the scan (size)"
-        if bool(st.st_mode & stat.S_IXUSR) != expected.executable:
-            return "modified since the scan (exec bit)"
-        return None
+        if not stat.S_ISREG(st.st_mode):
+            return "no longer a file"
+        changed = meta.differs(st, expected, self.ep.meta())
+        return f"modified since the scan ({changed})" if changed else None
 
     def _alg(self) -> str:
         assert self.ep.config is not None
@@ -298,8 +299,10 @@ class LocalDelta:
                     hasher=lambda: digest.new(alg, threads=True),
                     tree=self._tree(item, st),
                 )
-                if item.new.executable != item.old.executable:
-                    os.chmod(name, new_mode(item.new.executable, st.st_mode), dir_fd=parent)
+                opts = ep.meta()
+                if item.new != item.old or opts.times:
+                    mode = meta.file_mode(item.new, st, opts)
+                    meta.apply_at(parent, name, item.new, mode, opts)
                 after = os.stat(name, dir_fd=parent, follow_symlinks=False)
                 cache.store(item.path, sig_of(after), item.new.digest, leaves=stats.leaves)
             except (Mismatch, FileNotFoundError, NotADirectoryInRoot) as err:

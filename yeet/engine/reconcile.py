@@ -11,7 +11,16 @@ knowledge of what it depends on, and it never loses content:
   own path and subtree (``two-way-resolved`` lets alpha win instead; one-way
   modes follow Mutagen's one-way rules);
 * a subtree holding content that cannot be synchronised (``SPECIAL`` entries or
-  unreadable directories) is never replaced or deleted: that becomes a conflict.
+  unreadable directories) is never replaced or deleted: that becomes a conflict;
+* permission bits are part of an entry: a ``chmod`` is a change like any other.
+  Where both sides hold the same content with different bits (two-way modes), the
+  side that kept the ancestor's bits takes the other's; if the ancestor does not
+  know the bits (a new path, or a session recorded before permissions were
+  synced), the *narrower* bits win, so an update never widens a file; bits
+  changed differently on both sides are a conflict. A directory whose bits
+  differ is decided on its own and its children are still reconciled;
+* with ``portable`` permissions only the exec bit is compared (filesystems
+  without modes); the bits of new content are the writer's business.
 
 The semantics are Mutagen's ``Reconcile`` (pkg/synchronization/core), but the
 input arrives as *directory listings* from each side's scanner, in any order
@@ -38,7 +47,17 @@ import enum
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from yeet.engine.entries import Entry, describe_change, is_dir, is_special, listing_digest
+from yeet.engine.entries import (
+    Entry,
+    describe_change,
+    is_dir,
+    is_special,
+    kept,
+    listing_digest,
+    narrower,
+    portable,
+    same_content,
+)
 from yeet.paths import is_within, join, parent_of, sort_key
 
 
@@ -149,6 +168,8 @@ class Reconciler:
         mode: Mode,
         ancestor_digests: Mapping[str, bytes] | None = None,
         scope: Collection[str] | None = None,
+        *,
+        portable_modes: bool = False,
     ) -> None:
         """``ancestor_digests`` (directory -> ``listing_digest`` of its ancestor
         children), when given, lets a directory whose three listings are equal be
@@ -156,8 +177,12 @@ class Reconciler:
 
         ``scope``: re-decide only these directories (their listings are fed by
         the caller, non-recursively, then ``scanned(side, d, recursive=False)``).
+
+        ``portable_modes``: compare only the exec bit of files, not the other
+        permission bits (``--permissions portable``).
         """
         self.mode = mode
+        self.portable = portable_modes
         self._digests = ancestor_digests or {}
         self._out: list[Decision] = []
         self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
@@ -276,6 +301,20 @@ class Reconciler:
         self._anc_subtree[path] = handler
         self._wants.append(AncestorRequest(path, subtree=True))
 
+    # -- comparing entries ------------------------------------------------------------
+
+    def _eq(self, x: Entry | None, y: Entry | None) -> bool:
+        """The two sides (or the ancestor and a side) hold the same."""
+        if self.portable:
+            return portable(x) == portable(y)
+        return x == y
+
+    def _kept(self, a: Entry | None, e: Entry | None) -> bool:
+        """``e`` is unchanged since the ancestor ``a`` (as far as ``a`` knows)."""
+        if self.portable:
+            return kept(portable(a), portable(e))
+        return kept(a, e)
+
     # -- agreement: both sides hold a directory ----------------------------------------
 
     def _agree_dir(self, path: str, *, ancestor_is_dir: bool, full: bool) -> None:
@@ -344,13 +383,19 @@ class Reconciler:
             if a is not None:
                 self._out.append(AncestorUpdate(p, None))
             return
-        if x == y:
+        if self._eq(x, y):
             assert x is not None
-            if a != x:
+            if not self._eq(a, x):
                 self._out.append(AncestorUpdate(p, x))
             if x.is_dir:
                 # A directory new to the ancestor must be listed in full.
                 self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
+            return
+        if x is not None and y is not None and x.is_dir and y.is_dir:
+            # The same directory on both sides with other permission bits: decide the
+            # bits on their own; the children are reconciled as usual.
+            self._dir_meta(p, a, x, y)
+            self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
             return
         self.decided_under.add(p)
         self._disagree(p, a, x, y)
@@ -363,6 +408,17 @@ class Reconciler:
             self._discard(Side.ALPHA, p)
         if is_dir(y) and collected is not Side.BETA:
             self._discard(Side.BETA, p)
+
+    def _dir_meta(self, p: str, a: Entry | None, x: Entry, y: Entry) -> None:
+        dx = _Delta.EMPTY if is_dir(a) and self._kept(a, x) else _Delta.OTHER
+        dy = _Delta.EMPTY if is_dir(a) and self._kept(a, y) else _Delta.OTHER
+        winner = self._winner(a, x, y, dx, dy)
+        if winner is None:
+            self._out.append(Conflict(p, a, x, y))
+        elif winner is Side.ALPHA:
+            self._out.append(Change(Side.BETA, p, y, x))
+        else:
+            self._out.append(Change(Side.ALPHA, p, x, y))
 
     # -- disagreement -----------------------------------------------------------------
 
@@ -424,15 +480,19 @@ class Reconciler:
     def _side_delta(
         self, a: Entry | None, e: Entry | None, sub: _Subtree | None, anc_sub: dict[str, Entry]
     ) -> _Delta:
-        if e == a:
+        if self._kept(a, e):
             if sub is None or not is_dir(e):
                 return _Delta.EMPTY
         elif not (is_dir(e) and is_dir(a)):
             return _Delta.DELETIONS if e is None else _Delta.OTHER
+        elif sub is None:
+            return _Delta.OTHER  # the directory's own bits changed
         # Both directories: compare the synchronisable part of the subtrees.
         assert sub is not None
+        if not self._kept(a, e):
+            return _Delta.OTHER  # its own bits changed: that is a modification too
         mine = {k: v for k, v in sub.entries.items() if not v.is_special}
-        if any(anc_sub.get(k) != v for k, v in mine.items()):
+        if any(not self._kept(anc_sub.get(k), v) for k, v in mine.items()):
             return _Delta.OTHER
         return _Delta.DELETIONS if len(mine) != len(anc_sub) else _Delta.EMPTY
 
@@ -457,6 +517,8 @@ class Reconciler:
             return Side.ALPHA
         if self.mode is Mode.ONE_WAY_SAFE:
             return Side.ALPHA if dy is not _Delta.OTHER else None
+        if x is not None and y is not None and _bits_only(x, y) and not self.portable:
+            return self._bits_winner(a, x, y)
         if dy is _Delta.EMPTY:
             return Side.ALPHA
         if dx is _Delta.EMPTY:
@@ -468,6 +530,22 @@ class Reconciler:
         if dx is _Delta.DELETIONS:
             return Side.BETA
         return Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
+
+    def _bits_winner(self, a: Entry | None, x: Entry, y: Entry) -> Side | None:
+        """Same content, other permission bits: a one-sided change wins; without an
+        ancestor that knows the bits, the narrower bits win; else a conflict."""
+        resolved = Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
+        if a is not None and a.kind is x.kind and a.mode:
+            if x.mode == a.mode:
+                return Side.BETA
+            if y.mode == a.mode:
+                return Side.ALPHA
+            return resolved
+        if narrower(x, y):
+            return Side.ALPHA
+        if narrower(y, x):
+            return Side.BETA
+        return resolved
 
     def _decide(
         self,
@@ -528,3 +606,15 @@ class Reconciler:
                     self._wait(source, child, got)
 
         self._wait(source, root, got)
+
+
+def _bits_only(x: Entry, y: Entry) -> bool:
+    """Same content and owner and time: only the permission bits differ."""
+    return (
+        same_content(x, y)
+        and x.mode != y.mode
+        and x.mode != 0
+        and y.mode != 0
+        and x.owner == y.owner
+        and x.mtime == y.mtime
+    )

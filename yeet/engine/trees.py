@@ -96,6 +96,7 @@ def reconcile(
     *,
     order: Iterable[Side] | None = None,
     use_digests: bool = False,
+    portable_modes: bool = False,
 ) -> Plan:
     """Reconcile complete trees (relpath -> entry; the root ``""`` is implicit).
 
@@ -106,7 +107,7 @@ def reconcile(
     if use_digests:
         dirs = [""] + [p for p, e in ancestor.items() if e.is_dir]
         digests = {d: listing_digest(children_of(ancestor, d)) for d in dirs}
-    rec = Reconciler(mode, digests)
+    rec = Reconciler(mode, digests, portable_modes=portable_modes)
     plan = Plan()
     queues = {Side.ALPHA: listings_of(alpha), Side.BETA: listings_of(beta)}
     sequence = (
@@ -138,6 +139,8 @@ def apply_ancestor_update(
     descendants only when it was and stays a directory. A change that was just
     *applied* to one side (``applied=True``) always forgets them: that side had
     no subtree there, and the subtree being copied is recorded child by child.
+    (A directory whose own permission bits changed is recorded as an agreement:
+    ``applied_update`` says which.)
     """
     old = tree.get(path)
     if applied or entry is None or not (is_dir(old) and entry.is_dir):
@@ -148,6 +151,12 @@ def apply_ancestor_update(
         tree.pop(path, None)
     else:
         tree[path] = entry
+
+
+def applied_update(old: Entry | None, new: Entry | None) -> bool:
+    """How a change just applied to a side is recorded: ``applied`` (forgetting the
+    recorded subtree) unless it changed only a directory's own metadata."""
+    return not (is_dir(old) and is_dir(new))
 
 
 def dirty_dirs(ancestor: Mapping[str, Entry], side: Mapping[str, Entry]) -> set[str]:

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 
 from yeet import digest
 from yeet.endpoint.api import ScanBatch
-from yeet.engine.entries import DIRECTORY, Entry, Problem, file_entry, special_entry, symlink_entry
+from yeet.engine.entries import (
+    Entry,
+    Problem,
+    dir_entry,
+    file_entry,
+    special_entry,
+    symlink_entry,
+)
+from yeet.fs.meta import MetaOptions, dir_meta, file_meta
 from yeet.fs.rootdir import DIR_FLAGS, RootDir
 from yeet.paths import join, name_of, parent_of
 from yeet.scan.blockcache import MIN_SIZE
@@ -54,6 +62,7 @@ class ScanOptions:
     # moment ``ranges_until_ns`` (taken before the journal was asked).
     ranges: Mapping[str, Ranges] = field(default_factory=dict)
     ranges_until_ns: int = 0
+    meta: MetaOptions = field(default_factory=MetaOptions)
 
 
 def symlink_escapes(path: str, target: str) -> bool:
@@ -124,7 +133,7 @@ class Scanner:
             self.cache.store(path, sig, value, now, leaves)
         else:
             self.cache.drop(path)
-        return file_entry(value, size, bool(st.st_mode & stat.S_IXUSR))
+        return file_entry(value, size, **file_meta(st, self.opts.meta))
 
     def _digest(
         self, fd: int, path: str, st: os.stat_result
@@ -184,7 +193,7 @@ class Scanner:
             sig = sig_of(st)
             cached = self.cache.lookup(child, sig)
             if cached is not None:
-                return file_entry(cached, st.st_size, bool(mode & stat.S_IXUSR))
+                return file_entry(cached, st.st_size, **file_meta(st, self.opts.meta))
             if defer and st.st_size > 64 << 10:
                 # Open here, hash there: the directory fd may be closed before the job runs.
                 try:
@@ -238,7 +247,7 @@ class Scanner:
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     if not (rules and rules.ignored(child, True)):
-                        pending.entries[name] = DIRECTORY
+                        pending.entries[name] = dir_entry(**dir_meta(st, self.opts.meta))
                         subdirs.append(child)
                     continue
                 entry = self._entry(dir_fd, name, child, st, defer=True)
@@ -357,7 +366,7 @@ class Scanner:
         entries: dict[str, Entry] = {}
         if st is not None and stat.S_ISDIR(st.st_mode):
             if not self.opts.rules.ignored(top, True):
-                entries[name_of(top)] = DIRECTORY
+                entries[name_of(top)] = dir_entry(**dir_meta(st, self.opts.meta))
         elif st is not None:
             parent, name = self.root.locate(top)
             entry = self._entry(parent, name, top, st, defer=False)

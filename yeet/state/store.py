@@ -160,6 +160,16 @@ class SessionStore:
             with self.lock, transaction(self.conn):
                 self.conn.executemany("INSERT OR REPLACE INTO ancestor_dirs VALUES (?, ?)", rows)
 
+    def ancestor_files(self) -> int:
+        """Entries of the ancestor that are not directories (what the deletion guard
+        compares with). An entry is a msgpack array (at most 15 fields: a one-byte
+        header) whose first item is its ``Kind``: byte 2 is ``1`` for a directory."""
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT count(*) FROM ancestor WHERE substr(entry, 2, 1) <> x'01'"
+            ).fetchone()
+        return int(row[0])
+
     def ancestor_count(self) -> int:
         with self.lock:
             return int(self.conn.execute("SELECT count(*) FROM ancestor").fetchone()[0])

@@ -30,6 +30,7 @@ from typing import Any
 from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
+from yeet.engine.trees import applied_update
 from yeet.state.store import Update
 from yeet.transfer import deltajob
 from yeet.transfer.localindex import LocalIndex
@@ -177,6 +178,10 @@ class Executor:
 
     def deferred(self) -> int:
         return self.sched.held()
+
+    def held_deletions(self) -> dict[Side, int]:
+        """Files (and links) each side would lose when the held-back work is released."""
+        return self.sched.held_deletions()
 
     def queued(self) -> int:
         return self.sched.queued()[0]
@@ -528,7 +533,8 @@ class Executor:
                 counters.transient += r.transient
                 self._problem(r.path, r.problem or "failed", side, r.transient)
                 continue
-            updates.append(Update(r.path, op.new, applied=True))
+            entry = r.applied or op.new
+            updates.append(Update(r.path, entry, applied=applied_update(op.old, entry)))
             applied.append(Change(side, r.path, op.old, op.new))
             self._count(counters, op.new, op.old)
             if op.new is not None and op.new.is_file:

@@ -165,11 +165,11 @@ class Scheduler:
         files in ``local`` get their content on the receiving side (a copy of a file
         there), so they are small work whatever their size."""
         for c in changes:
-            if c.new is None or (c.old is not None and c.old.is_dir):
+            if c.new is None or (c.old is not None and c.old.is_dir and not c.new.is_dir):
                 self._held[Phase.REMOVALS if c.new is None else Phase.REPLACE].append(c)
                 continue
             rank = (-generation, next(self._seq))
-            if c.new.is_dir:
+            if c.new.is_dir and not (c.old is not None and c.old.is_dir):
                 self._creating[c.side][c.path] = self._creating[c.side].get(c.path, 0) + 1
             if self._is_large(c) and c.path not in local:
                 if self._wants_delta(c):
@@ -191,6 +191,14 @@ class Scheduler:
 
     def held(self) -> int:
         return len(self._held[Phase.REMOVALS]) + len(self._held[Phase.REPLACE])
+
+    def held_deletions(self) -> dict[Side, int]:
+        """Files and links each side would lose by the held-back deletions."""
+        out: dict[Side, int] = {}
+        for c in self._held[Phase.REMOVALS]:
+            if c.old is not None and not c.old.is_dir:
+                out[c.side] = out.get(c.side, 0) + 1
+        return out
 
     def _is_large(self, c: Change) -> bool:
         new = c.new

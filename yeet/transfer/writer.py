@@ -10,6 +10,8 @@ Invariants owned here:
   digest); if not, nothing happens there and the result says "modified since
   scan" so the caller rescans instead of guessing.
 * Replaced or removed content goes to the trash first (``yeet.transfer.trash``).
+* New content is never more open than its entry (``yeet.fs.meta``): it is staged
+  with its final permission bits, owner and time before it is renamed into place.
 * When a batch returns, its renames are durable too, so the caller may record
   the new state as agreed.
 """
@@ -24,10 +26,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from yeet import digest
 from yeet.endpoint.api import Op, OpResult
 from yeet.engine.entries import Entry
 from yeet.fs import durable as durability
+from yeet.fs import meta
+from yeet.fs.meta import MetaOptions
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
@@ -35,26 +41,11 @@ from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer import partial
 from yeet.transfer.trash import Trash, copy_into
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 DIGEST_MISMATCH = "content does not match its digest (source modified during transfer?)"
 
 
 class Mismatch(Exception):
     """The path no longer holds what the plan saw."""
-
-
-def new_mode(executable: bool, old_mode: int | None) -> int:
-    """Permission bits for new content: keep the old bits, set or clear exec."""
-    if old_mode is None or not stat.S_ISREG(old_mode):
-        base = 0o666 & ~_UMASK
-    else:
-        base = stat.S_IMODE(old_mode) & ~0o111
-    if executable:
-        base |= (base & 0o444) >> 2
-    return base
 
 
 @dataclass
@@ -87,7 +78,9 @@ class Writer:
         rules: IgnoreRules,
         alg: str,
         dirty: Callable[[], int | None] = durability.dirty_bytes,
+        meta: MetaOptions | None = None,
     ) -> None:
+        self.meta = meta or MetaOptions()
         self.dirty = dirty  # bytes others have waiting for writeback (durability choice)
         self.root = RootDir(root)  # used by commit (one batch at a time)
         self.stage_root = RootDir(root)  # used by staging, under _stage_lock
@@ -104,6 +97,7 @@ class Writer:
         self._reserved: dict[str, int] = {}  # trash rows of the batch being committed
         self._partials: dict[int, partial.Partial] = {}
         self._next_handle = 1
+        self._made: dict[str, Entry] = {}  # what a path holds when it is not its op's entry
         self._clean_stage_dir()
 
     def close(self) -> None:
@@ -135,7 +129,7 @@ class Writer:
             parent, _ = self.stage_root.locate(path)
             fd = os.open(name, flags, mode, dir_fd=parent)
             staged = Staged(name, True, fd)
-        if mode & _UMASK:  # bits the umask took away at creation
+        if mode & meta.UMASK:  # bits the umask took away at creation
             os.fchmod(fd, mode)
         return staged
 
@@ -166,7 +160,7 @@ class Writer:
         self, path: str, new: Entry
     ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         st = self.stage_root.lstat(path)
-        mode = new_mode(new.executable, st.st_mode if st else None)
+        mode = meta.file_mode(new, st, self.meta)
         handle = self._next_handle
         self._next_handle += 1
         maybe: list[tuple[int, int]] = []
@@ -245,9 +239,7 @@ class Writer:
             value, size, staged.leaves = digest.tree_of_fd(self.alg, staged.fd, op.new.size)
         else:
             st = self.stage_root.lstat(op.path) if op.old is not None and op.old.is_file else None
-            staged = self._stage_create(
-                op.path, new_mode(op.new.executable, st.st_mode if st else None)
-            )
+            staged = self._stage_create(op.path, meta.file_mode(op.new, st, self.meta))
             if op.data is not None:
                 view = memoryview(op.data)
                 while view:
@@ -267,6 +259,13 @@ class Writer:
         if value != op.new.digest or size != op.new.size:
             self._discard(op.path, staged)
             raise Mismatch(DIGEST_MISMATCH)
+        if self.meta.owner or self.meta.times:
+            old = self.stage_root.lstat(op.path) if op.old is not None else None
+            try:
+                meta.apply_fd(staged.fd, op.new, meta.file_mode(op.new, old, self.meta), self.meta)
+            except OSError:
+                self._discard(op.path, staged)
+                raise
         durability.sync_file(staged.fd, each)
         os.close(staged.fd)
         staged.fd = -1
@@ -290,12 +289,18 @@ class Writer:
         if old.is_dir:
             if not stat.S_ISDIR(mode):
                 raise Mismatch("no longer a directory")
+            changed = meta.differs(st, old, self.meta)
+            if changed:
+                raise Mismatch(changed)
         elif old.is_symlink:
             if not stat.S_ISLNK(mode) or os.readlink(name, dir_fd=parent) != old.target:
                 raise Mismatch("symlink changed since the scan")
         elif old.is_file:
-            if not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != old.executable:
+            if not stat.S_ISREG(mode):
                 raise Mismatch("file changed since the scan")
+            changed = meta.differs(st, old, self.meta)
+            if changed:
+                raise Mismatch(changed)
             sig = sig_of(st)
             known = self.cache.get(path)
             if known is None or known[0] != sig or known[1] != old.digest:
@@ -332,7 +337,7 @@ class Writer:
         with self._stage_lock:
             try:
                 for i, op in enumerate(ops):
-                    if op.new is not None and op.new.is_file and not self._exec_only(op):
+                    if op.new is not None and op.new.is_file and not self._meta_only(op):
                         if not self.same_device and op.stage is None:
                             continue  # staged next to its target, at commit time
                         try:
@@ -361,7 +366,7 @@ class Writer:
                 if results[i] is None
                 and op.old is not None
                 and not op.old.is_dir
-                and not self._exec_only(op)
+                and not self._meta_only(op)
             ]
         )
         try:
@@ -369,7 +374,7 @@ class Writer:
                 if results[i] is not None:
                     continue
                 s = staged.pop(i, None)
-                needs_content = op.new is not None and op.new.is_file and not self._exec_only(op)
+                needs_content = op.new is not None and op.new.is_file and not self._meta_only(op)
                 if s is None and not self.same_device and needs_content:
                     try:
                         with self._stage_lock:
@@ -404,7 +409,8 @@ class Writer:
             durability.sync_dirs((fd,))
 
     @staticmethod
-    def _exec_only(op: Op) -> bool:
+    def _meta_only(op: Op) -> bool:
+        """The same file with other metadata (permission bits, owner, time)."""
         return (
             op.old is not None
             and op.new is not None
@@ -432,7 +438,7 @@ class Writer:
             if staged is not None:
                 self._discard(op.path, staged)
             return OpResult(op.path, False, _oserror(err))
-        return OpResult(op.path, True)
+        return OpResult(op.path, True, applied=self._made.pop(op.path, None))
 
     def _change(
         self, parent: int, name: str, op: Op, st: os.stat_result | None, staged: Staged | None
@@ -442,13 +448,17 @@ class Writer:
             self._remove(parent, name, op.path, old)
             return
         if new.is_dir:
+            if old is not None and old.is_dir:  # the same directory, other metadata
+                if not self.meta.portable:
+                    meta.apply_at(parent, name, new, new.mode & 0o777, self.meta)
+                return
             if old is not None:
                 self._preserve(parent, name, op.path, old, move=True)
-            os.mkdir(name, 0o777, dir_fd=parent)
+            self._mkdir(parent, name, op.path, new)
             return
-        if new.is_file and staged is None:  # exec bit only
+        if new.is_file and staged is None:  # metadata only
             assert st is not None
-            os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
+            meta.apply_at(parent, name, new, meta.file_mode(new, st, self.meta), self.meta)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
             leaves = self.cache.blocks.of_content(op.path, self.alg, new.size, new.digest)
             self.cache.store(op.path, sig_of(after), new.digest, leaves=leaves)
@@ -469,6 +479,17 @@ class Writer:
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
         self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
+
+    def _mkdir(self, parent: int, name: str, path: str, new: Entry) -> None:
+        """Create a directory with (at most) its entry's bits, plus what its owner
+        needs to fill it: if those differ, the result says what the disk holds, so
+        the next sync narrows it to the entry's bits once its children are there."""
+        mode = meta.dir_mode(new, self.meta)
+        os.mkdir(name, mode, dir_fd=parent)
+        if new.mode and not self.meta.portable:
+            meta.apply_at(parent, name, new, mode, self.meta)
+            if mode != new.mode & 0o777:
+                self._made[path] = msgspec.structs.replace(new, mode=new.mode | 0o700)
 
     def _preserve(self, parent: int, name: str, path: str, old: Entry | None, move: bool) -> None:
         reserved = self._reserved.pop(path, None)

@@ -47,6 +47,7 @@ from yeet.endpoint.api import (
 )
 from yeet.endpoint.local import LocalEndpoint, read_with_sig
 from yeet.errors import EndpointError, ProtocolError, SessionBusy, YeetError
+from yeet.fs.meta import MetaOptions, differs
 from yeet.fs.rootdir import RootDir
 from yeet.paths import BadPath, check_relpath, parent_of
 from yeet.protocol import codec
@@ -320,8 +321,9 @@ class AgentEndpoint:
         root = RootDir(self.config.root)
         try:
             out = []
+            opts = self._local().meta()
             for op, r in zip(ops, results):
-                if not r.ok and r.transient and _holds(root, op, self.config.digest):
+                if not r.ok and r.transient and _holds(root, op, self.config.digest, opts):
                     out.append(OpResult(r.path, True))
                 else:
                     out.append(r)
@@ -399,7 +401,7 @@ def _file_path(path: str) -> None:
         raise BadPath("the root itself is not a file")
 
 
-def _holds(root: RootDir, op: Op, alg: str) -> bool:
+def _holds(root: RootDir, op: Op, alg: str, opts: MetaOptions) -> bool:
     new = op.new
     try:
         st = root.lstat(op.path)
@@ -409,12 +411,12 @@ def _holds(root: RootDir, op: Op, alg: str) -> bool:
         if st is None:
             return False
         if new.is_dir:
-            return stat.S_ISDIR(st.st_mode)
+            return stat.S_ISDIR(st.st_mode) and not differs(st, new, opts)
         if new.is_symlink:
             return stat.S_ISLNK(st.st_mode) and root.readlink(op.path) == new.target
         if not new.is_file or not stat.S_ISREG(st.st_mode) or st.st_size != new.size:
             return False
-        if bool(st.st_mode & stat.S_IXUSR) != new.executable:
+        if differs(st, new, opts):
             return False
         fd = root.open_file(op.path)
         try:
