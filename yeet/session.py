@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from yeet import journal_scope
+from yeet import intents, journal_scope
 from yeet.endpoint.api import DirtySet, Endpoint, EndpointConfig, EndpointInfo, ScanBatch
 from yeet.engine.entries import Problem
 from yeet.engine.guard import (
@@ -213,6 +213,7 @@ class Session:
             )
             self._halt(outcome, Halt(VANISHED, reason, side.value))
             return False
+        await intents.settle(self.store, self.ep)  # a crashed run's own writes first
         delta_min, inplace_min = delta_options()
         self._executor = Executor(
             self.ep,
@@ -221,6 +222,7 @@ class Session:
             self._index,
             delta_min=delta_min,
             inplace_min=inplace_min,
+            intents=self.store,
         )
         self._executor.counters = self.counters
         self._executor.start()

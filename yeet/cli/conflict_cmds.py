@@ -163,6 +163,7 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
             store.record,
             lambda p, _t: problems.append(p),
             {Side.ALPHA: LocalIndex(), Side.BETA: LocalIndex()},
+            intents=store,
         )
         executor.start()
         executor.submit(Change(loser, c.path, c.old, c.new) for c in plan.beta)

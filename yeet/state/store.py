@@ -4,6 +4,12 @@ Invariant owned here: the ancestor only ever records what both sides verifiably
 agreed on, with the update rule of ``yeet.engine.reconcile.apply_ancestor_update``
 (tested to be equivalent), and every batch of updates is one transaction.
 
+What a run is about to change on a side is recorded first (``intend``), and
+forgotten in the same transaction as the ancestor update that follows it
+(``record(..., settled=...)``): after a crash, an intent whose side holds exactly
+its new entry was yeet's own work, not an edit of that side
+(``yeet.session`` turns it into an agreement).
+
 Paths are stored as bytes (``os.fsencode``) so names that are not UTF-8 survive;
 the ``parent`` column uses the engine's sort key (``/`` -> NUL) so that a
 subtree is one contiguous key range.
@@ -174,17 +180,30 @@ class SessionStore:
         with self.lock:
             return int(self.conn.execute("SELECT count(*) FROM ancestor").fetchone()[0])
 
-    def record(self, updates: Iterable[Update]) -> None:
+    def record(
+        self, updates: Iterable[Update], settled: tuple[str, Iterable[str]] | None = None
+    ) -> None:
         """Apply ancestor updates in order, in one transaction.
 
         The digests of the directories whose children change are dropped in the
         same transaction (``refresh_digests`` computes them again), so a stored
-        digest always matches the stored children.
+        digest always matches the stored children. ``settled``: (side, paths) whose
+        intents are over (applied and recorded here, or failed), forgotten with it.
         """
         updates = list(updates)
+        if settled is not None:
+            done = [(settled[0], os.fsencode(p)) for p in settled[1]]
+            if done and not updates:
+                with self.lock, transaction(self.conn):
+                    self.conn.executemany("DELETE FROM intents WHERE side=? AND path=?", done)
+                return
+        else:
+            done = []
         if not updates:
             return
         with self.lock, transaction(self.conn):
+            if done:
+                self.conn.executemany("DELETE FROM intents WHERE side=? AND path=?", done)
             parents = {path_key(parent_of(u.path)) for u in updates}
             self.conn.executemany("DELETE FROM ancestor_dirs WHERE path=?", [(p,) for p in parents])
             if all(u.applied for u in updates) and _no_path_twice(updates):
@@ -241,6 +260,28 @@ class SessionStore:
                 "INSERT OR REPLACE INTO ancestor (parent, name, entry) VALUES (?, ?, ?)",
                 (parent, name, _enc.encode(u.entry)),
             )
+
+    # -- intents ------------------------------------------------------------------------
+
+    def intend(self, side: str, changes: Iterable[tuple[str, Entry | None, Entry | None]]) -> None:
+        """Record durably what is about to be written on ``side`` (path, old, new)."""
+        rows = [
+            (side, os.fsencode(path), encode_entry(old), encode_entry(new))
+            for path, old, new in changes
+        ]
+        if rows:
+            with self.lock, transaction(self.conn):
+                self.conn.executemany("INSERT OR REPLACE INTO intents VALUES (?, ?, ?, ?)", rows)
+
+    def intents(self) -> list[tuple[str, str, Entry | None, Entry | None]]:
+        """What an interrupted run was about to write: (side, path, old, new)."""
+        with self.lock:
+            rows = self.conn.execute("SELECT side, path, old, new FROM intents").fetchall()
+        return [(s, os.fsdecode(p), decode_entry(o), decode_entry(n)) for s, p, o, n in rows]
+
+    def forget_intents(self) -> None:
+        with self.lock, transaction(self.conn):
+            self.conn.execute("DELETE FROM intents")
 
     # -- conflicts and problems -------------------------------------------------------
 

@@ -6,7 +6,9 @@ Invariants owned here:
   metadata and small files first, large files in chunks that idle workers
   steal, deletions after the scans, deepest first.
 * The ancestor learns about a change only after the endpoint reported it
-  applied (and durable).
+  applied (and durable); what is about to be applied is recorded first
+  (``IntentLog``), so a crash in between never makes yeet's own writes look
+  like edits of the receiving side.
 * A file whose content already exists on the receiving side (same digest) is
   copied there locally instead of being sent (renames, copies); a large upload
   interrupted earlier resumes from the chunks the receiver already holds.
@@ -25,7 +27,7 @@ import errno
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
@@ -51,6 +53,19 @@ WORKERS = 4
 MIN_CHUNK, MAX_CHUNK = 1 << 20, 8 << 20
 CHUNK_SECONDS = 0.25  # chunk size follows the link: about this long per chunk
 ABORT_GRACE = 3.0  # seconds an interrupted apply may take to be answered and recorded
+
+
+class IntentLog(Protocol):
+    """Where the executor records what it is about to write, and what it did
+    (``yeet.state.store.SessionStore``)."""
+
+    def intend(
+        self, side: str, changes: Iterable[tuple[str, Entry | None, Entry | None]]
+    ) -> None: ...
+
+    def record(
+        self, updates: Iterable[Update], settled: tuple[str, Iterable[str]] | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -97,9 +112,11 @@ class Executor:
         workers: int = WORKERS,
         delta_min: int | None = SMALL,
         inplace_min: int = deltajob.INPLACE_MIN,
+        intents: IntentLog | None = None,
     ) -> None:
         self.ep = endpoints
         self.record = record
+        self.intents = intents
         self.report = report
         self.index = local_index
         self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
@@ -487,11 +504,13 @@ class Executor:
 
     async def _commit_delta(self, up: Upload, d: deltajob.Delta) -> list[Change]:
         c = up.change
+        self._intend(c.side, [Op(c.path, c.old, c.new)])
         result = await self.ep[c.side].patch_commit(d.handle)
         if result.path != c.path:
             result = OpResult(c.path, result.ok, result.problem, result.transient, result.whole)
         counters = self.counters[c.side]
         if result.whole:  # the delta did not reproduce the file: send it whole
+            self._record(c.side, [], [c.path])
             self.sched.no_delta.add((c.side, c.path))
             self._requeued.add((c.side, c.path))
             self.sched.add([c], self.generation)
@@ -517,9 +536,21 @@ class Executor:
         assert task is not None
         self._applying.add(task)
         try:
+            self._intend(side, ops)
             return self._account(side, ops, await self.ep[side].apply(ops))
         finally:
             self._applying.discard(task)
+
+    def _intend(self, side: Side, ops: list[Op]) -> None:
+        if self.intents is not None:
+            self.intents.intend(side.value, [(op.path, op.old, op.new) for op in ops])
+
+    def _record(self, side: Side, updates: list[Update], paths: list[str]) -> None:
+        """Record what was applied; the intents of ``paths`` are over with it."""
+        if self.intents is not None:
+            self.intents.record(updates, settled=(side.value, paths))
+        elif updates:
+            self.record(updates)
 
     def _account(self, side: Side, ops: list[Op], results: list[OpResult]) -> list[Change]:
         by_path: dict[str, Op] = {op.path: op for op in ops}
@@ -539,8 +570,7 @@ class Executor:
             self._count(counters, op.new, op.old)
             if op.new is not None and op.new.is_file:
                 self.index[side].add(op.new.digest, r.path)
-        if updates:
-            self.record(updates)
+        self._record(side, updates, list(by_path))
         return applied
 
     @staticmethod
