@@ -63,6 +63,7 @@ from yeet.engine.reconcile import (
     ListingRequest,
     Mode,
     Reconciler,
+    Retry,
     Side,
 )
 from yeet.errors import EndpointError
@@ -492,12 +493,13 @@ class Session:
         store = self.store
         executor = self._executor
         assert executor is not None
-        executor.generation += 1  # what this pass finds goes before older queued work
+        executor.new_pass()  # what this pass finds goes before older queued work
         rec = Reconciler(
             self.settings.mode,
             store.ancestor_digests(),
             scope,
             portable_modes=self.settings.permissions == "portable",
+            stale=executor.stale,
         )
         had_ancestor = store.ancestor_count() > 0
         root_empty: dict[Side, bool] = {}
@@ -511,6 +513,8 @@ class Session:
                     changes.append(d)
                 elif isinstance(d, AncestorUpdate):
                     agreed.append(Update(d.path, d.entry, applied=False))
+                elif isinstance(d, Retry):
+                    result.transient.add(parent_of(d.path))  # look again, next pass
                 else:
                     result.conflicts.append(d)
             if changes:

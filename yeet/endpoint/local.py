@@ -9,6 +9,7 @@ local session directly and a remote session from inside ``yeet agent``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sqlite3
@@ -51,6 +52,7 @@ from yeet.scan.scanner import Scanner, ScanOptions
 from yeet.scan.statcache import StatCache, StatSig, sig_of
 from yeet.transfer.trash import Trash
 from yeet.transfer.writer import Writer
+from yeet.watch.own import OwnWrites
 
 SCAN_WINDOW = 64  # listing batches a scan runs ahead of its consumer (memory bound)
 CACHE_ENTRIES = 20_000
@@ -74,6 +76,7 @@ class LocalEndpoint:
         self._delta = LocalDelta(self)
         self._ranges: dict[str, tuple[tuple[int, int], ...]] = {}
         self._ranges_until = 0
+        self.own_writes = OwnWrites()  # what our writer left where: not edits, for the watcher
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -135,6 +138,7 @@ class LocalEndpoint:
             self._rules(),
             config.digest,
             meta=self.meta(),
+            own=self.own_writes,
         )
         notes.extend(recover_journals(self.storage))
         return EndpointInfo(
@@ -243,20 +247,38 @@ class LocalEndpoint:
                 hint="run `yeet sync` without --watch (e.g. from cron)",
             )
         from yeet.watch.inotify import Dirty, InotifyWatcher
+        from yeet.watch.own import PENDING_SECONDS
 
-        watcher = InotifyWatcher(self.config.root, self._rules())
+        watcher = InotifyWatcher(self.config.root, self._rules(), own=self.own_writes)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Dirty] = asyncio.Queue()
 
-        def readable() -> None:
-            dirty, new_dirs = watcher.read()
+        timer: list[asyncio.TimerHandle] = []
+
+        def handle(dirty: Dirty, new_dirs: list[str]) -> None:
             if new_dirs:
                 loop.run_in_executor(None, _watch_new, watcher, new_dirs)
             if dirty:
                 queue.put_nowait(dirty)
+            if watcher.held and not timer:  # events on paths our writer is changing
+                timer.append(loop.call_later(PENDING_SECONDS, rechecked))
+
+        def readable() -> None:
+            handle(*watcher.read())
+
+        def rechecked() -> None:
+            if timer:
+                timer.pop().cancel()
+            handle(*watcher.recheck())
+
+        def settled() -> None:  # (from the writer's thread) some pending paths are done
+            if watcher.held:
+                with contextlib.suppress(RuntimeError):  # the loop is gone
+                    loop.call_soon_threadsafe(rechecked)
 
         await asyncio.to_thread(watcher.watch_tree, "")
         loop.add_reader(watcher.fileno(), readable)
+        self.own_writes.listener = settled
         try:
             yield DirtySet((), watcher.pending.overflow)
             while True:
@@ -265,6 +287,9 @@ class LocalEndpoint:
                     dirty.merge(queue.get_nowait())
                 yield DirtySet(tuple(sorted(dirty.dirs)), dirty.overflow)
         finally:
+            self.own_writes.listener = None
+            for t in timer:
+                t.cancel()
             loop.remove_reader(watcher.fileno())
             watcher.close()
 
@@ -522,7 +547,9 @@ def _watch_new(watcher: object, new_dirs: list[str]) -> None:
 
     assert isinstance(watcher, InotifyWatcher)
     for d in new_dirs:
-        watcher.watch_tree(d)
+        created = d in watcher.created
+        watcher.created.discard(d)
+        watcher.watch_tree(d, created=created)
 
 
 class FileChangedError(OSError):

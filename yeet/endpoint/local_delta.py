@@ -62,6 +62,7 @@ class _Open:
         self, patch: deltafile.Patch, path: str, old: Entry, new: Entry, stage: int | None
     ) -> None:
         self.patch, self.path, self.old, self.new, self.stage = patch, path, old, new, stage
+        self.wrote = False  # the in-place commit changed the file (told ``own_writes``)
 
 
 class LocalDelta:
@@ -284,6 +285,7 @@ class LocalDelta:
         assert writer is not None and cache is not None
         alg = self._alg()
         with ep._write_lock:
+            ep.own_writes.begin([item.path])
             try:
                 parent, name = writer.root.locate(item.path)
                 st = writer._check(parent, name, item.path, item.old)
@@ -305,6 +307,8 @@ class LocalDelta:
                     meta.apply_at(parent, name, item.new, mode, opts)
                 after = os.stat(name, dir_fd=parent, follow_symlinks=False)
                 cache.store(item.path, sig_of(after), item.new.digest, leaves=stats.leaves)
+                ep.own_writes.wrote(item.path, after)
+                item.wrote = True
             except (Mismatch, FileNotFoundError, NotADirectoryInRoot) as err:
                 return OpResult(item.path, False, str(err), transient=True)
             except InplaceAborted as err:
@@ -312,5 +316,7 @@ class LocalDelta:
             except OSError as err:
                 return OpResult(item.path, False, f"in-place delta: {err.strerror or err}")
             finally:
+                if not item.wrote:
+                    ep.own_writes.end([item.path])
                 writer.root.forget()
         return OpResult(item.path, True)

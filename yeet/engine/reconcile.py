@@ -20,7 +20,11 @@ knowledge of what it depends on, and it never loses content:
   changed differently on both sides are a conflict. A directory whose bits
   differ is decided on its own and its children are still reconciled;
 * with ``portable`` permissions only the exec bit is compared (filesystems
-  without modes); the bits of new content are the writer's business.
+  without modes); the bits of new content are the writer's business;
+* a path the caller says is *stale* (``stale``: work of an earlier pass landed on
+  it, or above it, or below a directory, after this pass began reading) is not
+  decided from listings and ancestor data that may straddle that write: it
+  becomes a ``Retry`` (look at its directory again), never a change.
 
 The semantics are Mutagen's ``Reconcile`` (pkg/synchronization/core), but the
 input arrives as *directory listings* from each side's scanner, in any order
@@ -115,7 +119,18 @@ class Conflict:
         return describe_change(self.ancestor, self.beta)
 
 
-Decision = Change | AncestorUpdate | Conflict
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """``path`` could not be decided from consistent data: list its directory again."""
+
+    path: str
+
+
+Decision = Change | AncestorUpdate | Conflict | Retry
+
+Stale = Callable[[str, bool], bool]
+"""``stale(path, subtree)``: work not decided by this pass changed ``path`` or a
+directory above it (or, with ``subtree``, something below it) since the pass began."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +185,7 @@ class Reconciler:
         scope: Collection[str] | None = None,
         *,
         portable_modes: bool = False,
+        stale: Stale | None = None,
     ) -> None:
         """``ancestor_digests`` (directory -> ``listing_digest`` of its ancestor
         children), when given, lets a directory whose three listings are equal be
@@ -179,10 +195,11 @@ class Reconciler:
         the caller, non-recursively, then ``scanned(side, d, recursive=False)``).
 
         ``portable_modes``: compare only the exec bit of files, not the other
-        permission bits (``--permissions portable``).
+        permission bits (``--permissions portable``). ``stale``: see ``Stale``.
         """
         self.mode = mode
         self.portable = portable_modes
+        self._stale = stale or (lambda _path, _subtree: False)
         self._digests = ancestor_digests or {}
         self._out: list[Decision] = []
         self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
@@ -373,9 +390,19 @@ class Reconciler:
         for name in sorted(a.keys() | x.keys() | y.keys()):
             self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name), full)
 
+    def _retry(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> bool:
+        """If ``p`` is stale, emit a ``Retry`` and drop what lies below it."""
+        if not self._stale(p, is_dir(a) or is_dir(x) or is_dir(y)):
+            return False
+        self._out.append(Retry(p))
+        self._discard_dirs(p, x, y)
+        return True
+
     def _reconcile_path(
         self, p: str, a: Entry | None, x: Entry | None, y: Entry | None, full: bool
     ) -> None:
+        if self._retry(p, a, x, y):
+            return
         if is_special(x) or is_special(y):
             self._discard_dirs(p, x, y)
             return
@@ -557,10 +584,14 @@ class Reconciler:
         sub: _Subtree | None,
         anc_sub: dict[str, Entry],
     ) -> None:
+        collected = dir_side if sub is not None else None
+        if sub is not None and self._stale(p, True):  # (the subtree took a while)
+            self._out.append(Retry(p))
+            self._discard_dirs(p, x, y, collected)
+            return
         dx = self._side_delta(a, x, sub if dir_side is Side.ALPHA else None, anc_sub)
         dy = self._side_delta(a, y, sub if dir_side is Side.BETA else None, anc_sub)
         winner = self._winner(a, x, y, dx, dy)
-        collected = dir_side if sub is not None else None
         untrack = self.mode is Mode.ONE_WAY_SAFE and x is None and not (is_dir(a) and is_dir(y))
         if winner is None and untrack:
             # Beta's own content where alpha has nothing: leave it, stop tracking it.
@@ -601,6 +632,11 @@ class Reconciler:
                 if entry.is_special:
                     continue
                 child = join(q, name)
+                if self._stale(child, entry.is_dir):
+                    self._out.append(Retry(child))
+                    if entry.is_dir:
+                        self._discard(source, child)
+                    continue
                 self._out.append(Change(target, child, None, entry))
                 if entry.is_dir:
                     self._wait(source, child, got)

@@ -21,6 +21,7 @@ from yeet.engine.reconcile import (
     ListingRequest,
     Mode,
     Reconciler,
+    Retry,
     Side,
 )
 from yeet.paths import parent_of, sort_key
@@ -34,6 +35,7 @@ class Plan:
     beta: list[Change] = field(default_factory=list)
     ancestor: list[AncestorUpdate] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    retry: list[Retry] = field(default_factory=list)
 
     def add(self, decisions: Iterable[Decision]) -> None:
         for d in decisions:
@@ -41,6 +43,8 @@ class Plan:
                 (self.alpha if d.side is Side.ALPHA else self.beta).append(d)
             elif isinstance(d, AncestorUpdate):
                 self.ancestor.append(d)
+            elif isinstance(d, Retry):
+                self.retry.append(d)
             else:
                 self.conflicts.append(d)
 

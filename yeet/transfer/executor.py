@@ -33,6 +33,7 @@ from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.engine.trees import applied_update
+from yeet.paths import parent_of
 from yeet.state.store import Update
 from yeet.transfer import deltajob
 from yeet.transfer.localindex import LocalIndex
@@ -128,6 +129,9 @@ class Executor:
         path): the delta sends just those pages, see ``deltajob``."""
         self._requeued: set[tuple[Side, str]] = set()
         self.generation = 0
+        self._gen_of: dict[tuple[Side, str], int] = {}  # the pass that decided a change
+        self._late: set[str] = set()  # applied this pass, decided by an earlier one
+        self._late_under: set[str] = set()  # directories with such a path below them
         self.rate = _Rate()
         self._workers = workers
         self._wake = asyncio.Event()
@@ -154,6 +158,7 @@ class Executor:
             if self._known.get(key) == (c.old, c.new):
                 continue
             self._known[key] = (c.old, c.new)
+            self._gen_of[key] = self.generation
             fresh.append(c)
         if fresh:
             local = {
@@ -166,6 +171,35 @@ class Executor:
             self.sched.add(fresh, self.generation, local)
             self._idle.clear()
             self._wake.set()
+
+    def new_pass(self) -> None:
+        """A pass begins: what it decides goes before older queued work, and work of
+        earlier passes that lands from now on makes its paths ``stale``."""
+        self.generation += 1
+        self._late.clear()
+        self._late_under.clear()
+
+    def stale(self, path: str, subtree: bool) -> bool:
+        """Work decided by an earlier pass was applied at ``path``, or at a directory
+        above it (or, with ``subtree``, below it) since this pass began: the pass's
+        listings and ancestor data for it may straddle that write."""
+        if subtree and path in self._late_under:
+            return True
+        p = path
+        while p:
+            if p in self._late:
+                return True
+            p = parent_of(p)
+        return False
+
+    def _landed(self, side: Side, path: str) -> None:
+        generation = self._gen_of.pop((side, path), self.generation)
+        if generation < self.generation:
+            self._late.add(path)
+            p = parent_of(path)
+            while p:
+                self._late_under.add(p)
+                p = parent_of(p)
 
     def backlog(self) -> int:
         """Changes queued or in flight that can run now (held-back deletions excluded)."""
@@ -299,6 +333,7 @@ class Executor:
                 continue
             if self._known.get((c.side, c.path)) == (c.old, c.new):
                 del self._known[(c.side, c.path)]
+                self._gen_of.pop((c.side, c.path), None)
 
     async def _do(self, work: Work) -> list[Change]:
         if isinstance(work, Batch):
@@ -559,6 +594,7 @@ class Executor:
         counters = self.counters[side]
         for r in results:
             op = by_path[r.path]
+            self._landed(side, r.path)
             if not r.ok:
                 counters.failed += 1
                 counters.transient += r.transient

@@ -35,11 +35,12 @@ from yeet.fs import durable as durability
 from yeet.fs import meta
 from yeet.fs.meta import MetaOptions
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
-from yeet.paths import parent_of
+from yeet.paths import join, parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
 from yeet.transfer import partial
 from yeet.transfer.trash import Trash, copy_into
+from yeet.watch.own import OwnWrites
 
 DIGEST_MISMATCH = "content does not match its digest (source modified during transfer?)"
 
@@ -79,8 +80,10 @@ class Writer:
         alg: str,
         dirty: Callable[[], int | None] = durability.dirty_bytes,
         meta: MetaOptions | None = None,
+        own: OwnWrites | None = None,
     ) -> None:
         self.meta = meta or MetaOptions()
+        self.own = own  # what this writer left where (the watcher's "not an edit")
         self.dirty = dirty  # bytes others have waiting for writeback (durability choice)
         self.root = RootDir(root)  # used by commit (one batch at a time)
         self.stage_root = RootDir(root)  # used by staging, under _stage_lock
@@ -127,6 +130,8 @@ class Writer:
             staged = Staged(name, False, fd)
         else:
             parent, _ = self.stage_root.locate(path)
+            if self.own is not None:
+                self.own.temp(join(parent_of(path), name))
             fd = os.open(name, flags, mode, dir_fd=parent)
             staged = Staged(name, True, fd)
         if mode & meta.UMASK:  # bits the umask took away at creation
@@ -369,6 +374,9 @@ class Writer:
                 and not self._meta_only(op)
             ]
         )
+        unsettled = {op.path for i, op in enumerate(ops) if results[i] is None}
+        if self.own is not None:
+            self.own.begin(unsettled)  # (the watcher holds their events until we are done)
         try:
             for i, op in enumerate(ops):
                 if results[i] is not None:
@@ -385,12 +393,15 @@ class Writer:
                     except OSError as err:
                         results[i] = OpResult(op.path, False, _oserror(err))
                         continue
+                unsettled.discard(op.path)  # (``_apply_one`` tells ``own``)
                 results[i] = self._apply_one(op, s)
             if prepared.each:
                 self._sync_dirs(ops)
             else:
                 durable()
         finally:
+            if self.own is not None and unsettled:
+                self.own.end(unsettled)
             for i, left in staged.items():
                 self._discard(ops[i].path, left)
             self.root.forget()
@@ -426,10 +437,22 @@ class Writer:
         except (FileNotFoundError, NotADirectoryInRoot):
             if staged is not None:
                 self._discard(op.path, staged)
+            if self.own is not None:
+                self.own.end([op.path])
             return OpResult(op.path, False, "its parent directory is missing", transient=True)
+        told = False
         try:
+            if self._made_already(parent, name, op):
+                return OpResult(op.path, True)
             st = self._check(parent, name, op.path, op.old)
             self._change(parent, name, op, st, staged)
+            if self.own is not None:
+                try:
+                    after = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                except FileNotFoundError:
+                    after = None
+                self.own.wrote(op.path, after)
+                told = True
         except Mismatch as err:
             if staged is not None:
                 self._discard(op.path, staged)
@@ -438,6 +461,9 @@ class Writer:
             if staged is not None:
                 self._discard(op.path, staged)
             return OpResult(op.path, False, _oserror(err))
+        finally:
+            if self.own is not None and not told:
+                self.own.end([op.path])  # it wrote nothing there
         return OpResult(op.path, True, applied=self._made.pop(op.path, None))
 
     def _change(
@@ -470,6 +496,8 @@ class Writer:
         if new.is_symlink:
             tmp = f".yeet-tmp-{secrets.token_hex(8)}"
             tmp_fd = self.stage_fd if self.same_device else parent
+            if self.own is not None and not self.same_device:
+                self.own.temp(join(parent_of(op.path), tmp))
             os.symlink(new.target, tmp, dir_fd=tmp_fd)
             os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
             self.cache.drop(op.path)
@@ -479,6 +507,20 @@ class Writer:
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
         self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
+
+    def _made_already(self, parent: int, name: str, op: Op) -> bool:
+        """A directory to create is there already with its entry's metadata (the same
+        change decided twice, by passes that overlapped): that is done, not
+        "something appeared"."""
+        if op.old is not None or op.new is None or not op.new.is_dir:
+            return False
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        return not op.new.mode or not meta.differs(st, op.new, self.meta)
 
     def _mkdir(self, parent: int, name: str, path: str, new: Entry) -> None:
         """Create a directory with (at most) its entry's bits, plus what its owner
