@@ -66,7 +66,7 @@ def test_unusable_database_is_set_aside(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     db.write_bytes(os.urandom(5000))
     store = SessionStore(db)
-    assert store.rebuilt_note and "could not be used" in store.rebuilt_note
+    assert store.rebuilt_note and "was damaged" in store.rebuilt_note
     assert store.ancestor_count() == 0
-    assert list(tmp_path.glob("state.db.unusable-*"))
+    assert list(tmp_path.glob("state.db.damaged-*"))
     store.close()
