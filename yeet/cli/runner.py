@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from yeet.cli.roots import check_apart
@@ -34,7 +33,7 @@ from yeet.engine.reconcile import Mode, Side
 from yeet.errors import SessionNotFound, StateError, UsageError
 from yeet.session import Settings
 from yeet.state import identity
-from yeet.state.db import StateDamaged
+from yeet.state.db import StateDamaged, failed
 from yeet.state.sessions import (
     SessionLock,
     default_name,
@@ -146,9 +145,7 @@ def _migrate(store: SessionStore) -> None:
     a = store.get_meta("alpha")
     if a is None or store.get_meta("addresses", 1) >= ADDRESS_FORMAT:
         return
-    store.set_meta(
-        alpha=migrate(a), beta=migrate(store.get_meta("beta")), addresses=ADDRESS_FORMAT
-    )
+    store.set_meta(alpha=migrate(a), beta=migrate(store.get_meta("beta")), addresses=ADDRESS_FORMAT)
 
 
 def settings_for(
@@ -179,7 +176,7 @@ def settings_for(
     else:
         sa, sb = store.get_meta("alpha"), store.get_meta("beta")
         if (sa, sb) != (alpha, beta):
-            if (migrate(alpha), migrate(beta)) == (sa, sb):
+            if all(t == x or migrate(t) == x for t, x in ((alpha, sa), (beta, sb))):
                 raise UsageError(
                     f"ssh:// addresses are absolute now, as in git and OpenSSH: session "
                     f"{name!r}, created by an older yeet, synchronises {sa} and {sb}",
@@ -232,21 +229,13 @@ def locked_store(name: str, *, create: bool) -> Iterator[SessionStore]:
         try:
             store = SessionStore(db)
         except sqlite3.Error as err:
-            raise _state_failed(db, err) from None
+            raise failed(db, err) from None
         try:
             yield store
         except sqlite3.Error as err:
-            raise _state_failed(db, err) from None
+            raise failed(db, err) from None
         finally:
             store.close()
-
-
-def _state_failed(db: Path, err: sqlite3.Error) -> StateError:
-    return StateError(
-        f"the state database {db} failed: {err}",
-        hint="free space on (or repair) the filesystem that holds it, then run the command "
-        "again; the session's state is kept",
-    )
 
 
 def make_endpoint(store: SessionStore, name: str, side: Side, location: Location) -> Endpoint:

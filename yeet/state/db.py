@@ -104,15 +104,36 @@ def _is_damage(err: sqlite3.DatabaseError) -> bool:
     return any(w in str(err).lower() for w in _DAMAGE_WORDS)
 
 
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def _hint(err: sqlite3.Error) -> str:
     text = str(err).lower()
-    if "full" in text:
-        return "free space on the filesystem that holds it, then run the command again"
     if "locked" in text or "busy" in text:
         return "another program holds the database; wait for it, then run the command again"
     if "readonly" in text or "read-only" in text or "permission" in text or "open" in text:
         return "check the permissions of the state directory and that its filesystem is writable"
     return "check the disk and the filesystem that holds it, then run the command again"
+
+
+def failed(path: Path, err: sqlite3.Error) -> StateError:
+    """A failure that is not damage: the command fails, the file stays as it is."""
+    free = _free_bytes(path.parent)
+    name = getattr(err, "sqlite_errorname", "")
+    what = f"{err} ({name})" if name else str(err)
+    if "full" in str(err).lower() or (free is not None and free < 1 << 20):
+        return StateError(
+            f"cannot use state database {path}: {what}; the filesystem that holds it is full "
+            f"({free if free is not None else 0} bytes free)",
+            hint="free space there, then run the command again (the session's state is kept "
+            "as it was)",
+        )
+    return StateError(f"cannot use state database {path}: {what}", hint=_hint(err))
 
 
 def _open(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -150,10 +171,6 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def _failed(path: Path, err: sqlite3.Error) -> StateError:
-    return StateError(f"cannot use state database {path}: {err}", hint=_hint(err))
 
 
 def set_aside(path: Path) -> Path:
@@ -199,7 +216,7 @@ def open_database(
         except _Damage as damage:  # a new, empty file: no damage can come from us
             raise StateError(f"cannot create state database {path}: {damage}") from None
     except sqlite3.Error as err:
-        raise _failed(path, err) from None
+        raise failed(path, err) from None
     except OSError as err:
         raise StateError(
             f"cannot use state database {path}: {err.strerror or err}",
