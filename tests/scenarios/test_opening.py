@@ -8,6 +8,7 @@ client's own state directory.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,22 @@ def test_overlapping_roots_are_refused(
     outer = alpha if layout != "alpha-inside" else alpha / "inner"
     assert str(outer) in r.err and str(inner) in r.err, r.err
     assert snapshot(alpha) == before  # no copy of the tree into itself, no new directory
+    assert _sessions(yeet) == []
+
+
+def test_overlap_through_a_bind_mount_is_refused(yeet: Yeet, tmp_path: Path, roots_at: str) -> None:
+    """Real paths differ, the directory is the same: device and inode tell."""
+    alpha, view = tmp_path / "alpha", tmp_path / "view"
+    write(alpha, "inner/f", "1")
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(alpha / "inner"), str(view)], check=True)
+    try:
+        r = yeet("sync", "--quiet", *_pair(roots_at, alpha, view))
+        assert r.rc == 2 and "inside the other" in r.err, r.err
+        assert str(view) in r.err and str(alpha) in r.err
+        assert snapshot(alpha) == {"inner": "dir", "inner/f": "file:1"}
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
     assert _sessions(yeet) == []
 
 

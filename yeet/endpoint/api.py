@@ -49,7 +49,10 @@ class RootInfo(msgspec.Struct, frozen=True):
     kernel that answers (its boot id): two roots with the same one are on one
     machine, whatever address reached them. ``chain``: ``(st_dev, st_ino)`` of the
     real root, when it exists, and of each existing ancestor up to ``/``.
-    ``problem``: why the root cannot be used or created ("" when it can).
+    ``fs``: the mount table's device of the filesystem holding the real path, and
+    the path inside that filesystem (a bind mount names the directory it shows;
+    ``("", "")`` without a mount table). ``problem``: why the root cannot be used or
+    created ("" when it can).
     """
 
     path: str
@@ -59,6 +62,7 @@ class RootInfo(msgspec.Struct, frozen=True):
     machine: str = ""
     host: str = ""
     chain: tuple[tuple[int, int], ...] = ()
+    fs: tuple[str, str] = ("", "")
     problem: str = ""
 
 
