@@ -83,6 +83,7 @@ def _seeds() -> list[bytes]:
         "bulk_close": (1,),
         "read_open": ("a", E),
         "bulk_read": (ReadSource("/r", "a", (1, 3, 4, 5, 0o100644)), 0, 3),
+        "probe": ("/r",),
     }
     for call, m in enumerate(ENDPOINT.methods, 1):
         out.append(encode_frame(Kind.CALL, enc(args[m.name]), method=m.index, call=call))

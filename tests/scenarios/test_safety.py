@@ -49,10 +49,10 @@ def test_corrupt_state_is_rebuilt_without_deleting(yeet: Yeet, roots: tuple[Path
         Path(str(db) + suffix).unlink(missing_ok=True)
     db.write_bytes(b"this is not a database" * 100)
     r = yeet.sync(a, b, rc=0)
-    assert "could not be used" in r.err
+    assert "was damaged" in r.err
     # with no ancestor nothing can be deleted: the file comes back instead
     assert (a / "deleted-on-alpha").read_text() == "2"
-    assert list(db.parent.glob("state.db.unusable-*"))
+    assert list(db.parent.glob("state.db.damaged-*"))
 
 
 def test_missing_state_is_a_fresh_start(yeet: Yeet, roots: tuple[Path, Path]) -> None:

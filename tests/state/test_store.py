@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +15,9 @@ from tests.engine.trees import D, F, L
 from yeet.engine.entries import Entry, Problem, listing_digest
 from yeet.engine.reconcile import Conflict
 from yeet.engine.trees import apply_ancestor_update
+from yeet.errors import StateError
 from yeet.paths import name_of, parent_of
+from yeet.state.db import StateDamaged, open_database
 from yeet.state.store import SessionStore, Update
 
 PATHS = ["a", "a/b", "a/b/c", "a/x", "a-b", "a.b", "b", "b/a", "caf\udce9"]
@@ -66,7 +70,24 @@ def test_unusable_database_is_set_aside(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     db.write_bytes(os.urandom(5000))
     store = SessionStore(db)
-    assert store.rebuilt_note and "could not be used" in store.rebuilt_note
+    assert store.rebuilt_note and "was damaged" in store.rebuilt_note
     assert store.ancestor_count() == 0
-    assert list(tmp_path.glob("state.db.unusable-*"))
+    assert list(tmp_path.glob("state.db.damaged-*"))
     store.close()
+
+
+def test_state_database_errors_are_classified(tmp_path: Path) -> None:
+    """Only integrity failures are damage; a database from a newer yeet is kept."""
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(StateError, match="newer yeet") as info:
+        open_database(newer)
+    assert not isinstance(info.value, StateDamaged) and newer.exists()
+    assert not list(tmp_path.glob("*.damaged-*"))
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(os.urandom(8192))
+    with pytest.raises(StateDamaged):
+        open_database(bad, repair=False)
+    assert bad.exists()

@@ -17,13 +17,32 @@ from tests.transport.conftest import BARE_DEBIAN, make_tree, tree, yeet
 def test_unknown_host_is_refused(world: SshWorld) -> None:
     srv = world.server("stranger")
     world.alias("stranger", srv)  # in ~/.ssh/config, but its key is not in known_hosts
-    a, b = world.root / "alpha", world.root / "beta"
+    a, b = world.root / "alpha", world.root / "deep" / "beta"
     make_tree(a, {"x": b"x"})
     r = yeet(world, "sync", str(a), f"stranger:{b}")
     assert r.returncode == 5, r.stderr
     assert f"[127.0.0.1]:{srv.port} is not a known host" in r.stderr
     assert str(world.known_hosts) in r.stderr and "SHA256:" in r.stderr
-    assert not b.exists()
+    assert not (world.root / "deep").exists()
+    # the same with the unknown host as alpha and a local beta to be created
+    r = yeet(world, "sync", f"stranger:{a}", str(b))
+    assert r.returncode == 5 and "is not a known host" in r.stderr, r.stderr
+    assert not (world.root / "deep").exists()
+    assert not (world.root / "client-state" / "yeet" / "sessions").exists()
+    assert yeet(world, "status").stdout == ""
+
+
+def test_unreachable_host_creates_nothing(world: SshWorld) -> None:
+    a, b = world.root / "alpha", world.root / "deep" / "beta"
+    make_tree(a, {"x": b"x"})
+    for pair in (
+        (str(a), f"ssh://root@127.0.0.1:{_unused_port()}{b}"),
+        (f"ssh://root@127.0.0.1:{_unused_port()}{a}", str(b)),
+    ):
+        r = yeet(world, "sync", *pair)
+        assert r.returncode == 5 and "cannot reach" in r.stderr, r.stderr
+    assert not (world.root / "deep").exists()
+    assert not (world.root / "client-state" / "yeet" / "sessions").exists()
 
 
 @pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])

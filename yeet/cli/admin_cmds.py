@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 
 from yeet.errors import YeetError
+from yeet.state.db import StateDamaged
 from yeet.state.sessions import SessionLock, existing_session_dir
 from yeet.state.store import SessionStore
 
@@ -36,11 +37,24 @@ def resume(name: str) -> int:
 def forget(name: str, force: bool) -> int:
     directory = existing_session_dir(name)
     with SessionLock(directory):
-        store = SessionStore(directory / "state.db")
+        db = directory / "state.db"
         try:
-            trashed = store.conn.execute("SELECT count(*) FROM trash").fetchone()[0]
-        finally:
-            store.close()
+            if not db.exists():
+                raise StateDamaged(db, "missing")
+            store = SessionStore(db, read_only=True)  # forgetting never repairs first
+        except StateDamaged as err:
+            if not force:
+                raise YeetError(
+                    f"session {name!r}: {err}, so what its trash holds is unknown",
+                    hint=f"look in {directory}/alpha/trash and {directory}/beta/trash, then "
+                    "forget with --force",
+                ) from None
+            trashed = 0
+        else:
+            try:
+                trashed = store.conn.execute("SELECT count(*) FROM trash").fetchone()[0]
+            finally:
+                store.close()
         if trashed and not force:
             raise YeetError(
                 f"session {name!r} still has {trashed} item(s) in its trash",

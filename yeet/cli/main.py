@@ -163,9 +163,11 @@ def sync(
 ) -> None:
     """Synchronise ALPHA and BETA until both agree, then exit (or, with --watch, keep going).
 
-    ALPHA and BETA are directories: local paths, [user@]host:path or
-    ssh://[user@]host[:port]/path (SSH: ~/.ssh/config, known_hosts and ssh-agent are
-    honoured; the remote needs only python3 3.9+, yeet uploads its own agent).
+    ALPHA and BETA are directories: local paths, [user@]host:path (relative to the
+    remote home unless it starts with /), ssh://[user@]host[:port]/abs/path (absolute)
+    or ssh://[user@]host[:port]/~/path (in the home) (SSH: ~/.ssh/config, known_hosts
+    and ssh-agent are honoured; the remote needs only python3 3.9+, yeet uploads its
+    own agent). Roots that are, or lie inside, one another are refused.
 
     Exit status: 0 in sync; 1 not in sync (conflicts, problems or halted: the output
     says which); 3 and up: the command itself failed. Running it again continues the

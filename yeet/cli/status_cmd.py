@@ -1,8 +1,10 @@
 """``yeet status``, ``yeet conflicts``, ``yeet problems``: what sessions are in.
 
-Invariant owned here: these commands only read state (never the trees), work
-while a sync runs, and their exit status is 0 exactly when every session named
-is in sync (``status``) / has no conflicts (``conflicts``) / no problems.
+Invariant owned here: these commands only read state (never the trees, and the
+database read only: a damaged one is reported as ``damaged`` with the command that
+continues, never set aside here), work while a sync runs, and their exit status is
+0 exactly when every session named is in sync (``status``) / is known to have no
+conflicts (``conflicts``) / no problems.
 
 ``status`` line format (tab-separated, documented in the README)::
 
@@ -12,57 +14,146 @@ is in sync (``status``) / has no conflicts (``conflicts``) / no problems.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 from yeet.cli.report import iso
+from yeet.endpoint.url import ADDRESS_FORMAT, migrate
 from yeet.engine.entries import Problem
+from yeet.errors import SessionNotFound
+from yeet.state import identity
+from yeet.state.db import StateDamaged
 from yeet.state.sessions import is_locked, pick_sessions, session_dir
 from yeet.state.store import SessionStore
 
 
+def _warn(text: str) -> None:
+    print(f"yeet: warning: {text}", file=sys.stderr)
+
+
 def _open(name: str) -> SessionStore:
-    return SessionStore(session_dir(name) / "state.db")
+    """The session's database, read only: these commands never repair or create it."""
+    db = session_dir(name) / "state.db"
+    if not db.exists():
+        raise StateDamaged(db, "missing")
+    return SessionStore(db, read_only=True)
 
 
-def session_status(name: str) -> dict[str, Any]:
-    store = _open(name)
+def _damaged(name: str, err: StateDamaged) -> str:
+    known = identity.read(session_dir(name)) is not None
+    then = (
+        f"`yeet sync --name {name}` moves it aside and continues from an empty ancestor "
+        "(nothing is deleted)"
+        if known
+        else f"its endpoints are not recorded elsewhere: `yeet sync ALPHA BETA --name {name}` "
+        "moves it aside and starts the session again"
+    )
+    what = "is missing" if err.reason == "missing" else f"is damaged ({err.reason})"
+    return f"session {name!r}: its state database {err.path} {what}; {then}"
+
+
+def _addresses(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    a, b = doc.get("alpha"), doc.get("beta")
+    if a is None or b is None or doc.get("addresses", 1) >= ADDRESS_FORMAT:
+        return a, b
+    return migrate(a), migrate(b)  # what the next locked command will store
+
+
+def _row(name: str, state: str, doc: dict[str, Any], running: bool) -> dict[str, Any]:
+    alpha, beta = _addresses(doc)
+    return {
+        "state": state,
+        "name": name,
+        "alpha": alpha,
+        "beta": beta,
+        "alpha_root": doc.get("alpha_root"),
+        "beta_root": doc.get("beta_root"),
+        "mode": doc.get("mode"),
+        "conflicts": 0,
+        "problems": 0,
+        "last_sync": None,
+        "halted": None,
+        "running": running,
+        "queued": 0,
+        "queued_bytes": 0,
+        "in_flight": 0,
+        "progress": None,
+        "note": None,
+    }
+
+
+def session_status(name: str) -> dict[str, Any] | None:
+    """The status of one session (None: an incomplete one, left by a first sync that
+    failed before this yeet; it has no endpoints). Reads only; a damaged database is
+    reported (state ``damaged``), never repaired here."""
+    directory = session_dir(name)
+    running = is_locked(directory)
     try:
-        running = is_locked(session_dir(name))
-        state = store.get_meta("last_state") or "pending"
+        store = _open(name)
+    except StateDamaged as err:
+        row = _row(name, "damaged", identity.read(directory) or {}, running)
+        row["note"] = _damaged(name, err)
+        return row
+    try:
+        doc = {**(identity.read(directory) or {}), **store.identity()}
+        if "alpha" not in doc:
+            return None
+        row = _row(name, store.get_meta("last_state") or "pending", doc, running)
         progress = store.progress()
         if running:
             # a running sync keeps its live state there (--watch: settled states too)
-            state = str(progress.get("state") or "pending")
-        return {
-            "state": state,
-            "name": name,
-            "alpha": store.get_meta("alpha"),
-            "beta": store.get_meta("beta"),
-            "mode": store.get_meta("mode"),
-            "conflicts": len(store.conflicts()),
-            "problems": len(store.problems()),
-            "last_sync": store.get_meta("last_sync"),
-            "halted": store.get_meta("halted") or None,
-            "running": running,
-            "queued": int(progress.get("queued", 0)) if running else 0,
-            "queued_bytes": int(progress.get("queued_bytes", 0)) if running else 0,
-            "in_flight": int(progress.get("in_flight", 0)) if running else 0,
-            "progress": progress if running else None,
-        }
+            row["state"] = str(progress.get("state") or "pending")
+        row.update(
+            conflicts=len(store.conflicts()),
+            problems=len(store.problems()),
+            last_sync=store.get_meta("last_sync"),
+            halted=store.get_meta("halted") or None,
+            queued=int(progress.get("queued", 0)) if running else 0,
+            queued_bytes=int(progress.get("queued_bytes", 0)) if running else 0,
+            in_flight=int(progress.get("in_flight", 0)) if running else 0,
+            progress=progress if running else None,
+            note=store.set_aside_notice(),
+        )
+        return row
     finally:
         store.close()
+
+
+def _rows(names: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, notes = [], []
+    for n in pick_sessions(names):
+        row = session_status(n)
+        if row is not None:
+            rows.append(row)
+        elif names:
+            raise SessionNotFound(
+                f"session {n!r} was never created completely (a first sync that failed)",
+                hint=f"`yeet sync ALPHA BETA --name {n}` creates it; `yeet forget {n}` "
+                "removes what is left",
+            )
+        else:
+            notes.append(
+                f"{n!r} is what a failed first sync of an older yeet left (not a session); "
+                f"`yeet forget {n}` removes it"
+            )
+    return rows, notes
 
 
 def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        rows = [session_status(n) for n in pick_sessions(names)]
+        rows, notes = _rows(names)
         in_sync = all(r["state"] == "synced" for r in rows)
         settled = all(r["state"] != "pending" for r in rows)
         if not wait or settled or (deadline is not None and time.monotonic() > deadline):
             break
         time.sleep(0.2)
+    for r in rows:
+        if r["note"]:
+            _warn(r["note"])
+    for note in notes:
+        print(f"yeet: note: {note}", file=sys.stderr)
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -73,8 +164,8 @@ def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -
                     for x in (
                         r["state"],
                         r["name"],
-                        r["alpha"],
-                        r["beta"],
+                        r["alpha"] or "-",
+                        r["beta"] or "-",
                         r["conflicts"],
                         r["problems"],
                         iso(r["last_sync"]),
@@ -89,8 +180,14 @@ def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -
 
 def conflicts(names: list[str], as_json: bool) -> int:
     found = []
+    unreadable = False
     for name in pick_sessions(names):
-        store = _open(name)
+        try:
+            store = _open(name)
+        except StateDamaged as err:
+            _warn(_damaged(name, err))
+            unreadable = True  # not known to be free of conflicts
+            continue
         try:
             for c in store.conflicts():
                 found.append((name, c))
@@ -116,13 +213,19 @@ def conflicts(names: list[str], as_json: bool) -> int:
     else:
         for n, c in found:
             print(f"{n}\t{c.path}\t{c.alpha_action}\t{c.beta_action}")
-    return 1 if found else 0
+    return 1 if found or unreadable else 0
 
 
 def problems(names: list[str], as_json: bool) -> int:
     found: list[tuple[str, Problem]] = []
+    unreadable = False
     for name in pick_sessions(names):
-        store = _open(name)
+        try:
+            store = _open(name)
+        except StateDamaged as err:
+            _warn(_damaged(name, err))
+            unreadable = True
+            continue
         try:
             found.extend((name, p) for p in store.problems())
         finally:
@@ -140,4 +243,4 @@ def problems(names: list[str], as_json: bool) -> int:
     else:
         for n, p in found:
             print(f"{n}\t{p.side or '-'}\t{p.path}\t{p.reason}")
-    return 1 if found else 0
+    return 1 if found or unreadable else 0

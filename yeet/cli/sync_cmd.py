@@ -13,7 +13,15 @@ from typing import Any
 
 from yeet.cli import interrupt, report
 from yeet.cli.progress import Progress
-from yeet.cli.runner import Overrides, endpoints, locked_store, resolve_name, settings_for
+from yeet.cli.roots import check_new_pair
+from yeet.cli.runner import (
+    Overrides,
+    endpoints,
+    has_pair,
+    locked_store,
+    resolve_name,
+    settings_for,
+)
 from yeet.engine.guard import Acknowledged
 from yeet.session import Outcome, Session, Settings
 from yeet.state.store import SessionStore
@@ -60,6 +68,8 @@ def _record(store: SessionStore, outcome: Outcome) -> None:
     store.set_meta(
         last_state=outcome.state, last_sync=time.time(), halted=outcome.halted, halt=halt
     )
+    if store.get_meta("set_aside") is not None:
+        store.set_meta(set_aside=None)  # a sync completed on the new state: nothing to tell
 
 
 def sync(
@@ -75,10 +85,11 @@ def sync(
     watch: bool = False,
 ) -> int:
     name, a, b = resolve_name(alpha, beta, name)
+    digest = None
+    if not has_pair(name):  # a new session: nothing is created until both ends are usable
+        digest = interrupt.run(check_new_pair(a, b, overrides.via or ()))
     with locked_store(name, create=True) as store:
-        if store.rebuilt_note:
-            print(f"yeet: warning: {store.rebuilt_note}", file=sys.stderr)
-        settings = settings_for(store, name, a, b, overrides)
+        settings = settings_for(store, name, a, b, overrides, digest)
         progress = Progress(not quiet)
         store.set_meta(last_state="pending", last_start=time.time())
         store.set_progress({"state": "pending", "time": time.time()})

@@ -37,6 +37,36 @@ class EndpointConfig(msgspec.Struct, frozen=True):
     permissions: str = "preserve"  # preserve | portable (exec bit only)
     owner: bool = False  # sync owner and group (root)
     times: bool = False  # sync modification times of files
+    # the root as the session's address names it: keys an agent's state directory, so
+    # a root given as resolved (absolute) finds the state an earlier run left (""; root)
+    state_key: str = ""
+
+
+class RootInfo(msgspec.Struct, frozen=True):
+    """Where a root is, as the host that holds it sees it (``Endpoint.probe``).
+
+    ``path``: the root made absolute (a home-relative one joined to the home
+    directory; symlinks kept), what the session opens from now on. ``real``: the
+    same with every symlink resolved (of a root that does not exist yet: of its
+    nearest existing ancestor, the rest appended). ``machine``: the identity of the
+    kernel that answers (its boot id): two roots with the same one are on one
+    machine, whatever address reached them. ``chain``: ``(st_dev, st_ino)`` of the
+    real root, when it exists, and of each existing ancestor up to ``/``.
+    ``fs``: the mount table's device of the filesystem holding the real path, and
+    the path inside that filesystem (a bind mount names the directory it shows;
+    ``("", "")`` without a mount table). ``problem``: why the root cannot be used or
+    created ("" when it can).
+    """
+
+    path: str
+    real: str
+    exists: bool
+    is_dir: bool
+    machine: str = ""
+    host: str = ""
+    chain: tuple[tuple[int, int], ...] = ()
+    fs: tuple[str, str] = ("", "")
+    problem: str = ""
 
 
 class EndpointInfo(msgspec.Struct, frozen=True):
@@ -212,6 +242,11 @@ class TrashItem(msgspec.Struct, frozen=True):
 
 class Endpoint(Protocol):
     """One side of a session."""
+
+    async def probe(self, root: str) -> RootInfo:
+        """Where ``root`` is on this endpoint's host (``RootInfo``); creates nothing,
+        needs no ``open``."""
+        ...
 
     async def open(self, config: EndpointConfig) -> EndpointInfo: ...
 

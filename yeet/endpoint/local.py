@@ -34,12 +34,14 @@ from yeet.endpoint.api import (
     ReadRequest,
     ReadResult,
     ReadSource,
+    RootInfo,
     ScanBatch,
     SigReply,
     StageInfo,
     TrashItem,
 )
 from yeet.endpoint.local_delta import LocalDelta, recover_journals
+from yeet.endpoint.rootinfo import probe_root
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError
 from yeet.fs.durable import barrier
@@ -79,6 +81,9 @@ class LocalEndpoint:
         self.own_writes = OwnWrites()  # what our writer left where: not edits, for the watcher
 
     # -- lifecycle --------------------------------------------------------------------
+
+    async def probe(self, root: str) -> RootInfo:
+        return await asyncio.to_thread(probe_root, root)
 
     async def open(self, config: EndpointConfig) -> EndpointInfo:
         return await asyncio.to_thread(self._open, config)

@@ -52,6 +52,7 @@ ENDPOINT_METHODS: tuple[tuple[type, str], ...] = (
     (BulkAgent, "bulk_close"),
     (Endpoint, "read_open"),
     (BulkAgent, "bulk_read"),
+    (Endpoint, "probe"),
 )
 
 _REQUIRED = inspect.Parameter.empty

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from yeet.errors import SessionBusy, SessionNotFound, UsageError
 
+IDENTITY_FILE = "session.json"  # yeet.state.identity
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -52,9 +53,14 @@ def session_dir(name: str) -> Path:
     return sessions_dir() / check_name(name)
 
 
+def is_session(directory: Path) -> bool:
+    """A directory that holds a session's state (or what is left of it)."""
+    return (directory / "state.db").exists() or (directory / IDENTITY_FILE).exists()
+
+
 def existing_session_dir(name: str) -> Path:
     d = session_dir(name)
-    if not (d / "state.db").exists():
+    if not is_session(d):
         known = ", ".join(list_sessions()) or "none"
         raise SessionNotFound(
             f"no session named {name!r}", hint=f"known sessions: {known}; `yeet status` lists them"
@@ -66,7 +72,7 @@ def list_sessions() -> list[str]:
     d = sessions_dir()
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir() if (p / "state.db").exists())
+    return sorted(p.name for p in d.iterdir() if is_session(p))
 
 
 class SessionLock:
@@ -88,8 +94,11 @@ class SessionLock:
                 f"session {self.directory.name!r} is being synchronised by another yeet process",
                 hint="wait for it to finish (`yeet status` shows it) or stop it",
             ) from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
+        try:  # who holds it, for people reading the file (a full disk may refuse it)
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,11 @@ forgotten in the same transaction as the ancestor update that follows it
 its new entry was yeet's own work, not an edit of that side
 (``yeet.session`` turns it into an agreement).
 
+A database that was set aside as damaged (``yeet.state.db``) is replaced by one
+that starts from the session's identity file (``yeet.state.identity``), with a
+``set_aside`` record that every command meeting the session reports until a
+sync has completed on the new state.
+
 Paths are stored as bytes (``os.fsencode``) so names that are not UTF-8 survive;
 the ``parent`` column uses the engine's sort key (``/`` -> NUL) so that a
 subtree is one contiguous key range.
@@ -31,7 +36,9 @@ import msgspec
 
 from yeet.engine.entries import Entry, Problem, listing_digest
 from yeet.engine.reconcile import Conflict
+from yeet.errors import StateError
 from yeet.paths import join, name_of, parent_of
+from yeet.state import identity
 from yeet.state.db import open_database, transaction
 
 _enc = msgspec.msgpack.Encoder()
@@ -91,11 +98,44 @@ class Update:
 class SessionStore:
     """The SQLite state of one session. Thread-safe (one connection, one lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, repair: bool = True, read_only: bool = False) -> None:
         self.path = path
-        self.conn, self.rebuilt_note = open_database(path)
+        self.read_only = read_only
+        lost = not read_only and not path.exists()
+        known = identity.read(path.parent) if lost else None  # a session whose db is gone
+        self.conn, note = open_database(path, repair=repair, read_only=read_only)
         self.lock = threading.RLock()
         self._touched: set[str] = set()  # directories whose ancestor digest must be redone
+        self.rebuilt_note: str | None = None
+        if note is not None:
+            self._restart(note.reason, str(note.moved_to))
+        elif known is not None and self.get_meta("alpha") is None:
+            self._restart("missing", "")
+
+    @property
+    def name(self) -> str:
+        return self.path.parent.name
+
+    def _restart(self, reason: str, moved_to: str) -> None:
+        """The database was set aside (or lost): start the new one from the identity file."""
+        doc = identity.read(self.path.parent)
+        if doc is not None:
+            self.set_meta(**doc)
+        self.set_meta(set_aside={"reason": reason, "moved_to": moved_to, "time": time.time()})
+        self.rebuilt_note = self.set_aside_notice()
+
+    def set_aside_notice(self) -> str | None:
+        """What to tell about a damaged database set aside since the last completed sync."""
+        info = self.get_meta("set_aside")
+        if not isinstance(info, dict):
+            return None
+        return damage_notice(
+            self.name,
+            str(self.path),
+            str(info.get("reason", "")),
+            str(info.get("moved_to", "")),
+            self.get_meta("alpha") is not None,
+        )
 
     def close(self) -> None:
         with self.lock:
@@ -114,6 +154,29 @@ class SessionStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
+        if any(k in identity.KEYS for k in values):
+            self._write_identity()
+
+    def identity(self) -> dict[str, Any]:
+        """The session's identity as the database holds it (``yeet.state.identity``)."""
+        keys = identity.KEYS
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(keys))})", keys
+            ).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def _write_identity(self) -> None:
+        doc = self.identity()
+        if "alpha" not in doc:
+            return  # not a session yet
+        try:
+            identity.write(self.path.parent, doc)
+        except OSError as err:
+            raise StateError(
+                f"cannot write {self.path.parent / identity.FILE}: {err.strerror or err}",
+                hint="check the state directory (its permissions and free space)",
+            ) from None
 
     # -- ancestor ---------------------------------------------------------------------
 
@@ -356,6 +419,22 @@ class SessionStore:
         with self.lock:
             row = self.conn.execute("SELECT value FROM progress WHERE id=1").fetchone()
         return {} if row is None else dict(json.loads(row[0]))
+
+
+def damage_notice(name: str, db: str, reason: str, aside: str, endpoints_known: bool) -> str:
+    """Tells that a session's database was damaged and set aside, and how to go on."""
+    text = f"session {name!r}: its state database {db} "
+    text += f"was damaged ({reason}) and was moved to {aside}. " if aside else f"was {reason}. "
+    if endpoints_known:
+        return text + (
+            "The session starts again from an empty ancestor (a full rescan: nothing is "
+            "deleted, what one side deleted since the last sync comes back, and what both "
+            f"sides changed becomes a conflict): `yeet sync --name {name}` continues it"
+        )
+    return text + (
+        "Its endpoints were lost with it (the session predates the identity file): "
+        f"`yeet sync ALPHA BETA --name {name}` starts it again"
+    )
 
 
 def iter_rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> Iterator[Any]:

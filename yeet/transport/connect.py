@@ -3,13 +3,12 @@
 Invariant owned here: a remote location becomes a ``RemoteEndpoint`` over SSH
 (or a local agent process, for ``subprocess_endpoint``) and nothing connects
 until the endpoint is first used; the digest of a new session is the best one
-that every end can compute, decided once (by asking the agents) and then
-stored with the session.
+that every end can compute (``best_digest``, from the agents' welcomes), decided
+once and then stored with the session.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +30,10 @@ def remote_endpoint(location: Location, via: Sequence[str] = ()) -> RemoteEndpoi
 
     assert location.host is not None
     target = targets(location.host, location.user, location.port, via)
+    key = location.path  # keys the agent's state for this root, however it is resolved
     if os.environ.get("YEET_SSH") == "openssh":
-        return RemoteEndpoint(OpenSshConnector(target))
-    return RemoteEndpoint(SshConnector(target))
+        return RemoteEndpoint(OpenSshConnector(target), state_key=key)
+    return RemoteEndpoint(SshConnector(target), state_key=key)
 
 
 def subprocess_endpoint(state_dir: Path | None = None) -> RemoteEndpoint:
@@ -41,27 +41,12 @@ def subprocess_endpoint(state_dir: Path | None = None) -> RemoteEndpoint:
     return RemoteEndpoint(SubprocessConnector(state_dir))
 
 
-async def _remote_digests(
-    locations: Sequence[Location], via: Sequence[str]
-) -> list[tuple[str, ...]]:
-    out = []
-    for loc in locations:
-        ep = remote_endpoint(loc, via)
-        try:
-            welcome = await ep.connect()
-            out.append(welcome.digests)
-        finally:
-            await ep.close()
-    return out
-
-
-def agree_digest(locations: Sequence[Location], via: Sequence[str] = ()) -> str:
-    """The best digest every end of a new session can compute (asks remote agents)."""
+def best_digest(theirs: Sequence[Sequence[str]]) -> str:
+    """The best digest this end and every end in ``theirs`` (their agents' welcome
+    ``digests``) can compute."""
     here = digests.available()
-    remote = [loc for loc in locations if not loc.is_local]
-    if not remote or len(here) == 1:
+    if not theirs or len(here) == 1:
         return here[0]
-    theirs = asyncio.run(_remote_digests(remote, via))
     for alg in here:
         if all(alg in t for t in theirs):
             return alg

@@ -46,6 +46,7 @@ from yeet.endpoint.api import (
     ReadRequest,
     ReadResult,
     ReadSource,
+    RootInfo,
     ScanBatch,
     SigReply,
     StageInfo,
@@ -93,8 +94,10 @@ class RemoteEndpoint:
         *,
         reconnect_for: float = RECONNECT_FOR,
         notify: Callable[[str], None] = _notify,
+        state_key: str = "",
     ) -> None:
         self.connector = connector
+        self.state_key = state_key  # the root as the address names it (EndpointConfig)
         self.where = connector.where
         self.reconnect_for = reconnect_for
         self.notify = notify
@@ -211,7 +214,12 @@ class RemoteEndpoint:
 
     # -- Endpoint -----------------------------------------------------------------------
 
+    async def probe(self, root: str) -> RootInfo:
+        return cast(RootInfo, await self._call("probe", root))
+
     async def open(self, config: EndpointConfig) -> EndpointInfo:
+        if self.state_key and not config.state_key:
+            config = msgspec.structs.replace(config, state_key=self.state_key)
         welcome = await self.connect()
         if config.digest not in welcome.digests:
             raise EndpointError(

@@ -44,8 +44,10 @@ from yeet.endpoint.api import (
     ReadRequest,
     ReadResult,
     ReadSource,
+    RootInfo,
 )
 from yeet.endpoint.local import LocalEndpoint, read_with_sig
+from yeet.endpoint.rootinfo import probe_root, resolve
 from yeet.errors import EndpointError, ProtocolError, SessionBusy, YeetError
 from yeet.fs.meta import MetaOptions, differs
 from yeet.fs.rootdir import RootDir
@@ -71,11 +73,13 @@ LOCK_WAIT = 60.0
 
 
 def storage_for(config: EndpointConfig) -> Path:
-    """Where an agent keeps a side's state: keyed by session, side and root."""
+    """Where an agent keeps a side's state: keyed by session, side and root (as the
+    session's address names it: ``state_key``)."""
     check_name(config.session)
     if config.side not in ("alpha", "beta"):
         raise ProtocolError(f"unknown side {config.side!r}")
-    tag = hashlib.blake2b(config.root.encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+    key = config.state_key or config.root
+    tag = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
     return state_home() / "agent" / f"{config.session}-{config.side}-{tag}"
 
 
@@ -128,10 +132,17 @@ class AgentEndpoint:
     async def open(self, config: EndpointConfig) -> EndpointInfo:
         if self.ep is not None:
             raise EndpointError("the endpoint is already open")
-        if not config.root or "\x00" in config.root:
-            raise BadPath(f"invalid root {config.root!r}")
-        if config.root.startswith("~"):
-            config = msgspec.structs.replace(config, root=os.path.expanduser(config.root))
+        _check_root(config.root)
+        if config.state_key:
+            _check_root(config.state_key)
+        # the state directory is keyed by the root as the address names it (``~``
+        # expanded, as it always was), the endpoint opens it made absolute
+        key = config.state_key or config.root
+        config = msgspec.structs.replace(
+            config,
+            root=resolve(config.root),
+            state_key=os.path.expanduser(key) if key.startswith("~") else key,
+        )
         directory = self.state_dir or storage_for(config)
         self._lock = await asyncio.to_thread(_Lock, directory, self.lock_wait)
         conn, note = open_database(directory / "state.db")
@@ -150,6 +161,10 @@ class AgentEndpoint:
                 (*info.notes, f"{config.side}: {note}"),
             )
         return info
+
+    async def probe(self, root: str) -> RootInfo:
+        _check_root(root)
+        return await asyncio.to_thread(probe_root, root)
 
     async def close(self) -> None:
         for upload in self._bulk.values():
@@ -388,6 +403,11 @@ class AgentEndpoint:
 
     async def trash_restore(self, item: int, force: bool = False) -> OpResult:
         return await self._local().trash_restore(item, force)
+
+
+def _check_root(root: str) -> None:
+    if not root or "\x00" in root:
+        raise BadPath(f"invalid root {root!r}")
 
 
 def _check_range(offset: int, length: int) -> None:
