@@ -3,6 +3,9 @@
 Invariant owned here: these commands only read state (never the trees), work
 while a sync runs, and their exit status is 0 exactly when every session named
 is in sync (``status``) / has no conflicts (``conflicts``) / no problems.
+``status --wait`` waits only while a process holds a session's lock and its
+state is pending: a pending session that no process runs is said so, and the
+command exits 1 at once; a ``--timeout`` that expires is exit 9.
 
 ``status`` line format (tab-separated, documented in the README)::
 
@@ -11,14 +14,18 @@ is in sync (``status``) / has no conflicts (``conflicts``) / no problems.
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from typing import Any
 
+from yeet.cli.quoting import dumps, quote
 from yeet.cli.report import iso
 from yeet.engine.entries import Problem
-from yeet.state.sessions import is_locked, pick_sessions, session_dir
+from yeet.errors import WaitTimeout
+from yeet.state.sessions import lock_holder, pick_sessions, session_dir
 from yeet.state.store import SessionStore
+
+POLL = 0.2
 
 
 def _open(name: str) -> SessionStore:
@@ -28,27 +35,31 @@ def _open(name: str) -> SessionStore:
 def session_status(name: str) -> dict[str, Any]:
     store = _open(name)
     try:
-        running = is_locked(session_dir(name))
+        holder = lock_holder(session_dir(name))
+        running = holder is not None
         state = store.get_meta("last_state") or "pending"
         progress = store.progress()
-        if running:
-            # a running sync keeps its live state there (--watch: settled states too)
+        # the live state of the sync that holds the lock (--watch: settled states too);
+        # what a killed sync left there, or progress while `yeet diff` holds the lock,
+        # is not the session's state
+        live = running and bool(progress) and progress.get("pid") == holder
+        if live:
             state = str(progress.get("state") or "pending")
         return {
             "state": state,
             "name": name,
-            "alpha": store.get_meta("alpha"),
-            "beta": store.get_meta("beta"),
+            "alpha": quote(store.get_meta("alpha") or ""),
+            "beta": quote(store.get_meta("beta") or ""),
             "mode": store.get_meta("mode"),
             "conflicts": len(store.conflicts()),
             "problems": len(store.problems()),
             "last_sync": store.get_meta("last_sync"),
             "halted": store.get_meta("halted") or None,
             "running": running,
-            "queued": int(progress.get("queued", 0)) if running else 0,
-            "queued_bytes": int(progress.get("queued_bytes", 0)) if running else 0,
-            "in_flight": int(progress.get("in_flight", 0)) if running else 0,
-            "progress": progress if running else None,
+            "queued": int(progress.get("queued", 0)) if live else 0,
+            "queued_bytes": int(progress.get("queued_bytes", 0)) if live else 0,
+            "in_flight": int(progress.get("in_flight", 0)) if live else 0,
+            "progress": progress if live else None,
         }
     finally:
         store.close()
@@ -56,35 +67,58 @@ def session_status(name: str) -> dict[str, Any]:
 
 def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
+    expired = False
     while True:
         rows = [session_status(n) for n in pick_sessions(names)]
-        in_sync = all(r["state"] == "synced" for r in rows)
-        settled = all(r["state"] != "pending" for r in rows)
-        if not wait or settled or (deadline is not None and time.monotonic() > deadline):
+        waiting = [r for r in rows if r["running"] and r["state"] == "pending"]
+        if not wait or not waiting:
             break
-        time.sleep(0.2)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
+        if deadline is not None and time.monotonic() >= deadline:
+            expired = True
+            break
+        time.sleep(POLL if deadline is None else max(0.0, min(POLL, deadline - time.monotonic())))
+    _print_rows(rows, as_json)
+    if expired:
+        raise WaitTimeout(
+            f"gave up waiting after {timeout:g} s: "
+            + ", ".join(r["name"] for r in waiting)
+            + " still pending",
+            hint="wait longer (--timeout SECONDS) or look at it with `yeet status`",
+        )
+    if wait:
         for r in rows:
-            print(
-                "\t".join(
-                    str(x)
-                    for x in (
-                        r["state"],
-                        r["name"],
-                        r["alpha"],
-                        r["beta"],
-                        r["conflicts"],
-                        r["problems"],
-                        iso(r["last_sync"]),
-                        r["queued"],
-                        r["queued_bytes"],
-                        r["in_flight"],
-                    )
+            if r["state"] == "pending" and not r["running"]:
+                print(
+                    f"yeet: {r['name']} is pending but no yeet process runs it (its last "
+                    f"sync did not finish): nothing to wait for; `yeet sync --name {r['name']}` "
+                    "continues it",
+                    file=sys.stderr,
+                )
+    return 0 if rows and all(r["state"] == "synced" for r in rows) else 1
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(dumps(rows))
+        return
+    for r in rows:
+        print(
+            "\t".join(
+                str(x)
+                for x in (
+                    r["state"],
+                    r["name"],
+                    r["alpha"],
+                    r["beta"],
+                    r["conflicts"],
+                    r["problems"],
+                    iso(r["last_sync"]),
+                    r["queued"],
+                    r["queued_bytes"],
+                    r["in_flight"],
                 )
             )
-    return 0 if rows and in_sync else 1
+        )
 
 
 def conflicts(names: list[str], as_json: bool) -> int:
@@ -98,24 +132,23 @@ def conflicts(names: list[str], as_json: bool) -> int:
             store.close()
     if as_json:
         print(
-            json.dumps(
+            dumps(
                 [
                     {
                         "session": n,
-                        "path": c.path,
+                        "path": quote(c.path),
                         "alpha": c.alpha_action,
                         "beta": c.beta_action,
                         "alpha_entry": c.alpha.short() if c.alpha else None,
                         "beta_entry": c.beta.short() if c.beta else None,
                     }
                     for n, c in found
-                ],
-                indent=2,
+                ]
             )
         )
     else:
         for n, c in found:
-            print(f"{n}\t{c.path}\t{c.alpha_action}\t{c.beta_action}")
+            print(f"{n}\t{quote(c.path)}\t{c.alpha_action}\t{c.beta_action}")
     return 1 if found else 0
 
 
@@ -129,15 +162,14 @@ def problems(names: list[str], as_json: bool) -> int:
             store.close()
     if as_json:
         print(
-            json.dumps(
+            dumps(
                 [
-                    {"session": n, "side": p.side, "path": p.path, "reason": p.reason}
+                    {"session": n, "side": p.side, "path": quote(p.path), "reason": p.reason}
                     for n, p in found
-                ],
-                indent=2,
+                ]
             )
         )
     else:
         for n, p in found:
-            print(f"{n}\t{p.side or '-'}\t{p.path}\t{p.reason}")
+            print(f"{n}\t{p.side or '-'}\t{quote(p.path)}\t{quote(p.reason)}")
     return 1 if found else 0

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS blockcache (
 );
 CREATE TABLE IF NOT EXISTS trash (
     id INTEGER PRIMARY KEY, side TEXT NOT NULL, path BLOB NOT NULL, stored TEXT NOT NULL,
-    kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL
+    kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL,
+    pass_id INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trash_path ON trash (side, path);
 CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
@@ -67,11 +68,24 @@ def _open(path: Path) -> sqlite3.Connection:
         if check != "ok":
             raise Unusable(f"integrity check failed: {check}")
         conn.executescript(SCHEMA)
+        _add_columns(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except (sqlite3.DatabaseError, Unusable):
         conn.close()
         raise
     return conn
+
+
+ADDED_COLUMNS = (("trash", "pass_id", "INTEGER NOT NULL DEFAULT 0"),)
+"""Columns added since a table was first created: added to an older database on
+open (older yeets ignore them, so the schema version stays)."""
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def open_database(path: Path) -> tuple[sqlite3.Connection, str | None]:

@@ -110,6 +110,7 @@ class Executor:
         path): the delta sends just those pages, see ``deltajob``."""
         self._requeued: set[tuple[Side, str]] = set()
         self.generation = 0
+        self.trash_pass = 0  # the pass number what this trashes is marked with
         self.rate = _Rate()
         self._workers = workers
         self._wake = asyncio.Event()
@@ -512,7 +513,7 @@ class Executor:
         assert task is not None
         self._applying.add(task)
         try:
-            return self._account(side, ops, await self.ep[side].apply(ops))
+            return self._account(side, ops, await self.ep[side].apply(ops, self.trash_pass))
         finally:
             self._applying.discard(task)
 
