@@ -17,7 +17,6 @@ Exit codes (documented in the README):
 * 8 - the kernel tracer is unavailable.
 * 9 - ``yeet status --wait --timeout``: the time ran out while a sync still ran.
 * 130 - interrupted (Ctrl-C).
-* 141 - the output pipe was closed (``yeet status | head -1``); nothing is printed.
 
 Any other exception is a bug: the CLI prints one line, ``yeet: internal error:
 ...`` with what to report, and exits 3 (the traceback only with ``YEET_DEBUG=1``).

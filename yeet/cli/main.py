@@ -5,8 +5,8 @@ Invariant owned here: every ``YeetError`` is caught once, here, printed as
 Ctrl-C exits 130. Exit code 2 is the CLI library's usage error, also for every
 numeric option out of its range (never NaN or infinite). Any other exception is
 a bug: one line ``yeet: internal error: ...`` saying what to report, exit 3,
-and the traceback only with ``YEET_DEBUG=1``; a closed output pipe ends the
-command quietly (141). Never a traceback otherwise.
+and the traceback only with ``YEET_DEBUG=1``. (A closed output pipe is the CLI
+library's: a quiet exit 1.)
 """
 
 from __future__ import annotations
@@ -443,9 +443,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("yeet: interrupted", file=sys.stderr)
         sys.exit(130)
-    except BrokenPipeError:
-        _quiet_stdout()
-        sys.exit(141)  # as a shell reports a command killed by SIGPIPE
     except Exception as err:  # a bug: say so once, in one line, never a traceback
         if os.environ.get("YEET_DEBUG"):
             traceback.print_exc()
@@ -466,14 +463,3 @@ def _where(err: BaseException) -> str:
         return ""
     last = frames[-1]
     return f" at {os.path.basename(last.filename)}:{last.lineno}"
-
-
-def _quiet_stdout() -> None:
-    """Nobody reads our output any more: drop what is still buffered for it, so
-    that the interpreter's flush at exit does not complain either."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

@@ -184,6 +184,8 @@ class Trash:
             )
             try:
                 copy_into(src, dst)
+                # its permission bits come back with it (the trash itself is 0700)
+                os.fchmod(dst, stat.S_IMODE(os.fstat(src).st_mode) & 0o777)
                 os.fsync(dst)
             finally:
                 os.close(dst)
@@ -218,7 +220,7 @@ class Trash:
                 )
                 try:
                     copy_into(src, dst)
-                    os.fchmod(dst, stat.S_IMODE(st.st_mode))
+                    os.fchmod(dst, stat.S_IMODE(st.st_mode) & 0o777)
                     os.fsync(dst)
                 except BaseException:
                     os.unlink(tmp, dir_fd=parent_fd)
