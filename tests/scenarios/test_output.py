@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_harness import Yeet, write
-from yeet.cli.quoting import quote, unquote
+from yeet.quoting import quote, unquote
 
 # a tab, a newline, a byte that is not UTF-8, a leading dash, a leading quote
 ODD = ["tab\there", "new\nline", "caf" + os.fsdecode(b"\xe9"), "-dash", '"quoted']

@@ -17,7 +17,6 @@ import time
 from typing import TextIO
 
 from yeet.cli.pathargs import local_roots, path_argument
-from yeet.cli.quoting import quote
 from yeet.cli.report import human_bytes, iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.endpoint.api import Endpoint, ReadRequest
@@ -26,6 +25,7 @@ from yeet.engine.reconcile import Change, Mode, Side
 from yeet.engine.trees import reconcile
 from yeet.errors import EndpointError, UsageError, YeetError
 from yeet.paths import is_within, join, parent_of
+from yeet.quoting import quote
 from yeet.session import Session
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.executor import SMALL, Executor

@@ -172,9 +172,9 @@ def sync(
     same session (stored under its name), so edits and deletions on either side are
     told apart correctly.
     """
-    from yeet.cli.quoting import unquote
     from yeet.cli.runner import Overrides
     from yeet.cli.sync_cmd import sync as run_sync
+    from yeet.quoting import unquote
 
     alpha = None if alpha is None else unquote(alpha)  # as `yeet status` prints it
     beta = None if beta is None else unquote(beta)

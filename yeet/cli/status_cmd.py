@@ -18,10 +18,10 @@ import sys
 import time
 from typing import Any
 
-from yeet.cli.quoting import dumps, quote
 from yeet.cli.report import iso
 from yeet.engine.entries import Problem
 from yeet.errors import WaitTimeout
+from yeet.quoting import dumps, quote
 from yeet.state.sessions import lock_holder, pick_sessions, session_dir
 from yeet.state.store import SessionStore
 

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import msgspec
 
 from yeet.cli.pathargs import PathArg, local_roots, path_argument
-from yeet.cli.quoting import dumps, quote
 from yeet.cli.report import human_bytes, iso
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.endpoint.api import Endpoint, OpResult, TrashItem
 from yeet.engine.reconcile import Side
 from yeet.errors import EndpointError, UsageError, YeetError
 from yeet.paths import is_within, sort_key
+from yeet.quoting import dumps, quote
 from yeet.state.store import SessionStore
 
 RESTORE_BATCH = 1000

@@ -11,8 +11,9 @@ character (C0, DEL, C1), a line or paragraph separator (U+2028, U+2029), a byte
 that is not UTF-8, or starts with a double quote. Then it is printed inside
 double quotes with C escapes: ``\\t`` ``\\n`` ``\\r`` ``\\\\`` ``\\"``, ``\\xNN``
 for a byte (an ASCII control or a byte that is not UTF-8) and ``\\uNNNN`` for
-another character (C1 controls, U+2028, U+2029). Every command that takes a
-path accepts this quoted form as well as the plain name (an argument in double
+another character (C1 controls, U+2028, U+2029). (``yeet trace``, whose fields
+are separated by spaces, quotes a name holding a space too.) Every command that
+takes a path accepts this quoted form as well as the plain name (an argument in double
 quotes that is a well-formed quoted name is decoded; anything else is the name
 itself).
 """
@@ -29,13 +30,20 @@ _UNSHORT = {"t": 0x09, "n": 0x0A, "r": 0x0D, "\\": 0x5C, '"': 0x22}
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def needs_quoting(name: str) -> bool:
-    return name.startswith('"') or _NEEDS.search(name) is not None
+def needs_quoting(name: str, also: str = "") -> bool:
+    return (
+        name.startswith('"')
+        or _NEEDS.search(name) is not None
+        or any(c in name for c in also)
+        or (name == "" and bool(also))
+    )
 
 
-def quote(name: str) -> str:
-    """``name`` as yeet prints it (see the module docstring)."""
-    if not needs_quoting(name):
+def quote(name: str, also: str = "") -> str:
+    """``name`` as yeet prints it (see the module docstring). ``also``: characters
+    that force the quoted form too (a space, where fields are separated by spaces;
+    an empty name is then ``""``)."""
+    if not needs_quoting(name, also):
         return name
     out = ['"']
     for ch in name:
