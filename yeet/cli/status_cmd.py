@@ -40,16 +40,16 @@ def session_status(name: str) -> dict[str, Any]:
         state = store.get_meta("last_state") or "pending"
         progress = store.progress()
         # the live state of the sync that holds the lock (--watch: settled states too);
-        # what a killed sync left there, or progress while `yeet diff` holds the lock,
-        # is not the session's state
+        # what a killed sync left there is not: while a process holds the lock but has
+        # said nothing yet (a sync starting, `yeet diff`), the session is pending
         live = running and bool(progress) and progress.get("pid") == holder
-        if live:
-            state = str(progress.get("state") or "pending")
+        if running:
+            state = str(progress.get("state") or "pending") if live else "pending"
         return {
             "state": state,
             "name": name,
-            "alpha": quote(store.get_meta("alpha") or ""),
-            "beta": quote(store.get_meta("beta") or ""),
+            "alpha": _address(store.get_meta("alpha")),
+            "beta": _address(store.get_meta("beta")),
             "mode": store.get_meta("mode"),
             "conflicts": len(store.conflicts()),
             "problems": len(store.problems()),
@@ -63,6 +63,10 @@ def session_status(name: str) -> dict[str, Any]:
         }
     finally:
         store.close()
+
+
+def _address(value: object) -> object:
+    return quote(value) if isinstance(value, str) else value
 
 
 def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -> int:
