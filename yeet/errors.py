@@ -15,7 +15,11 @@ Exit codes (documented in the README):
 * 6 - the session is busy (another yeet holds its lock).
 * 7 - protocol error (the other end spoke nonsense or another version).
 * 8 - the kernel tracer is unavailable.
+* 9 - ``yeet status --wait --timeout``: the time ran out while a sync still ran.
 * 130 - interrupted (Ctrl-C).
+
+Any other exception is a bug: the CLI prints one line, ``yeet: internal error:
+...`` with what to report, and exits 3 (the traceback only with ``YEET_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -79,3 +83,9 @@ class StateError(YeetError):
     """The session state cannot be read or written."""
 
     exit_code = 3
+
+
+class WaitTimeout(YeetError):
+    """``yeet status --wait --timeout``: the time ran out while a sync still ran."""
+
+    exit_code = 9

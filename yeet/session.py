@@ -226,6 +226,7 @@ class Session:
             intents=self.store,
         )
         self._executor.counters = self.counters
+        self._executor.trash_pass = self.store.next_pass()  # one-shot: the run is one pass
         self._executor.start()
         return True
 
@@ -351,6 +352,8 @@ class Session:
             scope = journal.scope  # the first pass looks at everything, unless vouched
             outcome.journal = scope is not None
             while True:
+                if outcome.passes:
+                    executor.trash_pass = self.store.next_pass()
                 result = await self._pass(scope)
                 outcome.passes += 1
                 self._remember(result, scope)

@@ -28,7 +28,7 @@ SAMPLE_ARGS: dict[str, tuple[Any, ...]] = {
     "apply": ([],),
     "stat_paths": (["a"],),
     "trash_list": (),
-    "trash_restore": (1, False),
+    "trash_restore": ([1], False),
     "close": (),
     "changes": (b"cursor",),
 }

@@ -22,7 +22,7 @@ from yeet.transfer.localindex import LocalIndex
 class _Broken:
     """An endpoint whose writes fail the way a bug does (not an OSError)."""
 
-    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+    async def apply(self, ops: Sequence[Op], trash_pass: int = 0) -> list[OpResult]:
         raise RuntimeError("cannot encode reply")
 
 

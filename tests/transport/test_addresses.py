@@ -96,7 +96,7 @@ def test_session_stored_with_the_old_meaning_keeps_its_place(
     stored = json.loads((directory / "session.json").read_text())
     assert stored["beta"] == f"{url}/~/{rel}" and stored["addresses"] == 2
     # the agent found its state again under the same key: the trash is still there
-    trashed = [line.split("\t")[-1] for line in yeet(world, "trash", "s").stdout.splitlines()]
+    trashed = [line.split("\t")[5] for line in yeet(world, "trash", "s").stdout.splitlines()]
     assert sorted(trashed) == ["gone", "x"]
 
 

@@ -30,5 +30,5 @@ def test_full_agent_state_directory_keeps_its_state(world: SshWorld, box: SshSer
         r = yeet(world, "sync", "--name", "s", python=BARE_DEBIAN)
         assert r.returncode == 0, r.stderr
         assert (b / "x").read_bytes() == b"changed"
-        trashed = [line.split("\t")[-1] for line in yeet(world, "trash", "s").stdout.splitlines()]
+        trashed = [line.split("\t")[5] for line in yeet(world, "trash", "s").stdout.splitlines()]
         assert "gone" in trashed

@@ -4,6 +4,8 @@ Invariant owned here: ``resolve`` makes the losing side equal to the kept side
 at that path (and below) through the same checked, trashed, durable writes as a
 sync, so the losing content can be restored from the trash; it looks at the
 trees as they are *now*, not as they were when the conflict was recorded.
+``diff`` answers 0 (same) or 1 (different) only about a path that exists on at
+least one side; a path on neither side is an error (exit 2), never "same".
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import sys
 import time
 from typing import TextIO
 
-from yeet.cli.report import human_bytes, iso
+from yeet.cli.pathargs import local_roots, path_argument
+from yeet.cli.report import human_bytes, iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.endpoint.api import Endpoint, ReadRequest
 from yeet.engine.entries import DIRECTORY, Entry, Problem
 from yeet.engine.reconcile import Change, Mode, Side
 from yeet.engine.trees import reconcile
 from yeet.errors import EndpointError, UsageError, YeetError
-from yeet.paths import BadPath, check_relpath, is_within, join, parent_of
+from yeet.paths import is_within, join, parent_of
+from yeet.quoting import quote
 from yeet.session import Session
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.executor import SMALL, Executor
@@ -30,12 +34,9 @@ from yeet.transfer.localindex import LocalIndex
 TEXT_LIMIT = 4 << 20
 
 
-def _relpath(path: str) -> str:
-    path = path.strip("/")
-    try:
-        return check_relpath(path)
-    except BadPath as err:
-        raise UsageError(str(err), hint="give the path relative to the synchronised root") from None
+def _relpath(store: SessionStore, text: str) -> str:
+    addresses = {Side.ALPHA: store.get_meta("alpha") or "", Side.BETA: store.get_meta("beta") or ""}
+    return path_argument(text, local_roots(addresses)).path
 
 
 def _with_parents(path: str, tree: dict[str, Entry]) -> dict[str, Entry]:
@@ -89,6 +90,19 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
         await Session(settings, store, eps, roots).open()
         trees = {s: await subtree(eps[s], path) for s in Side}
         x, y = trees[Side.ALPHA].get(path), trees[Side.BETA].get(path)
+        if path and x is None and y is None:
+            stats = {s: (await eps[s].stat_paths([path]))[0] for s in Side}
+            there = [str(s) for s in Side if stats[s].exists]
+            if there:
+                raise UsageError(
+                    f"{quote(path)} is not synchronised by session {name!r} (ignored by its "
+                    f"rules); it exists on {' and '.join(there)}"
+                )
+            raise UsageError(
+                f"{quote(path)} exists on neither side of session {name!r}",
+                hint=f"give a path relative to the roots; `yeet conflicts {name}` lists "
+                "the conflicting ones",
+            )
         if x is not None and y is not None and x.is_file and y.is_file:
             if x == y:
                 return 0
@@ -96,7 +110,9 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
             b_text = _as_text(await _read(eps[Side.BETA], path, y))
             if a_text is not None and b_text is not None and x.digest != y.digest:
                 out.writelines(
-                    difflib.unified_diff(a_text, b_text, f"alpha/{path}", f"beta/{path}")
+                    difflib.unified_diff(
+                        a_text, b_text, f"alpha/{quote(path)}", f"beta/{quote(path)}"
+                    )
                 )
                 if x.mode != y.mode or x.executable != y.executable:
                     out.write(f"mode: alpha {_bits(x)}, beta {_bits(y)}\n")
@@ -111,7 +127,7 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
             if a == b:
                 continue
             differ = True
-            out.write(f"{p}\n  alpha: {a.short() if a else 'absent'}\n")
+            out.write(f"{quote(p)}\n  alpha: {a.short() if a else 'absent'}\n")
             out.write(f"  beta:  {b.short() if b else 'absent'}\n")
         if differ:
             for s in Side:
@@ -124,9 +140,9 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
         return 1 if differ else 0
 
 
-def diff(name: str, path: str) -> int:
-    path = _relpath(path)
+def diff(name: str, text: str) -> int:
     with locked_store(name, create=False) as store:
+        path = _relpath(store, text)
         return asyncio.run(_diff(store, name, path, sys.stdout))
 
 
@@ -165,6 +181,7 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
             {Side.ALPHA: LocalIndex(), Side.BETA: LocalIndex()},
             intents=store,
         )
+        executor.trash_pass = store.next_pass()
         executor.start()
         executor.submit(Change(loser, c.path, c.old, c.new) for c in plan.beta)
         executor.release()
@@ -176,16 +193,16 @@ async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> lis
         return problems
 
 
-def resolve(name: str, path: str, keep: str) -> int:
-    path = _relpath(path)
-    if path == "":
-        raise UsageError("resolve takes a path inside the root, not the root itself")
+def resolve(name: str, text: str, keep: str) -> int:
     side = Side(keep)
     with locked_store(name, create=False) as store:
+        path = _relpath(store, text)
+        if path == "":
+            raise UsageError("resolve takes a path inside the root, not the root itself")
         known = [c for c in store.conflicts() if is_within(path, c.path) or is_within(c.path, path)]
         if not known:
             raise YeetError(
-                f"no conflict recorded at {path!r} in session {name!r}",
+                f"no conflict recorded at {quote(path)} in session {name!r}",
                 hint=f"`yeet conflicts {name}` lists them",
             )
         problems = asyncio.run(_resolve(store, name, path, side))
@@ -197,8 +214,8 @@ def resolve(name: str, path: str, keep: str) -> int:
         ):
             store.set_meta(last_state="synced")
     for p in problems:
-        print(f"problem\t{p.side}\t{p.path}\t{p.reason}")
+        print(problem_line(p.side, p.path, p.reason))
     if problems:
         return 1
-    print(f"resolved\t{name}\t{path}\tkept {side}")
+    print(f"resolved\t{name}\t{quote(path)}\tkept {side}")
     return 0

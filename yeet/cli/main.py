@@ -2,19 +2,55 @@
 
 Invariant owned here: every ``YeetError`` is caught once, here, printed as
 ``yeet: error: ...`` (plus a hint) on stderr, and turned into its exit code;
-Ctrl-C exits 130. Exit code 2 is the CLI library's usage error.
+Ctrl-C exits 130. Exit code 2 is the CLI library's usage error, also for every
+numeric option out of its range (never NaN or infinite). Any other exception is
+a bug: one line ``yeet: internal error: ...`` saying what to report, exit 3,
+and the traceback only with ``YEET_DEBUG=1``. (A closed output pipe is the CLI
+library's: a quiet exit 1.)
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sys
-from typing import Annotated
+import traceback
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 
 from yeet import __version__
 from yeet.engine.reconcile import Mode
 from yeet.errors import YeetError
+
+MAX_ID = (1 << 63) - 1
+N = TypeVar("N", int, float)
+
+
+def in_range(
+    low: float, *, above: bool = False, high: float | None = None, what: str = "number"
+) -> Callable[[N | None], N | None]:
+    """An option callback: the value must be finite and >= ``low`` (> with ``above``)
+    and <= ``high``; else a usage error (exit 2) saying what is allowed."""
+    bound = f"> {low:g}" if above else f">= {low:g}"
+    if high is not None:
+        bound += f" and <= {high:g}"
+
+    def check(value: N | None) -> N | None:
+        if value is None:
+            return None
+        if (
+            not math.isfinite(value)
+            or value < low
+            or (above and value == low)
+            or (high is not None and value > high)
+        ):
+            raise typer.BadParameter(f"{value!r} is out of range: give a {what} {bound}")
+        return value
+
+    return check
+
 
 app = typer.Typer(
     name="yeet",
@@ -89,7 +125,11 @@ def sync(
         ),
     ] = None,
     trash_days: Annotated[
-        float | None, typer.Option(help="Keep replaced/deleted content this many days (30).")
+        float | None,
+        typer.Option(
+            help="Keep replaced/deleted content this many days (30; 0: until the next run).",
+            callback=in_range(0, high=36500, what="number of days"),
+        ),
     ] = None,
     permissions: Annotated[
         str | None,
@@ -176,7 +216,10 @@ def sync(
     """
     from yeet.cli.runner import Overrides
     from yeet.cli.sync_cmd import sync as run_sync
+    from yeet.quoting import unquote
 
+    alpha = None if alpha is None else unquote(alpha)  # as `yeet status` prints it
+    beta = None if beta is None else unquote(beta)
     if symlinks is not None and symlinks not in ("portable", "raw", "ignore"):
         raise typer.BadParameter("must be portable, raw or ignore", param_hint="--symlinks")
     if permissions is not None and permissions not in ("preserve", "portable"):
@@ -220,18 +263,32 @@ def status(
     names: Annotated[list[str] | None, typer.Argument(help="Sessions (default: all).")] = None,
     as_json: JsonOpt = False,
     wait: Annotated[
-        bool, typer.Option("--wait", "-w", help="Wait while a sync is still running.")
+        bool,
+        typer.Option(
+            "--wait",
+            "-w",
+            help="Wait while a yeet process runs a pending session (never for one that "
+            "nothing runs: that is said, and the exit status is 1 at once).",
+        ),
     ] = False,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after SECONDS.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="With --wait: give up after SECONDS (exit 9).",
+            callback=in_range(0, above=True, what="number of seconds"),
+        ),
+    ] = None,
 ) -> None:
     """One line per session: STATE NAME ALPHA BETA CONFLICTS PROBLEMS LAST-SYNC QUEUED
     QUEUED-BYTES IN-FLIGHT (tab-separated; QUEUED..IN-FLIGHT are 0 unless a sync runs).
 
     STATE is synced, pending, conflicts, problems or halted. Exit 0 when every session
-    named is synced, 1 otherwise.
+    named is synced, 1 otherwise; 9 when --timeout ran out while waiting.
     """
     from yeet.cli.status_cmd import status as run
 
+    if timeout is not None and not wait:
+        raise typer.BadParameter("--timeout only applies with --wait", param_hint="--timeout")
     raise typer.Exit(run(names or [], as_json, wait, timeout))
 
 
@@ -257,14 +314,21 @@ def problems(
     raise typer.Exit(run(names or [], as_json))
 
 
+PATH_HELP = (
+    "relative to the roots, as yeet prints it (plain or in double quotes with C escapes); "
+    "put -- before a PATH that starts with -"
+)
+
+
 @app.command()
 def diff(
     name: NameArg,
-    path: Annotated[str, typer.Argument(help="Path relative to the roots.")],
+    path: Annotated[str, typer.Argument(help=f"Path {PATH_HELP}.")],
 ) -> None:
     """Show how alpha and beta differ at PATH: a unified diff for text, else sizes and digests.
 
-    Exit 0 when both sides hold the same, 1 when they differ.
+    Exit 0 when both sides hold the same, 1 when they differ, 2 when PATH is on
+    neither side (or is an absolute path outside the session's local roots).
     """
     from yeet.cli.conflict_cmds import diff as run
 
@@ -274,7 +338,7 @@ def diff(
 @app.command()
 def resolve(
     name: NameArg,
-    path: Annotated[str, typer.Argument(help="Conflicting path relative to the roots.")],
+    path: Annotated[str, typer.Argument(help=f"Conflicting path {PATH_HELP}.")],
     keep: Annotated[str, typer.Option(help="Which side's content to keep: alpha or beta.")],
 ) -> None:
     """Settle a conflict by making both sides hold KEEP's content at PATH.
@@ -292,19 +356,64 @@ def resolve(
 def trash(
     name: NameArg,
     restore: Annotated[
-        str | None, typer.Option(help="Put the newest trashed version of PATH back.")
+        str | None,
+        typer.Option(
+            help="Put the newest trashed version of PATH back; for a directory (or "
+            "PATH/, or . for everything) the newest version of everything trashed "
+            "under it, on both sides unless --side. PATH as yeet prints it; the "
+            "next argument is taken whatever it starts with.",
+        ),
     ] = None,
-    side: Annotated[str | None, typer.Option(help="alpha or beta (when both have it).")] = None,
-    item: Annotated[int | None, typer.Option("--id", help="Restore the item with this id.")] = None,
+    side: Annotated[str | None, typer.Option(help="Only this side: alpha or beta.")] = None,
+    item: Annotated[
+        int | None,
+        typer.Option(
+            "--id", help="Restore the item with this id.", callback=in_range(1, high=MAX_ID)
+        ),
+    ] = None,
+    pass_: Annotated[
+        str | None,
+        typer.Option(
+            "--pass",
+            help="Only what pass N put in the trash (the PASS column; `last`: the newest "
+            "pass that trashed anything): lists it, or with --restore restores it.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="If PATH exists now, trash it and restore anyway.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List what the session replaced or deleted (SIDE ID TIME KIND SIZE PATH), or restore it."""
+    """List what the session replaced or deleted (SIDE ID TIME KIND SIZE PATH PASS), or
+    restore it.
+
+    Undo everything the last sync deleted: `yeet trash NAME --pass last --restore .`.
+    Exit 0 when all was restored; 1 when a bulk restore left some paths alone (occupied:
+    see --force).
+    """
+    from yeet.cli.trash_cmd import Request
     from yeet.cli.trash_cmd import trash as run
 
-    raise typer.Exit(run(name, restore, side, item, force, as_json))
+    if side is not None and side not in ("alpha", "beta"):
+        raise typer.BadParameter("must be alpha or beta", param_hint="--side")
+    if item is not None and restore is not None:
+        raise typer.BadParameter("give --restore PATH or --id N, not both", param_hint="--id")
+    raise typer.Exit(run(name, Request(restore, side, item, _pass_number(pass_), force, as_json)))
+
+
+def _pass_number(text: str | None) -> int | str | None:
+    if text is None or text == "last":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_ID:
+        raise typer.BadParameter(
+            f"{text!r} is not a pass: give a number >= 1 (the PASS column) or last",
+            param_hint="--pass",
+        )
+    return value
 
 
 @app.command()
@@ -344,7 +453,11 @@ def trace(
         ),
     ] = False,
     duration: Annotated[
-        float | None, typer.Option(help="Stop after SECONDS (default: at Ctrl-C).")
+        float | None,
+        typer.Option(
+            help="Stop after SECONDS (default: at Ctrl-C).",
+            callback=in_range(0, above=True, what="number of seconds"),
+        ),
     ] = None,
 ) -> None:
     """Show writes under PATH as they happen, like strace for writes (Linux, root).
@@ -400,3 +513,23 @@ def main() -> None:
     except KeyboardInterrupt:
         print("yeet: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # a bug: say so once, in one line, never a traceback
+        if os.environ.get("YEET_DEBUG"):
+            traceback.print_exc()
+        text = " ".join(str(err).split())  # one line, whatever the message holds
+        print(
+            f"yeet: internal error: {type(err).__name__}: {text}{_where(err)} "
+            f"(yeet {__version__}). This is a bug in yeet: please report it with this line, "
+            "the command, and its output when run again with YEET_DEBUG=1 (which adds the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(3)
+
+
+def _where(err: BaseException) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" at {os.path.basename(last.filename)}:{last.lineno}"

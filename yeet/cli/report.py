@@ -2,18 +2,21 @@
 
 Invariant owned here: line formats that scripts parse (``status``,
 ``conflicts``, ``trash``) are tab-separated, one record per line, fields in the
-documented order; new fields are only ever appended.
+documented order; new fields are only ever appended. Every name, address or
+free text in a field is printed through ``yeet.quoting`` (so a tab, a
+newline or a byte that is not UTF-8 in a name never splits a record), and every
+hint that names a PATH puts ``--`` before it (a name may start with ``-``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from yeet.engine.guard import DELETIONS, EMPTIED, Halt
 from yeet.engine.reconcile import Side
+from yeet.quoting import dumps, quote
 
 if TYPE_CHECKING:
     from yeet.session import Outcome
@@ -77,15 +80,19 @@ def print_outcome(name: str, outcome: Outcome, out: TextIO = sys.stdout) -> None
     if outcome.halted:
         print(f"halted: {outcome.halted}", file=out)
     for c in outcome.conflicts:
-        print(f"conflict\t{c.path}\talpha {c.alpha_action}\tbeta {c.beta_action}", file=out)
+        print(f"conflict\t{quote(c.path)}\talpha {c.alpha_action}\tbeta {c.beta_action}", file=out)
     for p in outcome.problems:
-        print(f"problem\t{p.side or '-'}\t{p.path}\t{p.reason}", file=out)
+        print(problem_line(p.side, p.path, p.reason), file=out)
     if outcome.conflicts:
         print(
-            f"{len(outcome.conflicts)} conflict(s): see `yeet diff {name} PATH`, settle with "
-            f"`yeet resolve {name} PATH --keep alpha|beta`",
+            f"{len(outcome.conflicts)} conflict(s): see `yeet diff {name} -- PATH`, settle with "
+            f"`yeet resolve {name} --keep alpha|beta -- PATH`",
             file=out,
         )
+
+
+def problem_line(side: str | None, path: str, reason: str) -> str:
+    return f"problem\t{side or '-'}\t{quote(path)}\t{quote(reason)}"
 
 
 def outcome_json(name: str, outcome: Outcome) -> str:
@@ -97,11 +104,11 @@ def outcome_json(name: str, outcome: Outcome) -> str:
         "applied": {str(s): c.as_dict() for s, c in outcome.counters.items()},
         "wire": {s: {"sent": w[0], "received": w[1]} for s, w in outcome.wire.items()},
         "conflicts": [
-            {"path": c.path, "alpha": c.alpha_action, "beta": c.beta_action}
+            {"path": quote(c.path), "alpha": c.alpha_action, "beta": c.beta_action}
             for c in outcome.conflicts
         ],
         "problems": [
-            {"side": p.side, "path": p.path, "reason": p.reason} for p in outcome.problems
+            {"side": p.side, "path": quote(p.path), "reason": p.reason} for p in outcome.problems
         ],
         # how much was looked at: "journal" true when the change journals scoped the
         # sync (no full scan); "listed": directory listings read on each side;
@@ -112,4 +119,4 @@ def outcome_json(name: str, outcome: Outcome) -> str:
             "hinted": {str(s): n for s, n in outcome.hinted.items()},
         },
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc)

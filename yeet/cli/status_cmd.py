@@ -4,7 +4,10 @@ Invariant owned here: these commands only read state (never the trees, and the
 database read only: a damaged one is reported as ``damaged`` with the command that
 continues, never set aside here), work while a sync runs, and their exit status is
 0 exactly when every session named is in sync (``status``) / is known to have no
-conflicts (``conflicts``) / no problems.
+conflicts (``conflicts``) / no problems. ``status --wait`` waits only while a
+process holds a session's lock and its state is pending: a pending session that no
+process runs is said so, and the command exits 1 at once; a ``--timeout`` that
+expires is exit 9.
 
 ``status`` line format (tab-separated, documented in the README)::
 
@@ -13,7 +16,6 @@ conflicts (``conflicts``) / no problems.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -21,11 +23,14 @@ from typing import Any
 from yeet.cli.report import iso
 from yeet.endpoint.url import ADDRESS_FORMAT, migrate
 from yeet.engine.entries import Problem
-from yeet.errors import SessionNotFound
+from yeet.errors import SessionNotFound, WaitTimeout
+from yeet.quoting import dumps, quote
 from yeet.state import identity
 from yeet.state.db import StateDamaged
-from yeet.state.sessions import is_locked, pick_sessions, session_dir
+from yeet.state.sessions import lock_holder, pick_sessions, session_dir
 from yeet.state.store import SessionStore
+
+POLL = 0.2
 
 
 def _warn(text: str) -> None:
@@ -61,7 +66,7 @@ def _addresses(doc: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _row(name: str, state: str, doc: dict[str, Any], running: bool) -> dict[str, Any]:
-    alpha, beta = _addresses(doc)
+    alpha, beta = (_address(x) for x in _addresses(doc))
     return {
         "state": state,
         "name": name,
@@ -83,12 +88,17 @@ def _row(name: str, state: str, doc: dict[str, Any], running: bool) -> dict[str,
     }
 
 
+def _address(value: str | None) -> str | None:
+    return quote(value) if isinstance(value, str) else value
+
+
 def session_status(name: str) -> dict[str, Any] | None:
     """The status of one session (None: an incomplete one, left by a first sync that
     failed before this yeet; it has no endpoints). Reads only; a damaged database is
     reported (state ``damaged``), never repaired here."""
     directory = session_dir(name)
-    running = is_locked(directory)
+    holder = lock_holder(directory)
+    running = holder is not None
     try:
         store = _open(name)
     except StateDamaged as err:
@@ -101,18 +111,21 @@ def session_status(name: str) -> dict[str, Any] | None:
             return None
         row = _row(name, store.get_meta("last_state") or "pending", doc, running)
         progress = store.progress()
+        # the live state of the sync that holds the lock (--watch: settled states too);
+        # what a killed sync left there is not: while a process holds the lock but has
+        # said nothing yet (a sync starting, `yeet diff`), the session is pending
+        live = running and bool(progress) and progress.get("pid") == holder
         if running:
-            # a running sync keeps its live state there (--watch: settled states too)
-            row["state"] = str(progress.get("state") or "pending")
+            row["state"] = str(progress.get("state") or "pending") if live else "pending"
         row.update(
             conflicts=len(store.conflicts()),
             problems=len(store.problems()),
             last_sync=store.get_meta("last_sync"),
             halted=store.get_meta("halted") or None,
-            queued=int(progress.get("queued", 0)) if running else 0,
-            queued_bytes=int(progress.get("queued_bytes", 0)) if running else 0,
-            in_flight=int(progress.get("in_flight", 0)) if running else 0,
-            progress=progress if running else None,
+            queued=int(progress.get("queued", 0)) if live else 0,
+            queued_bytes=int(progress.get("queued_bytes", 0)) if live else 0,
+            in_flight=int(progress.get("in_flight", 0)) if live else 0,
+            progress=progress if live else None,
             note=store.set_aside_notice(),
         )
         return row
@@ -142,40 +155,63 @@ def _rows(names: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
 
 def status(names: list[str], as_json: bool, wait: bool, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
+    expired = False
     while True:
         rows, notes = _rows(names)
-        in_sync = all(r["state"] == "synced" for r in rows)
-        settled = all(r["state"] != "pending" for r in rows)
-        if not wait or settled or (deadline is not None and time.monotonic() > deadline):
+        waiting = [r for r in rows if r["running"] and r["state"] == "pending"]
+        if not wait or not waiting:
             break
-        time.sleep(0.2)
+        if deadline is not None and time.monotonic() >= deadline:
+            expired = True
+            break
+        time.sleep(POLL if deadline is None else max(0.0, min(POLL, deadline - time.monotonic())))
     for r in rows:
         if r["note"]:
             _warn(r["note"])
     for note in notes:
         print(f"yeet: note: {note}", file=sys.stderr)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
+    _print_rows(rows, as_json)
+    if expired:
+        raise WaitTimeout(
+            f"gave up waiting after {timeout:g} s: "
+            + ", ".join(r["name"] for r in waiting)
+            + " still pending",
+            hint="wait longer (--timeout SECONDS) or look at it with `yeet status`",
+        )
+    if wait:
         for r in rows:
-            print(
-                "\t".join(
-                    str(x)
-                    for x in (
-                        r["state"],
-                        r["name"],
-                        r["alpha"] or "-",
-                        r["beta"] or "-",
-                        r["conflicts"],
-                        r["problems"],
-                        iso(r["last_sync"]),
-                        r["queued"],
-                        r["queued_bytes"],
-                        r["in_flight"],
-                    )
+            if r["state"] == "pending" and not r["running"]:
+                print(
+                    f"yeet: {r['name']} is pending but no yeet process runs it (its last "
+                    f"sync did not finish): nothing to wait for; `yeet sync --name {r['name']}` "
+                    "continues it",
+                    file=sys.stderr,
+                )
+    return 0 if rows and all(r["state"] == "synced" for r in rows) else 1
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(dumps(rows))
+        return
+    for r in rows:
+        print(
+            "\t".join(
+                str(x)
+                for x in (
+                    r["state"],
+                    r["name"],
+                    r["alpha"] or "-",
+                    r["beta"] or "-",
+                    r["conflicts"],
+                    r["problems"],
+                    iso(r["last_sync"]),
+                    r["queued"],
+                    r["queued_bytes"],
+                    r["in_flight"],
                 )
             )
-    return 0 if rows and in_sync else 1
+        )
 
 
 def conflicts(names: list[str], as_json: bool) -> int:
@@ -195,24 +231,23 @@ def conflicts(names: list[str], as_json: bool) -> int:
             store.close()
     if as_json:
         print(
-            json.dumps(
+            dumps(
                 [
                     {
                         "session": n,
-                        "path": c.path,
+                        "path": quote(c.path),
                         "alpha": c.alpha_action,
                         "beta": c.beta_action,
                         "alpha_entry": c.alpha.short() if c.alpha else None,
                         "beta_entry": c.beta.short() if c.beta else None,
                     }
                     for n, c in found
-                ],
-                indent=2,
+                ]
             )
         )
     else:
         for n, c in found:
-            print(f"{n}\t{c.path}\t{c.alpha_action}\t{c.beta_action}")
+            print(f"{n}\t{quote(c.path)}\t{c.alpha_action}\t{c.beta_action}")
     return 1 if found or unreadable else 0
 
 
@@ -232,15 +267,14 @@ def problems(names: list[str], as_json: bool) -> int:
             store.close()
     if as_json:
         print(
-            json.dumps(
+            dumps(
                 [
-                    {"session": n, "side": p.side, "path": p.path, "reason": p.reason}
+                    {"session": n, "side": p.side, "path": quote(p.path), "reason": p.reason}
                     for n, p in found
-                ],
-                indent=2,
+                ]
             )
         )
     else:
         for n, p in found:
-            print(f"{n}\t{p.side or '-'}\t{p.path}\t{p.reason}")
+            print(f"{n}\t{p.side or '-'}\t{quote(p.path)}\t{quote(p.reason)}")
     return 1 if found or unreadable else 0

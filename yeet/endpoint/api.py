@@ -231,6 +231,10 @@ class Changes(msgspec.Struct, frozen=True):
 
 
 class TrashItem(msgspec.Struct, frozen=True):
+    """One version in a side's trash. ``pass_id``: the pass that trashed it (the
+    ``trash_pass`` of the call, 0 when none was given); ``trashed``: when, by the
+    clock of the endpoint's host."""
+
     id: int
     side: str
     path: str
@@ -238,6 +242,7 @@ class TrashItem(msgspec.Struct, frozen=True):
     size: int
     trashed: float
     stored: str
+    pass_id: int = 0
 
 
 class Endpoint(Protocol):
@@ -297,8 +302,10 @@ class Endpoint(Protocol):
         """Drop an upload (``keep``: its partial may be taken over by the next one)."""
         ...
 
-    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
-        """Apply ops in order; durable on disk when this returns."""
+    async def apply(self, ops: Sequence[Op], trash_pass: int = 0) -> list[OpResult]:
+        """Apply ops in order; durable on disk when this returns. What they replace
+        or delete goes to the trash marked as trashed by pass ``trash_pass`` (the
+        client numbers its passes; 0: the last number this endpoint was given)."""
         ...
 
     # -- deltas (see yeet.transfer.deltajob for the whole exchange) ----------------------
@@ -346,7 +353,13 @@ class Endpoint(Protocol):
 
     async def trash_list(self) -> list[TrashItem]: ...
 
-    async def trash_restore(self, item: int, force: bool = False) -> OpResult: ...
+    async def trash_restore(
+        self, items: Sequence[int], force: bool = False, trash_pass: int = 0
+    ) -> list[OpResult]:
+        """Put trash items back where they were, in order, one result each (durable
+        when this returns). A path that is occupied now is left alone unless
+        ``force``: then what is there goes to the trash first (pass ``trash_pass``)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import sqlite3
@@ -52,7 +53,7 @@ from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.scanner import Scanner, ScanOptions
 from yeet.scan.statcache import StatCache, StatSig, sig_of
-from yeet.transfer.trash import Trash
+from yeet.transfer.trash import Trash, place_new
 from yeet.transfer.writer import Writer
 from yeet.watch.own import OwnWrites
 
@@ -401,12 +402,12 @@ class LocalEndpoint:
 
     # -- writing ----------------------------------------------------------------------
 
-    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+    async def apply(self, ops: Sequence[Op], trash_pass: int = 0) -> list[OpResult]:
         """Batches are staged concurrently but committed strictly in call order."""
         ticket = self._turns.ticket()
-        return await asyncio.to_thread(self._apply, ops, ticket)
+        return await asyncio.to_thread(self._apply, ops, ticket, trash_pass)
 
-    def _apply(self, ops: Sequence[Op], ticket: int) -> list[OpResult]:
+    def _apply(self, ops: Sequence[Op], ticket: int, trash_pass: int = 0) -> list[OpResult]:
         writer = self._writer
         assert writer is not None and self._durable is not None
         durable = self._durable
@@ -418,6 +419,8 @@ class LocalEndpoint:
             self._turns.wait_turn(ticket)
         try:
             with self._write_lock:
+                if trash_pass and self._trash is not None:
+                    self._trash.pass_id = trash_pass  # commits are serialised by the lock
                 return writer.commit(ops, prepared, durable.wait)
         finally:
             self._turns.done(ticket)
@@ -509,34 +512,64 @@ class LocalEndpoint:
         assert self._trash is not None
         return await asyncio.to_thread(self._trash.items)
 
-    async def trash_restore(self, item: int, force: bool = False) -> OpResult:
-        return await asyncio.to_thread(self._trash_restore, item, force)
+    async def trash_restore(
+        self, items: Sequence[int], force: bool = False, trash_pass: int = 0
+    ) -> list[OpResult]:
+        return await asyncio.to_thread(self._trash_restore, items, force, trash_pass)
 
-    def _trash_restore(self, item: int, force: bool) -> OpResult:
+    def _trash_restore(self, items: Sequence[int], force: bool, trash_pass: int) -> list[OpResult]:
         with self._write_lock:
             assert self._trash is not None and self._writer is not None
+            trash, root = self._trash, self._writer.root
+            if trash_pass:
+                trash.pass_id = trash_pass
+            out: list[OpResult] = []
+            done: list[int] = []
             try:
-                path, stored = self._trash.take(item)
-            except KeyError:
-                return OpResult("", False, f"no trash item {item}")
-            root = self._writer.root
-            try:
-                self._make_parents(root, parent_of(path))
-                parent, name = root.locate(path)
-                if root.lstat(path) is not None:
-                    if not force:
-                        return OpResult(
-                            path, False, "something is at that path now; use --force to trash it"
-                        )
-                    self._trash.preserve(parent, name, path, None, move=True)
-                os.rename(stored, name, src_dir_fd=self._trash.fd, dst_dir_fd=parent)
-                barrier(root.fd)
-            except OSError as err:
-                return OpResult(path, False, f"cannot restore: {err.strerror or err}")
+                for item in items:
+                    result = self._restore_one(root, trash, item, force)
+                    out.append(result)
+                    if result.ok:
+                        done.append(item)
+                if done:
+                    try:
+                        barrier(root.fd)
+                    except OSError as err:
+                        # back in the tree but maybe not durable: say so (the rows
+                        # stay; the next open drops them, their stored names are gone)
+                        why = f"restored but not made durable: {err.strerror or err}"
+                        out = [OpResult(r.path, False, why) if r.ok else r for r in out]
+                        return out
             finally:
                 root.forget()
-            self._trash.restored(item)
-            return OpResult(path, True)
+            trash.restored(done)
+            return out
+
+    def _restore_one(self, root: RootDir, trash: Trash, item: int, force: bool) -> OpResult:
+        try:
+            path, stored = trash.take(item)
+        except KeyError:
+            return OpResult("", False, f"no trash item {item}")
+        try:
+            self._make_parents(root, parent_of(path))
+            parent, name = root.locate(path)
+            if root.lstat(path) is not None:
+                if not force:
+                    return OpResult(
+                        path, False, "something is at that path now; use --force to trash it"
+                    )
+                trash.preserve(parent, name, path, None, move=True)
+            try:
+                place_new(trash.fd, stored, parent, name)
+            except OSError as err:
+                if err.errno != errno.EXDEV:
+                    raise
+                trash.copy_back(stored, parent, name)  # the trash is on another filesystem
+        except FileExistsError:
+            return OpResult(path, False, "something appeared at that path meanwhile; left alone")
+        except OSError as err:  # NotADirectoryInRoot too: a parent is not a directory now
+            return OpResult(path, False, f"cannot restore: {err.strerror or err}")
+        return OpResult(path, True)
 
     @staticmethod
     def _make_parents(root: RootDir, path: str) -> None:

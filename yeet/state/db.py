@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS blockcache (
 );
 CREATE TABLE IF NOT EXISTS trash (
     id INTEGER PRIMARY KEY, side TEXT NOT NULL, path BLOB NOT NULL, stored TEXT NOT NULL,
-    kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL
+    kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL,
+    pass_id INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trash_path ON trash (side, path);
 CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
@@ -163,6 +164,7 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
             raise _Damage(f"integrity check failed: {check}")
         if not read_only:
             conn.executescript(SCHEMA)
+            _add_columns(conn)
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as err:
@@ -188,6 +190,18 @@ def set_aside(path: Path) -> Path:
         if src.exists():
             os.replace(src, Path(str(aside) + suffix))
     return aside
+
+
+ADDED_COLUMNS = (("trash", "pass_id", "INTEGER NOT NULL DEFAULT 0"),)
+"""Columns added since a table was first created: added to an older database on
+open (older yeets ignore them, so the schema version stays)."""
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def open_database(

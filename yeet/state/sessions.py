@@ -109,17 +109,25 @@ class SessionLock:
 
 def is_locked(directory: Path) -> bool:
     """True when some process holds the session's lock right now."""
+    return lock_holder(directory) is not None
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The process holding the session's lock right now (its pid as the lock file
+    says, 0 if it has not written it yet), or None when nobody holds it."""
     try:
         fd = os.open(directory / "lock", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        return False
+        return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        return None
     finally:
         os.close(fd)
-    return False
 
 
 def pick_sessions(names: list[str] | tuple[str, ...]) -> list[str]:

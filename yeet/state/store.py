@@ -178,6 +178,17 @@ class SessionStore:
                 hint="check the state directory (its permissions and free space)",
             ) from None
 
+    def next_pass(self) -> int:
+        """A new pass number (1, 2, ...): what a pass trashes is marked with it."""
+        with self.lock, transaction(self.conn):
+            row = self.conn.execute("SELECT value FROM meta WHERE key='passes'").fetchone()
+            number = (json.loads(row[0]) if row else 0) + 1
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('passes', ?)",
+                (json.dumps(number),),
+            )
+        return int(number)
+
     # -- ancestor ---------------------------------------------------------------------
 
     def ancestor_children(self, path: str) -> dict[str, Entry]:
@@ -410,6 +421,11 @@ class SessionStore:
     # -- progress (read by `yeet status` while a sync runs) ----------------------------
 
     def set_progress(self, value: dict[str, Any]) -> None:
+        """The live state of the running sync (``{}``: none runs). It carries the
+        writer's pid, so a reader can tell it from what a killed sync left behind
+        (``yeet status`` trusts it only while that process holds the lock)."""
+        if value:
+            value = {**value, "pid": os.getpid()}
         with self.lock, transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO progress (id, value) VALUES (1, ?)", (json.dumps(value),)

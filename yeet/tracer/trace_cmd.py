@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from yeet.quoting import quote
 from yeet.tracer import abi
 from yeet.tracer.loader import FileId, TraceEvent, Tracer
 from yeet.tracer.ranges import END, WHOLE, Ranges, RangeSet, merge
@@ -57,9 +58,9 @@ def format_ranges(path: str, r: Ranges) -> str:
 
 
 def _quote(path: str) -> str:
-    if any(c.isspace() or not c.isprintable() for c in path):
-        return repr(path)
-    return path
+    """yeet's quoting of names (``yeet.quoting``); a space forces it too here, where
+    the fields of a line are separated by spaces."""
+    return quote(path, also=" ")
 
 
 def _boot_to_wall() -> float:

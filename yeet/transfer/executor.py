@@ -132,6 +132,7 @@ class Executor:
         self._gen_of: dict[tuple[Side, str], int] = {}  # the pass that decided a change
         self._late: set[str] = set()  # applied this pass, decided by an earlier one
         self._late_under: set[str] = set()  # directories with such a path below them
+        self.trash_pass = 0  # the pass number what this trashes is marked with
         self.rate = _Rate()
         self._workers = workers
         self._wake = asyncio.Event()
@@ -572,7 +573,7 @@ class Executor:
         self._applying.add(task)
         try:
             self._intend(side, ops)
-            return self._account(side, ops, await self.ep[side].apply(ops))
+            return self._account(side, ops, await self.ep[side].apply(ops, self.trash_pass))
         finally:
             self._applying.discard(task)
 

@@ -4,13 +4,18 @@ Invariant owned here: content that the engine overwrites or deletes on a side
 is first preserved in that side's trash (outside the synchronised tree), with
 its path and time, before the tree changes; nothing the engine removes is ever
 just unlinked. On the same filesystem that costs a hard link or a rename; across
-filesystems the content is copied first. Items expire after ``days``.
+filesystems the content is copied first. Items expire after ``days`` (a value
+that is not a finite number of days, or is negative, expires nothing). Each item
+records the pass that trashed it (``pass_id``: the number the client gave the
+call that trashes, see ``Endpoint.apply``), so a whole pass can be put back.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
+import secrets
 import sqlite3
 import stat
 import threading
@@ -52,6 +57,25 @@ def copy_into(src_fd: int, dst_fd: int) -> None:
         os.write(dst_fd, chunk)
 
 
+def place_new(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
+    """Move ``src`` to ``dst`` without ever replacing what is at ``dst``
+    (``FileExistsError`` then): a hard link and an unlink (a crash in between
+    leaves both names, never neither). A directory, or a filesystem without hard
+    links, is renamed after a last check that ``dst`` is free."""
+    try:
+        os.link(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        try:
+            os.stat(dst, dir_fd=dst_dir, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
+            return
+        raise FileExistsError(errno.EEXIST, "something appeared at that path") from None
+    os.unlink(src, dir_fd=src_dir)
+
+
 class Trash:
     def __init__(
         self, directory: str, conn: sqlite3.Connection, lock: threading.RLock, side: str
@@ -63,6 +87,7 @@ class Trash:
         self.conn = conn
         self.lock = lock
         self.side = side
+        self.pass_id = 0  # the pass whose writes trash things now (0: none said)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -74,9 +99,9 @@ class Trash:
     def _insert(self, path: str, entry: Entry | None, kind: str, when: float) -> int:
         """A row for an item (inside the caller's transaction); stored under its id."""
         cur = self.conn.execute(
-            "INSERT INTO trash (side, path, stored, kind, size, digest, trashed) "
-            "VALUES (?, ?, '', ?, ?, ?, ?)",
-            (self.side, os.fsencode(path), kind, *_size_digest(entry), when),
+            "INSERT INTO trash (side, path, stored, kind, size, digest, trashed, pass_id) "
+            "VALUES (?, ?, '', ?, ?, ?, ?, ?)",
+            (self.side, os.fsencode(path), kind, *_size_digest(entry), when, self.pass_id),
         )
         item = int(cur.lastrowid or 0)
         self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
@@ -159,6 +184,8 @@ class Trash:
             )
             try:
                 copy_into(src, dst)
+                # its permission bits come back with it (the trash itself is 0700)
+                os.fchmod(dst, stat.S_IMODE(os.fstat(src).st_mode) & 0o777)
                 os.fsync(dst)
             finally:
                 os.close(dst)
@@ -172,16 +199,55 @@ class Trash:
             self._copy(parent_fd, name, stored)
         os.unlink(name, dir_fd=parent_fd)
 
+    def copy_back(self, stored: str, parent_fd: int, name: str) -> None:
+        """Put item ``stored`` at ``name`` in ``parent_fd`` when the tree is on another
+        filesystem (a rename cannot): a file is copied under a temporary name, made
+        durable and renamed into place (a crash never leaves a torn file at ``name``),
+        a symlink is recreated; then the item leaves the trash. A directory item is
+        always on the tree's filesystem (it was renamed into the trash)."""
+        st = os.stat(stored, dir_fd=self.fd, follow_symlinks=False)
+        tmp = f".yeet-tmp-{secrets.token_hex(8)}"
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(stored, dir_fd=self.fd), tmp, dir_fd=parent_fd)
+        elif stat.S_ISREG(st.st_mode):
+            src = os.open(stored, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                dst = os.open(
+                    tmp,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=parent_fd,
+                )
+                try:
+                    copy_into(src, dst)
+                    os.fchmod(dst, stat.S_IMODE(st.st_mode) & 0o777)
+                    os.fsync(dst)
+                except BaseException:
+                    os.unlink(tmp, dir_fd=parent_fd)
+                    raise
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+        else:
+            raise OSError(errno.EXDEV, "a directory cannot be moved across filesystems")
+        try:
+            place_new(parent_fd, tmp, parent_fd, name)
+        except BaseException:
+            os.unlink(tmp, dir_fd=parent_fd)
+            raise
+        os.unlink(stored, dir_fd=self.fd)
+
     def items(self) -> list[TrashItem]:
         with self.lock:
             rows = self.conn.execute(
-                "SELECT id, side, path, kind, size, trashed, stored FROM trash WHERE side=? "
-                "ORDER BY trashed, id",
+                "SELECT id, side, path, kind, size, trashed, stored, pass_id FROM trash "
+                "WHERE side=? ORDER BY trashed, id",
                 (self.side,),
             ).fetchall()
         return [
-            TrashItem(i, s, os.fsdecode(p), k, z, t, os.path.join(self.directory, st))
-            for i, s, p, k, z, t, st in rows
+            TrashItem(i, s, os.fsdecode(p), k, z, t, os.path.join(self.directory, st), n)
+            for i, s, p, k, z, t, st, n in rows
         ]
 
     def take(self, item: int) -> tuple[str, str]:
@@ -194,13 +260,16 @@ class Trash:
             raise KeyError(item)
         return os.fsdecode(row[0]), row[1]
 
-    def restored(self, item: int) -> None:
-        self._forget(item)
+    def restored(self, items: Iterable[int]) -> None:
+        """Drop the rows of items put back (one transaction for a whole batch)."""
+        self.release(items)
 
     def expire(self, days: float) -> int:
         """Delete items older than ``days``; returns how many. Also drops rows whose
         content never arrived (reserved by a batch a crash interrupted)."""
-        cutoff = time.time() - days * 86400
+        if not (math.isfinite(days) and days >= 0):
+            days = math.inf  # nonsense from a stored setting: keep everything
+        cutoff = time.time() - days * 86400 if math.isfinite(days) else -math.inf
         with self.lock:
             rows = self.conn.execute(
                 "SELECT id, stored, trashed FROM trash WHERE side=?", (self.side,)

@@ -460,7 +460,7 @@ class RemoteEndpoint:
                 await self._staged("stage_abort", handle, keep)
         self._upload_done(handle)
 
-    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+    async def apply(self, ops: Sequence[Op], trash_pass: int = 0) -> list[OpResult]:
         failed: dict[int, BaseException] = {}
         for op in ops:
             if op.stage is not None:
@@ -493,10 +493,14 @@ class RemoteEndpoint:
                     wire.append(_with_stage(op, remote))
             try:
                 if attempts and wire:
-                    results = await self._apply_retry(rpc, wire)
+                    results = await self._apply_retry(rpc, wire, trash_pass)
                 else:
                     self.sent_bytes += sum(len(op.data) for op in wire if op.data is not None)
-                    results = cast(list[OpResult], await rpc.call("apply", wire)) if wire else []
+                    results = (
+                        cast(list[OpResult], await rpc.call("apply", wire, trash_pass))
+                        if wire
+                        else []
+                    )
                 break
             except ConnectionLost as err:
                 attempts += 1
@@ -512,7 +516,9 @@ class RemoteEndpoint:
         done = iter(results)
         return [lost[i] if i in lost else next(done) for i in range(len(ops))]
 
-    async def _apply_retry(self, rpc: RpcClient, wire: list[Op]) -> list[OpResult]:
+    async def _apply_retry(
+        self, rpc: RpcClient, wire: list[Op], trash_pass: int = 0
+    ) -> list[OpResult]:
         """A batch whose answer was lost may have been applied already. Ask first
         with the contents left out (the agent reports ops whose path already holds
         the new entry as done, and cannot apply the others), then send contents
@@ -520,14 +526,14 @@ class RemoteEndpoint:
         probe = [
             msgspec.structs.replace(op, data=None) if op.data is not None else op for op in wire
         ]
-        first = cast(list[OpResult], await rpc.call("apply", probe))
+        first = cast(list[OpResult], await rpc.call("apply", probe, trash_pass))
         pairs = enumerate(zip(wire, first, strict=True))
         again = [i for i, (op, r) in pairs if not r.ok and op.data is not None]
         if not again:
             return first
         resend = [wire[i] for i in again]
         self.sent_bytes += sum(len(op.data) for op in resend if op.data is not None)
-        second = cast(list[OpResult], await rpc.call("apply", resend))
+        second = cast(list[OpResult], await rpc.call("apply", resend, trash_pass))
         out = list(first)
         for i, r in zip(again, second, strict=True):
             out[i] = r
@@ -618,8 +624,13 @@ class RemoteEndpoint:
     async def trash_list(self) -> list[TrashItem]:
         return cast(list[TrashItem], await self._call("trash_list"))
 
-    async def trash_restore(self, item: int, force: bool = False) -> OpResult:
-        return cast(OpResult, await self._call("trash_restore", item, force, retry=False))
+    async def trash_restore(
+        self, items: Sequence[int], force: bool = False, trash_pass: int = 0
+    ) -> list[OpResult]:
+        return cast(
+            list[OpResult],
+            await self._call("trash_restore", list(items), force, trash_pass, retry=False),
+        )
 
     async def close(self) -> None:
         if self._closed:

@@ -289,7 +289,7 @@ class AgentEndpoint:
             self._handles.discard(handle)
             await self._local().stage_abort(handle, keep)
 
-    async def apply(self, ops: Sequence[Op]) -> list[OpResult]:
+    async def apply(self, ops: Sequence[Op], trash_pass: int = 0) -> list[OpResult]:
         good: list[Op] = []
         bad: dict[int, OpResult] = {}
         for i, op in enumerate(ops):
@@ -302,7 +302,7 @@ class AgentEndpoint:
                 good.append(op)
                 if op.stage is not None:
                     self._handles.discard(op.stage)
-        results = await self._local().apply(good) if good else []
+        results = await self._local().apply(good, trash_pass) if good else []
         if any(not r.ok and r.transient for r in results):
             results = await asyncio.to_thread(self._settle, good, results)
         done = iter(results)
@@ -401,8 +401,10 @@ class AgentEndpoint:
     async def trash_list(self) -> list[Any]:
         return await self._local().trash_list()
 
-    async def trash_restore(self, item: int, force: bool = False) -> OpResult:
-        return await self._local().trash_restore(item, force)
+    async def trash_restore(
+        self, items: Sequence[int], force: bool = False, trash_pass: int = 0
+    ) -> list[OpResult]:
+        return await self._local().trash_restore(items, force, trash_pass)
 
 
 def _check_root(root: str) -> None:
