@@ -18,30 +18,24 @@
 #ifndef YEET_FILES_H
 #define YEET_FILES_H
 
-/* one read for a window of a structure; field at its CO-RE offset */
-#define WIN_READ(win, type, base) \
-	bpf_probe_read_kernel(&(win), min_u64(sizeof(win), bpf_core_type_size(type)), (void *)(base))
-#define WIN_GET(win, base, type, field, T) ({					\
+/* one read of the first `cap` bytes of a structure into a window (the
+ * scratch slot's: struct win128); fields then at their CO-RE offsets. The
+ * same cap for reading and getting: bytes past it are another read's. */
+#define WIN_LEN(type, cap) min_u64((cap), bpf_core_type_size(type))
+#define WIN_READ(win, type, base, cap) \
+	bpf_probe_read_kernel(&(win), WIN_LEN(type, cap), (void *)(base))
+#define WIN_GET(win, base, type, field, T, cap) ({				\
 	T __v = 0;								\
 	__u32 __o = bpf_core_field_offset(type, field);			\
-	if (__o + sizeof(T) <= min_u64(sizeof(win), bpf_core_type_size(type)))	\
+	if (__o + sizeof(T) <= WIN_LEN(type, cap))				\
 		__v = *(T *)((void *)&(win) + __o);				\
 	else									\
 		bpf_probe_read_kernel(&__v, sizeof(T), (void *)(base) + __o);	\
 	__v;									\
 })
-
-struct win128 {
-	__u64 q[16];
-};
-
-struct win120 {
-	__u64 q[15];
-};
-
-struct win64 {
-	__u64 q[8];
-};
+#define FILE_WIN 120
+#define INODE_WIN 128
+#define DENTRY_WIN 64
 
 struct fview {
 	__u64 inode;
@@ -51,16 +45,14 @@ struct fview {
 	__u32 mode;
 };
 
-static __always_inline void file_view(struct file *f, struct fview *v)
+static __always_inline void file_view(struct scratch *s, struct file *f, struct fview *v)
 {
-	struct win120 w = {};
-
-	WIN_READ(w, struct file, f);
-	v->inode = WIN_GET(w, f, struct file, f_inode, __u64);
-	v->dentry = WIN_GET(w, f, struct file, f_path.dentry, __u64);
-	v->pos = WIN_GET(w, f, struct file, f_pos, __s64);
-	v->flags = WIN_GET(w, f, struct file, f_flags, __u32);
-	v->mode = WIN_GET(w, f, struct file, f_mode, __u32);
+	WIN_READ(s->w, struct file, f, FILE_WIN);
+	v->inode = WIN_GET(s->w, f, struct file, f_inode, __u64, FILE_WIN);
+	v->dentry = WIN_GET(s->w, f, struct file, f_path.dentry, __u64, FILE_WIN);
+	v->pos = WIN_GET(s->w, f, struct file, f_pos, __s64, FILE_WIN);
+	v->flags = WIN_GET(s->w, f, struct file, f_flags, __u32, FILE_WIN);
+	v->mode = WIN_GET(s->w, f, struct file, f_mode, __u32, FILE_WIN);
 }
 
 struct iview {
@@ -72,17 +64,15 @@ struct iview {
 	__u16 mode;
 };
 
-static __always_inline void inode_view(__u64 inode, struct iview *v)
+static __always_inline void inode_view(struct scratch *s, __u64 inode, struct iview *v)
 {
-	struct win128 w = {};
-
-	WIN_READ(w, struct inode, inode);
-	v->mode = WIN_GET(w, inode, struct inode, i_mode, __u16);
-	v->sb = WIN_GET(w, inode, struct inode, i_sb, __u64);
-	v->ino = WIN_GET(w, inode, struct inode, i_ino, __u64);
-	v->nlink = WIN_GET(w, inode, struct inode, i_nlink, __u32);
-	v->size = WIN_GET(w, inode, struct inode, i_size, __s64);
-	v->gen = WIN_GET(w, inode, struct inode, i_generation, __u32);
+	WIN_READ(s->w, struct inode, inode, INODE_WIN);
+	v->mode = WIN_GET(s->w, inode, struct inode, i_mode, __u16, INODE_WIN);
+	v->sb = WIN_GET(s->w, inode, struct inode, i_sb, __u64, INODE_WIN);
+	v->ino = WIN_GET(s->w, inode, struct inode, i_ino, __u64, INODE_WIN);
+	v->nlink = WIN_GET(s->w, inode, struct inode, i_nlink, __u32, INODE_WIN);
+	v->size = WIN_GET(s->w, inode, struct inode, i_size, __s64, INODE_WIN);
+	v->gen = WIN_GET(s->w, inode, struct inode, i_generation, __u32, INODE_WIN);
 }
 
 static __always_inline __u32 sb_dev(__u64 sb)
@@ -139,8 +129,8 @@ static __always_inline __u64 as_scalar(void *ptr)
  * watched? 0: no. 1: yes; *root_ino = watched directory it lies under
  * (0: unknown). Fills id.
  */
-static __always_inline int watched(struct iview *v, __u64 dentry, __u64 *root_ino,
-				   struct yeet_file_id *id)
+static __always_inline int watched(struct scratch *s, struct iview *v, __u64 dentry,
+				   __u64 *root_ino, struct yeet_file_id *id)
 {
 	struct yeet_dir_key k = {};
 	__u32 dev, *w;
@@ -162,12 +152,11 @@ static __always_inline int watched(struct iview *v, __u64 dentry, __u64 *root_in
 		return 1;
 	k.dev = dev;
 	for (int i = 0; i < YEET_MAX_ANCESTORS; i++) {
-		struct win64 w = {};
 		__u64 di, parent;
 
-		WIN_READ(w, struct dentry, dentry);
-		di = WIN_GET(w, dentry, struct dentry, d_inode, __u64);
-		parent = WIN_GET(w, dentry, struct dentry, d_parent, __u64);
+		WIN_READ(s->w, struct dentry, dentry, DENTRY_WIN);
+		di = WIN_GET(s->w, dentry, struct dentry, d_inode, __u64, DENTRY_WIN);
+		parent = WIN_GET(s->w, dentry, struct dentry, d_parent, __u64, DENTRY_WIN);
 		if (di) {
 			k.ino = BPF_CORE_READ((struct inode *)di, i_ino);
 			if (bpf_map_lookup_elem(&watched_dirs, &k)) {
@@ -182,21 +171,18 @@ static __always_inline int watched(struct iview *v, __u64 dentry, __u64 *root_in
 	return 1; /* deeper than we look: keep it */
 }
 
-struct evaluation {
-	__u64 root_ino;
-	struct yeet_file_id id;
-};
-
-/* Is this inode watched (see watched())? A global function: the verifier
- * walks its loop once per program instead of once per call site. */
-__noinline int evaluate(__u64 inode, __u64 dentry, struct evaluation *out)
+/* Is this inode watched (see watched())? The answer's details go to s->e.
+ * A global function: the verifier walks its loop once per program instead
+ * of once per call site. */
+__noinline int evaluate(__u64 inode, __u64 dentry, struct scratch *s)
 {
 	struct iview iv = {};
 
-	if (!out || !inode)
+	if (!s || !inode)
 		return 0;
-	inode_view(inode, &iv);
-	return watched(&iv, dentry, &out->root_ino, &out->id);
+	__builtin_memset(&s->e, 0, sizeof(s->e));
+	inode_view(s, inode, &iv);
+	return watched(s, &iv, dentry, &s->e.root_ino, &s->e.id);
 }
 
 /* The cached answer for an open file if it is there and fresh (no reads of
@@ -214,11 +200,11 @@ static __always_inline struct fstate *file_state_cached(struct file *f, __u64 in
 
 /* The cached answer for an open file (computed now if missing or stale).
  * NULL only when the cache refuses an entry: the caller must be careful. */
-static __always_inline struct fstate *file_state(struct file *f, struct fview *v)
+static __always_inline struct fstate *file_state(struct scratch *s, struct file *f,
+						   struct fview *v)
 {
 	__u64 key = (__u64)f, rgen = gen_get(GEN_RENAME), wgen = gen_get(GEN_ROOTS);
 	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
-	struct evaluation ev = {};
 	struct dirty_bytes *z;
 	__u32 zero = 0;
 
@@ -228,9 +214,9 @@ static __always_inline struct fstate *file_state(struct file *f, struct fview *v
 		/* stale: recompute in place, keeping the lseek history (a
 		 * replaced entry could lose a concurrent lseek's increment);
 		 * generations read before, written after the answer */
-		st->watched = evaluate(v->inode, v->dentry, &ev);
-		st->root_ino = ev.root_ino;
-		st->id = ev.id;
+		st->watched = evaluate(v->inode, v->dentry, s);
+		st->root_ino = s->e.root_ino;
+		st->id = s->e.id;
 		st->dentry = v->dentry;
 		st->rgen = (__u32)rgen;
 		st->wgen = (__u32)wgen;
@@ -244,9 +230,9 @@ static __always_inline struct fstate *file_state(struct file *f, struct fview *v
 	st = bpf_map_lookup_elem(&fcache, &key);
 	if (!st)
 		return NULL;
-	st->watched = evaluate(v->inode, v->dentry, &ev);
-	st->root_ino = ev.root_ino;
-	st->id = ev.id;
+	st->watched = evaluate(v->inode, v->dentry, s);
+	st->root_ino = s->e.root_ino;
+	st->id = s->e.id;
 	st->dentry = v->dentry;
 	st->birth = bpf_ktime_get_ns();
 	st->rgen = (__u32)rgen;

@@ -133,6 +133,64 @@ struct {
 	__type(value, struct fstate);
 } fcache SEC(".maps");
 
+/* ---- scratch: what would not fit on the 512-byte BPF stack ------------------- */
+
+/* Kernel structures are read with one bpf_probe_read_kernel per window. */
+struct win128 {
+	__u64 q[16];
+};
+
+/* One mark on its way into the range map (filled by record_*, read by record). */
+struct mark {
+	__u64 start;
+	__u64 end;
+	__u64 op_start;
+	__u64 op_end;
+	__s64 ret;
+	__u64 root_ino;         /* known: */
+	struct yeet_file_id id; /* known: */
+	__u32 flags;
+	__u32 op;
+	__u32 known;            /* 1: id and root_ino are filled, the file is watched */
+	__u32 pad;
+};
+
+/* What evaluate() found out about an inode. */
+struct evaluation {
+	__u64 root_ino;
+	struct yeet_file_id id;
+};
+
+/* Per CPU, one slot per program: a program never runs nested within itself
+ * on a CPU (the kernel's per-program recursion guard), and programs on the
+ * hooks used here run with preemption disabled, so a slot has one user at a
+ * time. `seq` checks that anyway: every run bumps it on entry and checks it
+ * at the end; a run that finds it moved counts a drop (userspace rescans). */
+struct scratch {
+	__u64 seq;
+	struct mark m;          /* the mark handed to record() */
+	struct evaluation e;    /* evaluate()'s answer */
+	struct win128 w;        /* a window of a kernel structure, read and used at once */
+};
+
+enum yeet_slot {
+	SLOT_SYS_ENTER = 0,
+	SLOT_SYS_EXIT,
+	SLOT_INODE_DIRTY,
+	SLOT_EXT4_INODE_DIRTY,
+	SLOT_FOLIO,
+	SLOT_DIO,
+	SLOT_URING,
+	SLOT_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLOT_MAX);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
 /* ---- small helpers --------------------------------------------------------- */
 
 static __always_inline void stat_add(__u32 idx, __s64 n)
@@ -156,6 +214,27 @@ static __always_inline void gen_add(__u32 idx, __s64 n)
 
 	if (v)
 		__sync_fetch_and_add(v, n);
+}
+
+/* The program's scratch slot, its run marked as started (NULL: count a drop). */
+static __always_inline struct scratch *scratch_begin(__u32 slot, __u64 *seq)
+{
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &slot);
+
+	if (!s) {
+		stat_add(YEET_STAT_DROPS, 1);
+		return NULL;
+	}
+	*seq = ++s->seq;
+	return s;
+}
+
+/* End of a run: had anything else used the slot meanwhile, what this run
+ * recorded may be wrong - rescan. */
+static __always_inline void scratch_end(struct scratch *s, __u64 seq)
+{
+	if (s->seq != seq)
+		stat_add(YEET_STAT_DROPS, 1);
 }
 
 static __always_inline __u64 min_u64(__u64 a, __u64 b) { return a < b ? a : b; }

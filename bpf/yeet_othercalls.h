@@ -54,7 +54,8 @@
 #define IOCB_CMD_PWRITEV 8
 #define AIO_MAX_SCAN 64
 
-static __always_inline void exit_mmap(struct task_struct *task, long flags, long fd, long ret)
+static __always_inline void exit_mmap(struct scratch *s, struct task_struct *task, long flags,
+				      long fd, long ret)
 {
 	struct file *f;
 
@@ -68,7 +69,7 @@ static __always_inline void exit_mmap(struct task_struct *task, long flags, long
 	/* writable through this mapping now or after mprotect(): whole file,
 	 * and userspace keeps it dirty for as long as it stays mapped */
 	if (f && (BPF_CORE_READ(f, f_mode) & FMODE_WRITE))
-		record_whole(f, YEET_F_MMAP, YEET_OP_MMAP, 0);
+		record_whole(s, f, YEET_F_MMAP, YEET_OP_MMAP, 0);
 }
 
 static __always_inline int ioctl_writes(__u32 cmd)
@@ -78,7 +79,8 @@ static __always_inline int ioctl_writes(__u32 cmd)
 	       cmd == BTRFS_IOC_ENCODED_WRITE || cmd == BTRFS_IOC_ENCODED_WRITE_32;
 }
 
-static __always_inline void exit_ioctl(struct task_struct *task, struct pt_regs *regs, long ret)
+static __always_inline void exit_ioctl(struct scratch *s, struct task_struct *task,
+				       struct pt_regs *regs, long ret)
 {
 	__u32 cmd = (__u32)regs->si;
 	struct file *f;
@@ -90,7 +92,7 @@ static __always_inline void exit_ioctl(struct task_struct *task, struct pt_regs 
 		__u64 args[4] = {}; /* src_fd, src_offset, src_length, dest_offset */
 
 		bpf_probe_read_user(args, sizeof(args), (void *)regs->dx);
-		record_file(f, args[3], args[2] ? args[3] + args[2] : YEET_OFF_END, 0,
+		record_file(s, f, args[3], args[2] ? args[3] + args[2] : YEET_OFF_END, 0,
 			    YEET_OP_IOCTL, ret);
 		return;
 	}
@@ -98,9 +100,9 @@ static __always_inline void exit_ioctl(struct task_struct *task, struct pt_regs 
 		__s32 fd1 = -1;
 
 		bpf_probe_read_user(&fd1, sizeof(fd1), (void *)regs->dx);
-		record_whole(fd_file(task, fd1), 0, YEET_OP_IOCTL, ret);
+		record_whole(s, fd_file(task, fd1), 0, YEET_OP_IOCTL, ret);
 	}
-	record_whole(f, 0, YEET_OP_IOCTL, ret);
+	record_whole(s, f, 0, YEET_OP_IOCTL, ret);
 }
 
 /* struct iocb (uapi/linux/aio_abi.h), little endian */
@@ -118,8 +120,8 @@ struct yeet_iocb {
 
 /* io_submit: buffered AIO writes are done by now; direct ones are caught
  * again at completion (iomap_dio_complete) */
-static __always_inline void exit_io_submit(struct task_struct *task, struct pt_regs *regs,
-					   long ret)
+static __always_inline void exit_io_submit(struct scratch *s, struct task_struct *task,
+					   struct pt_regs *regs, long ret)
 {
 	__u64 *iocbpp = (__u64 *)regs->dx;
 
@@ -150,15 +152,15 @@ static __always_inline void exit_io_submit(struct task_struct *task, struct pt_r
 		if (cb.opcode == IOCB_CMD_PWRITEV || (cb.rw_flags & RWF_APPEND) ||
 		    (BPF_CORE_READ(f, f_flags) & O_APPEND) ||
 		    end >= (__u64)inode_size(file_inode_addr(f)))
-			record_whole(f, 0, YEET_OP_IO_SUBMIT, ret);
+			record_whole(s, f, 0, YEET_OP_IO_SUBMIT, ret);
 		else
-			record_file(f, cb.offset, end, 0, YEET_OP_IO_SUBMIT, ret);
+			record_file(s, f, cb.offset, end, 0, YEET_OP_IO_SUBMIT, ret);
 	}
 }
 
 /* 32-bit tasks: whole file for descriptor-based writes, rescan for others */
-static __always_inline void compat_exit(struct task_struct *task, struct pt_regs *regs,
-					long id, long ret)
+static __always_inline void compat_exit(struct scratch *s, struct task_struct *task,
+					struct pt_regs *regs, long id, long ret)
 {
 	long fd = -1, flags;
 
@@ -169,7 +171,7 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		break;
 	case NR32_ftruncate: case NR32_ftruncate64:
 		if (ret == 0)
-			truncated_whole(fd_file(task, (long)(int)regs->bx), YEET_OP_FALLBACK, ret);
+			truncated_whole(s, fd_file(task, (long)(int)regs->bx), YEET_OP_FALLBACK, ret);
 		return;
 	case NR32_splice: case NR32_copy_file_range:
 		fd = (long)(int)regs->dx;
@@ -183,12 +185,12 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		fd = (long)(int)regs->bx;
 		break;
 	case NR32_mmap2:
-		exit_mmap(task, (long)regs->si, (long)(int)regs->di, ret);
+		exit_mmap(s, task, (long)regs->si, (long)(int)regs->di, ret);
 		return;
 	case NR32_open: case NR32_openat: case NR32_creat:
 		flags = id == NR32_open ? (long)regs->cx : id == NR32_openat ? (long)regs->dx : O_TRUNC;
 		if ((flags & O_TRUNC) && ret >= 0)
-			truncated_whole(fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
+			truncated_whole(s, fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
 		return;
 	case NR32_rename: case NR32_renameat: case NR32_renameat2: case NR32_link:
 	case NR32_linkat:
@@ -197,7 +199,7 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 		return;
 	case NR32_truncate: case NR32_truncate64:
 		/* a 32-bit path pointer: userspace resolves it like any truncate(path) */
-		exit_trunc_path(task, (__u32)regs->bx, (__u32)regs->cx, NULL, ret);
+		exit_trunc_path(s, task, (__u32)regs->bx, (__u32)regs->cx, NULL, ret);
 		return;
 	case NR32_openat2: case NR32_io_submit: case NR32_old_mmap:
 		/* would need 32-bit user structures or a path lookup */
@@ -208,7 +210,7 @@ static __always_inline void compat_exit(struct task_struct *task, struct pt_regs
 	}
 	if (ret < 0)
 		return;
-	record_whole(fd_file(task, fd), 0, YEET_OP_FALLBACK, ret);
+	record_whole(s, fd_file(task, fd), 0, YEET_OP_FALLBACK, ret);
 }
 
 #endif /* YEET_OTHERCALLS_H */

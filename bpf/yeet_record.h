@@ -12,7 +12,8 @@
 #ifndef YEET_RECORD_H
 #define YEET_RECORD_H
 
-static __always_inline void fill_names(struct yeet_event *ev, __u64 dentry, __u64 root_ino)
+static __always_inline void fill_names(struct scratch *s, struct yeet_event *ev, __u64 dentry,
+				       __u64 root_ino)
 {
 	ev->root_ino = root_ino;
 	ev->depth = 0;
@@ -20,13 +21,12 @@ static __always_inline void fill_names(struct yeet_event *ev, __u64 dentry, __u6
 	if (!dentry)
 		return;
 	for (int i = 0; i < YEET_PATH_DEPTH; i++) {
-		struct win64 w = {};
 		__u64 di, parent, name;
 
-		WIN_READ(w, struct dentry, dentry);
-		di = WIN_GET(w, dentry, struct dentry, d_inode, __u64);
-		parent = WIN_GET(w, dentry, struct dentry, d_parent, __u64);
-		name = WIN_GET(w, dentry, struct dentry, d_name.name, __u64);
+		WIN_READ(s->w, struct dentry, dentry, DENTRY_WIN);
+		di = WIN_GET(s->w, dentry, struct dentry, d_inode, __u64, DENTRY_WIN);
+		parent = WIN_GET(s->w, dentry, struct dentry, d_parent, __u64, DENTRY_WIN);
+		name = WIN_GET(s->w, dentry, struct dentry, d_name.name, __u64, DENTRY_WIN);
 		bpf_probe_read_kernel_str(ev->names[i], YEET_NAME_LEN, (void *)name);
 		ev->depth = i + 1;
 		if (root_ino && di && BPF_CORE_READ((struct inode *)di, i_ino) == root_ino) {
@@ -41,22 +41,9 @@ static __always_inline void fill_names(struct yeet_event *ev, __u64 dentry, __u6
 	}
 }
 
-struct mark {
-	__u64 start;
-	__u64 end;
-	__u64 op_start;
-	__u64 op_end;
-	__s64 ret;
-	__u64 root_ino;         /* known: */
-	struct yeet_file_id id; /* known: */
-	__u32 flags;
-	__u32 op;
-	__u32 known;            /* 1: id and root_ino are filled, the file is watched */
-	__u32 pad;
-};
-
-static __always_inline void fill_event(struct yeet_event *ev, __u32 type, struct mark *m,
-				       struct yeet_file_id *id, __u64 dentry, __u64 root_ino)
+static __always_inline void fill_event(struct scratch *s, struct yeet_event *ev, __u32 type,
+				       struct mark *m, struct yeet_file_id *id, __u64 dentry,
+				       __u64 root_ino)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
@@ -73,7 +60,7 @@ static __always_inline void fill_event(struct yeet_event *ev, __u32 type, struct
 	ev->flags = m->flags;
 	ev->ret = (__s32)m->ret;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	fill_names(ev, dentry, root_ino);
+	fill_names(s, ev, dentry, root_ino);
 }
 
 /* Merge [start, end) (or a whole-file mark) into d. Called under d->lock.
@@ -125,11 +112,11 @@ static __always_inline int merge_locked(struct yeet_dirty *d, __u64 start, __u64
 	return 0;
 }
 
-/* Record a mark for an inode (dentry: how it was reached, for the subtree
- * filter and names). Returns 1 if the inode is watched. A global BPF
+/* Record the mark s->m for an inode (dentry: how it was reached, for the
+ * subtree filter and names). Returns 1 if the inode is watched. A global BPF
  * function: the verifier checks it once per program, not per call site.
  * Pointers arrive as plain numbers and are only read through helpers. */
-__noinline int record(__u64 inode, __u64 dentry, struct mark *m)
+__noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 {
 	struct yeet_key key = {};
 	struct yeet_dirty *d;
@@ -138,20 +125,20 @@ __noinline int record(__u64 inode, __u64 dentry, struct mark *m)
 	__u64 root_ino, *ep;
 	__u32 zero = 0, gen_epoch = GEN_EPOCH;
 	int created = 0, overflow;
+	struct mark *m;
 	long err;
 
-	if (!m || !inode)
+	if (!s || !inode)
 		return 0;
+	m = &s->m;
 	if (m->known) {
 		key.id = m->id;
 		root_ino = m->root_ino;
 	} else {
-		struct evaluation e = {};
-
-		if (!evaluate(inode, dentry, &e))
+		if (!evaluate(inode, dentry, s))
 			return 0;
-		key.id = e.id;
-		root_ino = e.root_ino;
+		key.id = s->e.id;
+		root_ino = s->e.root_ino;
 	}
 	if (cfg.self_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg.self_tgid)
 		return 1;
@@ -160,7 +147,7 @@ __noinline int record(__u64 inode, __u64 dentry, struct mark *m)
 	if (cfg.verbose) { /* first: `yeet trace` shows even what the map has no room for */
 		ev = bpf_ringbuf_reserve(&verbose_rb, sizeof(*ev), 0);
 		if (ev) {
-			fill_event(ev, YEET_EV_WRITE, m, &key.id, dentry, root_ino);
+			fill_event(s, ev, YEET_EV_WRITE, m, &key.id, dentry, root_ino);
 			bpf_ringbuf_submit(ev, 0);
 		} else {
 			stat_add(YEET_STAT_VERBOSE_LOST, 1);
@@ -209,7 +196,7 @@ __noinline int record(__u64 inode, __u64 dentry, struct mark *m)
 	if (created) {
 		ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
 		if (ev) {
-			fill_event(ev, YEET_EV_DIRTY, m, &key.id, dentry, root_ino);
+			fill_event(s, ev, YEET_EV_DIRTY, m, &key.id, dentry, root_ino);
 			bpf_ringbuf_submit(ev, 0);
 		} else {
 			stat_add(YEET_STAT_NOTICE_LOST, 1);
@@ -218,60 +205,78 @@ __noinline int record(__u64 inode, __u64 dentry, struct mark *m)
 	return 1;
 }
 
-/* mark [start, end) of a watched file whose identity is known, for the
- * bytes [op_start, op_end) the call wrote */
-static __always_inline int record_id(__u64 inode, __u64 dentry, __u64 root_ino,
-				     struct yeet_file_id *id, __u64 start, __u64 end,
-				     __u64 op_start, __u64 op_end, __u32 flags, __u32 op, __s64 ret)
+/* fill the scratch mark (identity unknown: record() evaluates the inode) */
+static __always_inline void set_mark(struct scratch *s, __u64 start, __u64 end, __u64 op_start,
+				     __u64 op_end, __u32 flags, __u32 op, __s64 ret)
 {
-	struct mark m = { .start = start, .end = end, .op_start = op_start, .op_end = op_end,
-			  .flags = flags, .op = op, .ret = ret, .known = 1,
-			  .root_ino = root_ino, .id = *id };
-
-	return record(inode, dentry, &m);
+	s->m.start = start;
+	s->m.end = end;
+	s->m.op_start = op_start;
+	s->m.op_end = op_end;
+	s->m.flags = flags;
+	s->m.op = op;
+	s->m.ret = ret;
+	s->m.known = 0;
+	s->m.root_ino = 0;
+	s->m.id.ino = 0;
+	s->m.id.dev = 0;
+	s->m.id.gen = 0;
 }
 
-static __always_inline int record_known(struct fstate *st, __u64 start, __u64 end,
-					__u64 op_start, __u64 op_end, __u32 flags, __u32 op,
-					__s64 ret)
+/* mark [start, end) of a watched file whose identity is known, for the
+ * bytes [op_start, op_end) the call wrote */
+static __always_inline int record_id(struct scratch *s, __u64 inode, __u64 dentry,
+				     __u64 root_ino, struct yeet_file_id *id, __u64 start,
+				     __u64 end, __u64 op_start, __u64 op_end, __u32 flags, __u32 op,
+				     __s64 ret)
 {
-	return record_id(st->inode, st->dentry, st->root_ino, &st->id, start, end, op_start,
+	set_mark(s, start, end, op_start, op_end, flags, op, ret);
+	s->m.known = 1;
+	s->m.root_ino = root_ino;
+	s->m.id = *id;
+	return record(inode, dentry, s);
+}
+
+static __always_inline int record_known(struct scratch *s, struct fstate *st, __u64 start,
+					__u64 end, __u64 op_start, __u64 op_end, __u32 flags,
+					__u32 op, __s64 ret)
+{
+	return record_id(s, st->inode, st->dentry, st->root_ino, &st->id, start, end, op_start,
 			 op_end, flags, op, ret);
 }
 
 /* mark an open file */
-static __always_inline int record_file(struct file *f, __u64 start, __u64 end, __u32 flags,
-				       __u32 op, __s64 ret)
+static __always_inline int record_file(struct scratch *s, struct file *f, __u64 start,
+				       __u64 end, __u32 flags, __u32 op, __s64 ret)
 {
-	struct mark m = { .start = start, .end = end, .op_start = start, .op_end = end,
-			  .flags = flags, .op = op, .ret = ret };
 	struct fview v = {};
 	struct fstate *st;
 
 	if (!f)
 		return 0;
-	file_view(f, &v);
-	st = file_state(f, &v);
-	if (!st)
-		return record(v.inode, v.dentry, &m); /* evaluates from scratch */
+	file_view(s, f, &v);
+	st = file_state(s, f, &v);
+	if (!st) {
+		set_mark(s, start, end, start, end, flags, op, ret);
+		return record(v.inode, v.dentry, s); /* evaluates from scratch */
+	}
 	if (!st->watched)
 		return 0;
-	return record_known(st, start, end, start, end, flags, op, ret);
+	return record_known(s, st, start, end, start, end, flags, op, ret);
 }
 
-static __always_inline int record_whole(struct file *f, __u32 flags, __u32 op, __s64 ret)
+static __always_inline int record_whole(struct scratch *s, struct file *f, __u32 flags,
+					__u32 op, __s64 ret)
 {
-	return record_file(f, 0, YEET_OFF_END, flags | YEET_F_WHOLE, op, ret);
+	return record_file(s, f, 0, YEET_OFF_END, flags | YEET_F_WHOLE, op, ret);
 }
 
 /* inode: a plain number */
-static __always_inline int record_inode(__u64 inode, __u64 start, __u64 end, __u32 flags,
-					__u32 op)
+static __always_inline int record_inode(struct scratch *s, __u64 inode, __u64 start, __u64 end,
+					__u32 flags, __u32 op)
 {
-	struct mark m = { .start = start, .end = end, .op_start = start, .op_end = end,
-			  .flags = flags, .op = op };
-
-	return record(inode, dentry_alias(inode), &m);
+	set_mark(s, start, end, start, end, flags, op, 0);
+	return record(inode, dentry_alias(inode), s);
 }
 
 #endif /* YEET_RECORD_H */

@@ -170,19 +170,20 @@ static __always_inline void renamed(void)
 
 /* a watched open file was truncated (O_TRUNC, 32-bit ftruncate, io_uring):
  * the whole file, after telling writers in flight */
-static __always_inline void truncated_whole(struct file *f, __u32 op, long ret)
+static __always_inline void truncated_whole(struct scratch *s, struct file *f, __u32 op,
+					    long ret)
 {
 	struct fview v = {};
 	struct fstate *st;
 
 	if (!f)
 		return;
-	file_view(f, &v);
-	st = file_state(f, &v);
+	file_view(s, f, &v);
+	st = file_state(s, f, &v);
 	if (st && !st->watched)
 		return;
 	truncated(v.inode);
-	record_whole(f, YEET_F_TRUNC, op, ret);
+	record_whole(s, f, YEET_F_TRUNC, op, ret);
 }
 
 static __always_inline int gens_moved(struct pending *p)
@@ -249,7 +250,8 @@ static __always_inline __u64 open_flags(struct pt_regs *regs, long id)
 
 /* ---- entry ------------------------------------------------------------------- */
 
-static __always_inline void enter_fd(struct task_struct *task, long id, long fd, __u64 off_ptr)
+static __always_inline void enter_fd(struct scratch *s, struct task_struct *task, long id,
+				     long fd, __u64 off_ptr)
 {
 	struct pending *p = task_pending(task, 1);
 	struct fview v = {};
@@ -277,9 +279,9 @@ static __always_inline void enter_fd(struct task_struct *task, long id, long fd,
 		return; /* file == 0: nothing to do at exit, unless a rename lands */
 	st = file_state_cached(f, inode);
 	if (!st || st->watched)
-		file_view(f, &v);
+		file_view(s, f, &v);
 	if (!st) {
-		st = file_state(f, &v);
+		st = file_state(s, f, &v);
 		if (!st) {
 			p->file = (__u64)f;
 			p->unknown = 1;
@@ -328,7 +330,7 @@ static __always_inline void enter_trunc_path(struct task_struct *task, long id)
 	gen_add(GEN_PATH_TRUNCS, 1); /* wakes up the inode hooks */
 }
 
-static __always_inline void lseek_bump(struct task_struct *task, long fd)
+static __always_inline void lseek_bump(struct scratch *s, struct task_struct *task, long fd)
 {
 	struct file *f = fd_file(task, fd);
 	struct fview v = {};
@@ -336,13 +338,13 @@ static __always_inline void lseek_bump(struct task_struct *task, long fd)
 
 	if (!f)
 		return;
-	file_view(f, &v);
-	st = file_state(f, &v);
+	file_view(s, f, &v);
+	st = file_state(s, f, &v);
 	if (st && st->watched)
 		__sync_fetch_and_add(&st->seek, 1);
 }
 
-static __always_inline void sys_enter(struct pt_regs *regs, long id)
+static __always_inline void sys_enter(struct scratch *s, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
@@ -351,13 +353,13 @@ static __always_inline void sys_enter(struct pt_regs *regs, long id)
 	switch (id) {
 	case NR_write: case NR_writev: case NR_pwrite64: case NR_pwritev: case NR_pwritev2:
 	case NR_sendfile: case NR_ftruncate: case NR_fallocate:
-		enter_fd(task, id, (long)regs->di, 0);
+		enter_fd(s, task, id, (long)regs->di, 0);
 		break;
 	case NR_splice: case NR_copy_file_range:
-		enter_fd(task, id, (long)regs->dx, regs->r10);
+		enter_fd(s, task, id, (long)regs->dx, regs->r10);
 		break;
 	case NR_lseek:
-		lseek_bump(task, (long)regs->di);
+		lseek_bump(s, task, (long)regs->di);
 		break;
 	case NR_truncate:
 		enter_trunc_path(task, id);
@@ -370,30 +372,31 @@ static __always_inline void sys_enter(struct pt_regs *regs, long id)
 /* ---- exit ---------------------------------------------------------------------- */
 
 /* the watched file of a pending call, marked with the identity seen at entry */
-#define RECORD_P(p, start, end, op_start, op_end, flags, op, ret) \
-	record_id((p)->inode, (p)->dentry, (p)->root_ino, &(p)->id, start, end, op_start, op_end, \
-		  flags, op, ret)
+#define RECORD_P(s, p, start, end, op_start, op_end, flags, op, ret) \
+	record_id(s, (p)->inode, (p)->dentry, (p)->root_ino, &(p)->id, start, end, op_start, \
+		  op_end, flags, op, ret)
 
 /* A write landed somewhere in [lo, hi): add the hole it may have opened past
  * the old end of file; give up on ranges if the inode was truncated meanwhile. */
-static __always_inline void exit_range(struct pending *p, __u64 lo, __u64 hi, __u32 flags,
-				       __u32 op, long ret)
+static __always_inline void exit_range(struct scratch *s, struct pending *p, __u64 lo, __u64 hi,
+				       __u32 flags, __u32 op, long ret)
 {
 	__u64 size_enter = (__u64)p->size, start = lo;
 
 	if (truncated_since(p)) {
 		stat_add(YEET_STAT_RACES, 1);
-		RECORD_P(p, 0, YEET_OFF_END, lo, hi, flags | YEET_F_WHOLE | YEET_F_RACE, op, ret);
+		RECORD_P(s, p, 0, YEET_OFF_END, lo, hi, flags | YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	if (lo > size_enter && hi > size_enter)
 		start = size_enter; /* the gap [old end, lo) now reads as zeros */
-	RECORD_P(p, start, hi, lo, hi, flags, op, ret);
+	RECORD_P(s, p, start, hi, lo, hi, flags, op, ret);
 }
 
 /* write at the file position (write, writev, sendfile, splice/copy_file_range
  * without an offset, pwritev2 with offset -1) */
-static __always_inline void exit_pos(struct pending *p, __s64 pos, __u32 op, long ret)
+static __always_inline void exit_pos(struct scratch *s, struct pending *p, __s64 pos, __u32 op,
+				     long ret)
 {
 	__u64 pos_enter = (__u64)p->pos, pos_exit = (__u64)pos, key = p->file;
 	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
@@ -402,33 +405,33 @@ static __always_inline void exit_pos(struct pending *p, __s64 pos, __u32 op, lon
 		/* an lseek overlapped the write (or the cache forgot whether one
 		 * did): the position proves nothing */
 		stat_add(YEET_STAT_RACES, 1);
-		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
+		RECORD_P(s, p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	/* with only reads and writes moving the position (they are serialized
 	 * by f_pos_lock and only advance it), our bytes lie in
 	 * [pos_enter, pos_exit); the other terms make it exact when alone */
-	exit_range(p, min_u64(pos_enter, pos_exit >= (__u64)ret ? pos_exit - ret : 0),
+	exit_range(s, p, min_u64(pos_enter, pos_exit >= (__u64)ret ? pos_exit - ret : 0),
 		   max_u64(pos_exit, pos_enter + ret), 0, op, ret);
 }
 
 /* O_APPEND / RWF_APPEND: the bytes went to the end of file at write time */
-static __always_inline void exit_append(struct pending *p, __u32 op, long ret)
+static __always_inline void exit_append(struct scratch *s, struct pending *p, __u32 op, long ret)
 {
 	__u64 size_enter = (__u64)p->size, size_exit = (__u64)inode_size(p->inode);
 
 	if (truncated_since(p) || size_exit < size_enter + ret) {
 		/* a truncation may have moved the end of file under us */
 		stat_add(YEET_STAT_RACES, 1);
-		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END,
+		RECORD_P(s, p, 0, YEET_OFF_END, 0, YEET_OFF_END,
 			 YEET_F_WHOLE | YEET_F_APPEND | YEET_F_RACE, op, ret);
 		return;
 	}
-	RECORD_P(p, size_enter, size_exit, size_exit - ret, size_exit, YEET_F_APPEND, op, ret);
+	RECORD_P(s, p, size_enter, size_exit, size_exit - ret, size_exit, YEET_F_APPEND, op, ret);
 }
 
-static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *regs,
-				    struct pending *p, long id, long ret)
+static __always_inline void exit_fd(struct scratch *s, struct task_struct *task,
+				    struct pt_regs *regs, struct pending *p, long id, long ret)
 {
 	struct file *f = (struct file *)p->file;
 	struct file *now = fd_file(task, out_fd(id, regs));
@@ -437,15 +440,15 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 
 	if (now != f || p->unknown) {
 		/* the descriptor was replaced during the call: mark both */
-		record_whole(f, YEET_F_RACE, op, ret);
+		record_whole(s, f, YEET_F_RACE, op, ret);
 		if (now != f)
-			record_whole(now, YEET_F_RACE, op, ret);
+			record_whole(s, now, YEET_F_RACE, op, ret);
 		return;
 	}
 	if (id == NR_ftruncate) {
 		if (ret == 0) {
 			truncated(p->inode);
-			RECORD_P(p, min_u64(regs->si, (__u64)p->size), YEET_OFF_END, regs->si,
+			RECORD_P(s, p, min_u64(regs->si, (__u64)p->size), YEET_OFF_END, regs->si,
 				 YEET_OFF_END, YEET_F_TRUNC, op, ret);
 		}
 		return;
@@ -458,9 +461,9 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 			return;
 		if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) {
 			truncated(p->inode);
-			RECORD_P(p, off, YEET_OFF_END, off, YEET_OFF_END, YEET_F_TRUNC, op, ret);
+			RECORD_P(s, p, off, YEET_OFF_END, off, YEET_OFF_END, YEET_F_TRUNC, op, ret);
 		} else {
-			exit_range(p, off, off + len, 0, op, ret);
+			exit_range(s, p, off, off + len, 0, op, ret);
 		}
 		return;
 	}
@@ -469,26 +472,26 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 	flags_now = BPF_CORE_READ(f, f_flags);
 	if ((p->fflags ^ flags_now) & O_APPEND) {
 		/* O_APPEND toggled by fcntl during the call */
-		RECORD_P(p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
+		RECORD_P(s, p, 0, YEET_OFF_END, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_RACE, op, ret);
 		return;
 	}
 	append = (p->fflags & O_APPEND) != 0;
 	if (id == NR_pwritev2 && (regs->r9 & RWF_APPEND))
 		append = 1;
 	if (append) {
-		exit_append(p, op, ret);
+		exit_append(s, p, op, ret);
 		return;
 	}
 	switch (id) {
 	case NR_pwrite64:
 	case NR_pwritev:
-		exit_range(p, regs->r10, regs->r10 + ret, 0, op, ret);
+		exit_range(s, p, regs->r10, regs->r10 + ret, 0, op, ret);
 		return;
 	case NR_pwritev2:
 		if ((long)regs->r10 != -1)
-			exit_range(p, regs->r10, regs->r10 + ret, 0, op, ret);
+			exit_range(s, p, regs->r10, regs->r10 + ret, 0, op, ret);
 		else
-			exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
+			exit_pos(s, p, BPF_CORE_READ(f, f_pos), op, ret);
 		return;
 	case NR_splice:
 	case NR_copy_file_range:
@@ -496,22 +499,22 @@ static __always_inline void exit_fd(struct task_struct *task, struct pt_regs *re
 			__u64 off_now = 0;
 
 			bpf_probe_read_user(&off_now, sizeof(off_now), (void *)regs->r10);
-			exit_range(p, min_u64(p->off, off_now >= (__u64)ret ? off_now - ret : 0),
+			exit_range(s, p, min_u64(p->off, off_now >= (__u64)ret ? off_now - ret : 0),
 				   max_u64(p->off + ret, off_now), 0, op, ret);
 		} else {
-			exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
+			exit_pos(s, p, BPF_CORE_READ(f, f_pos), op, ret);
 		}
 		return;
 	default: /* write, writev, sendfile */
-		exit_pos(p, BPF_CORE_READ(f, f_pos), op, ret);
+		exit_pos(s, p, BPF_CORE_READ(f, f_pos), op, ret);
 		return;
 	}
 }
 
 /* truncate(path): no descriptor. The inode hooks (below, in the main file)
  * may have found the inode; userspace resolves the path as well. */
-static __always_inline void exit_trunc_path(struct task_struct *task, __u64 path, __u64 length,
-					    struct pending *p, long ret)
+static __always_inline void exit_trunc_path(struct scratch *s, struct task_struct *task,
+					    __u64 path, __u64 length, struct pending *p, long ret)
 {
 	struct yeet_file_id none = {};
 	struct yeet_event *ev;
@@ -521,7 +524,8 @@ static __always_inline void exit_trunc_path(struct task_struct *task, __u64 path
 		return;
 	if (p && p->inode) { /* again, now that the new size is in place */
 		truncated(p->inode);
-		record_inode(p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_TRUNCATE);
+		record_inode(s, p->inode, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC,
+			     YEET_OP_TRUNCATE);
 	}
 	ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
 	if (!ev) {
@@ -565,14 +569,14 @@ static __always_inline void exit_trunc_path(struct task_struct *task, __u64 path
 
 #include "yeet_othercalls.h"
 
-static __always_inline void sys_exit(struct pt_regs *regs, long ret)
+static __always_inline void sys_exit(struct scratch *s, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	long id = (long)regs->orig_ax;
 	struct pending *p;
 
 	if (task->thread_info.status & TS_COMPAT) {
-		compat_exit(task, regs, id, ret);
+		compat_exit(s, task, regs, id, ret);
 		return;
 	}
 	if (id & X32_SYSCALL_BIT) {
@@ -590,21 +594,21 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 	}
 	switch (id) {
 	case NR_lseek:
-		lseek_bump(task, (long)regs->di);
+		lseek_bump(s, task, (long)regs->di);
 		return;
 	case NR_mmap:
-		exit_mmap(task, (long)regs->r10, (long)(int)regs->r8, ret);
+		exit_mmap(s, task, (long)regs->r10, (long)(int)regs->r8, ret);
 		return;
 	case NR_ioctl:
-		exit_ioctl(task, regs, ret);
+		exit_ioctl(s, task, regs, ret);
 		return;
 	case NR_io_submit:
-		exit_io_submit(task, regs, ret);
+		exit_io_submit(s, task, regs, ret);
 		return;
 	case NR_open: case NR_openat: case NR_creat: case NR_openat2:
 		if (ret < 0 || !(open_flags(regs, id) & O_TRUNC))
 			return;
-		truncated_whole(fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
+		truncated_whole(s, fd_file(task, ret), YEET_OP_OPEN_TRUNC, 0);
 		return;
 	case NR_rename: case NR_renameat: case NR_renameat2: case NR_link: case NR_linkat:
 		/* a file may have moved into (or got a name in) a watched tree:
@@ -628,9 +632,9 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 				gen_add(GEN_PATH_TRUNCS, -1);
 			}
 			/* userspace resolves the path (rescans if it cannot) */
-			exit_trunc_path(task, regs->di, regs->si, NULL, ret);
+			exit_trunc_path(s, task, regs->di, regs->si, NULL, ret);
 		} else
-			record_whole(fd_file(task, out_fd(id, regs)), 0, YEET_OP_FALLBACK, ret);
+			record_whole(s, fd_file(task, out_fd(id, regs)), 0, YEET_OP_FALLBACK, ret);
 		if (p)
 			p->nr = 0;
 		return;
@@ -641,13 +645,13 @@ static __always_inline void sys_exit(struct pt_regs *regs, long ret)
 			p->counted = 0;
 			gen_add(GEN_PATH_TRUNCS, -1);
 		}
-		exit_trunc_path(task, regs->di, regs->si, p, ret);
+		exit_trunc_path(s, task, regs->di, regs->si, p, ret);
 	} else if (p->file) {
-		exit_fd(task, regs, p, id, ret);
+		exit_fd(s, task, regs, p, id, ret);
 	} else if (gens_moved(p)) {
 		/* not watched at entry, but a rename/link or new root since:
 		 * maybe it is now */
-		record_whole(fd_file(task, out_fd(id, regs)), YEET_F_RACE, p->op, ret);
+		record_whole(s, fd_file(task, out_fd(id, regs)), YEET_F_RACE, p->op, ret);
 	}
 }
 

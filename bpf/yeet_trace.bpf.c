@@ -64,25 +64,35 @@ struct {
 	__type(value, __u32);
 } dio_writes SEC(".maps");
 
+/* Every program body runs with its scratch slot (yeet_maps.h). */
+#define WITH_SCRATCH(slot, body) ({					\
+	__u64 __seq;							\
+	struct scratch *s = scratch_begin(slot, &__seq);		\
+	if (s) {							\
+		body;							\
+		scratch_end(s, __seq);					\
+	}								\
+})
+
 /* ---- system calls ------------------------------------------------------------ */
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(yeet_sys_enter, struct pt_regs *regs, long id)
 {
-	sys_enter(regs, id);
+	WITH_SCRATCH(SLOT_SYS_ENTER, sys_enter(s, regs, id));
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(yeet_sys_exit, struct pt_regs *regs, long ret)
 {
-	sys_exit(regs, ret);
+	WITH_SCRATCH(SLOT_SYS_EXIT, sys_exit(s, regs, ret));
 	return 0;
 }
 
 /* ---- inode hooks: find the inode of truncate(path) ------------------------- */
 
-static __always_inline void inode_changed(struct inode *inode)
+static __always_inline void inode_changed(struct scratch *s, struct inode *inode)
 {
 	struct task_struct *task;
 	struct pending *p;
@@ -97,7 +107,7 @@ static __always_inline void inode_changed(struct inode *inode)
 	if (!p || p->nr != NR_truncate + 1)
 		return;
 	addr = as_scalar(inode);
-	if (record_inode(addr, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_INODE)) {
+	if (record_inode(s, addr, 0, YEET_OFF_END, YEET_F_WHOLE | YEET_F_TRUNC, YEET_OP_INODE)) {
 		if (!p->inode)
 			p->inode = addr;
 		p->marked++;
@@ -107,14 +117,18 @@ static __always_inline void inode_changed(struct inode *inode)
 SEC("tp_btf/writeback_mark_inode_dirty")
 int BPF_PROG(yeet_mark_inode_dirty, struct inode *inode, int flags)
 {
-	inode_changed(inode);
+	if (!gen_get(GEN_PATH_TRUNCS)) /* the common case: no scratch needed */
+		return 0;
+	WITH_SCRATCH(SLOT_INODE_DIRTY, inode_changed(s, inode));
 	return 0;
 }
 
 SEC("tp_btf/ext4_mark_inode_dirty")
 int BPF_PROG(yeet_ext4_mark_inode_dirty, struct inode *inode, unsigned long ip)
 {
-	inode_changed(inode);
+	if (!gen_get(GEN_PATH_TRUNCS))
+		return 0;
+	WITH_SCRATCH(SLOT_EXT4_INODE_DIRTY, inode_changed(s, inode));
 	return 0;
 }
 
@@ -145,7 +159,8 @@ int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mappin
 	if (flags & (1UL << bpf_core_enum_value(enum pageflags, PG_head)))
 		order = BPF_CORE_READ(folio, _flags_1) & 0xff;
 	start = (__u64)BPF_CORE_READ(folio, index) << 12;
-	record_inode(as_scalar(inode), start, start + (4096ULL << (order & 31)), 0, YEET_OP_FOLIO);
+	WITH_SCRATCH(SLOT_FOLIO, record_inode(s, as_scalar(inode), start,
+					       start + (4096ULL << (order & 31)), 0, YEET_OP_FOLIO));
 	return 0;
 }
 
@@ -181,9 +196,10 @@ int BPF_PROG(yeet_dio_complete, struct kiocb *iocb, int error, long ret)
 	/* an error may follow a partial write; reaching the end of file may
 	 * have opened a hole whose start we do not know */
 	if (ret <= 0 || error || pos >= (__u64)inode_size(file_inode_addr(f)))
-		record_whole(f, 0, YEET_OP_DIO, ret);
+		WITH_SCRATCH(SLOT_DIO, record_whole(s, f, 0, YEET_OP_DIO, ret));
 	else
-		record_file(f, pos >= (__u64)ret ? pos - ret : 0, pos, 0, YEET_OP_DIO, ret);
+		WITH_SCRATCH(SLOT_DIO, record_file(s, f, pos >= (__u64)ret ? pos - ret : 0, pos, 0,
+						   YEET_OP_DIO, ret));
 	return 0;
 }
 
@@ -227,27 +243,24 @@ int BPF_PROG(yeet_uring_submit, struct io_kiocb *req)
 	return 0;
 }
 
-SEC("tp_btf/io_uring_complete")
-int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
+static __always_inline void uring_complete(struct scratch *s, struct io_kiocb *req,
+					   struct io_uring_cqe *cqe)
 {
-	struct io_kiocb *req = reqp;
 	__u8 opcode;
 
-	if (!req)
-		return 0;
 	opcode = BPF_CORE_READ(req, opcode);
 	if (opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_LINKAT) {
 		renamed();
-		return 0;
+		return;
 	}
 	if (uring_writes(opcode)) {
 		struct file *f = BPF_CORE_READ(req, file);
 
 		if (opcode == IORING_OP_FTRUNCATE)
-			truncated_whole(f, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
+			truncated_whole(s, f, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
 		else
-			record_whole(f, 0, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
-		return 0;
+			record_whole(s, f, 0, YEET_OP_IO_URING, BPF_CORE_READ(cqe, res));
+		return;
 	}
 	if (uring_open_trunc(req)) {
 		struct io_open *open = (struct io_open *)req;
@@ -255,14 +268,21 @@ int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *c
 		struct file *f;
 
 		if (res < 0)
-			return 0;
+			return;
 		if (BPF_CORE_READ(open, file_slot)) {
 			stat_add(YEET_STAT_UNPLACEABLE, 1); /* opened into a fixed slot */
-			return 0;
+			return;
 		}
 		f = fd_file(bpf_get_current_task_btf(), res);
-		truncated_whole(f, YEET_OP_IO_URING, res);
+		truncated_whole(s, f, YEET_OP_IO_URING, res);
 	}
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(yeet_uring_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
+{
+	if (reqp)
+		WITH_SCRATCH(SLOT_URING, uring_complete(s, reqp, cqe));
 	return 0;
 }
 
