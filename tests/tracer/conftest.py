@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli_harness import Yeet
+from tests.journal_service import journal_service
 from yeet.errors import TracerUnavailable
 from yeet.tracer import Tracer
+
+
+@pytest.fixture(scope="module")
+def journal_socket() -> Iterator[Path]:
+    """A ``yeet tracer`` service for the module's tests (each uses its own roots)."""
+    if os.geteuid() != 0:
+        pytest.skip("the change journal needs root")
+    sock = Path(f"/tmp/yeet-journal-{uuid.uuid4().hex[:8]}.sock")
+    with journal_service(sock):
+        yield sock
+
+
+@pytest.fixture
+def y(tmp_path: Path, journal_socket: Path) -> Yeet:
+    """The CLI, its sessions asking the module's journal service."""
+    return Yeet(tmp_path / "home", {"YEET_TRACER_SOCKET": str(journal_socket)})
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from yeet.errors import TracerUnavailable
 from yeet.tracer import abi, kernel, libbpf
 from yeet.tracer.paths import (
+    Found,
     HandleResolver,
     Mount,
     mount_of,
@@ -336,8 +337,9 @@ class Tracer:
         self._extra.clear()
         fd = self._fd_dirty
         value = abi.DirtyC()
-        # collect first: deleting while iterating makes get_next_key restart
-        old_keys = [k for k in libbpf.keys(fd, abi.KeyC) if k.epoch == old]
+        # collect first: deleting while iterating makes get_next_key restart; older
+        # epochs too: a drain that failed half-way left them behind
+        old_keys = [k for k in libbpf.keys(fd, abi.KeyC) if k.epoch <= old]
         for key in old_keys:
             if not libbpf.lookup(fd, key, value):
                 continue
@@ -476,24 +478,25 @@ class Tracer:
 
     def path_of(self, fid: FileId) -> str | None:
         """A current path of the file, or None (deleted, or the fs keeps no handles)."""
-        return self.locate(fid)[0]
+        return self.locate(fid).path
 
-    def locate(self, fid: FileId) -> tuple[str | None, bool]:
-        """``(path, True)``: a current path of the file; ``(None, True)``: it has
-        no name any more (deleted); ``(None, False)``: the tracer cannot tell."""
+    def locate(self, fid: FileId) -> Found:
+        """Where the file is now (``paths.Found``): the path the kernel last named
+        it by if that still is this very inode - number *and* generation: a
+        reused inode number is another file - else through its file handle."""
         hint = self._hints.get(fid)
         if hint:
             try:
                 st = os.lstat(hint)
-                if st.st_ino == fid.ino and st.st_dev == fid.dev:
-                    return hint, True
             except OSError:
-                pass
+                st = None
+            if (
+                st is not None
+                and (st.st_ino, st.st_dev) == (fid.ino, fid.dev)
+                and inode_generation(hint) == fid.gen
+            ):
+                return Found(hint, True, st.st_nlink)
         return self._handles.lookup(fid.dev, fid.ino, fid.gen)
-
-    def glimpse(self, fid: FileId) -> str | None:
-        """An unconfirmed current path of a file ``locate`` could not place."""
-        return self._handles.glimpse(fid.dev, fid.ino, fid.gen)
 
     # ---- asyncio -----------------------------------------------------------------------
 
