@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,3 +57,21 @@ def open_tracer() -> Iterator[Callable[..., Tracer]]:
     yield _open
     for t in opened:
         t.close()
+
+
+@pytest.fixture(params=["ext4", "tmpfs"])
+def base(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A directory on ext4 (the tracer sees changes where they land in the
+    filesystem) or on a tmpfs of its own (it sees them by system call)."""
+    if request.param == "ext4":
+        yield tmp_path
+        return
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 MAX_HANDLE_SZ = 128
 FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
 
@@ -63,6 +64,7 @@ class Mount:
     root: str  # path inside the filesystem that is mounted here
     point: str  # where it is mounted
     fstype: str
+    options: str = ""  # the superblock's options ("rw,relatime,...")
 
 
 def mounts() -> list[Mount]:
@@ -72,13 +74,15 @@ def mounts() -> list[Mount]:
             left, _, right = line.partition(" - ")
             parts = left.split()
             major, minor = (int(x) for x in parts[2].split(":"))
+            tail = right.split()
             out.append(
                 Mount(
                     mount_id=int(parts[0]),
                     dev=os.makedev(major, minor),
                     root=_unescape(parts[3]),
                     point=_unescape(parts[4]),
-                    fstype=right.split()[0] if right else "",
+                    fstype=tail[0] if tail else "",
+                    options=tail[2] if len(tail) > 2 else "",
                 )
             )
     return out
@@ -125,7 +129,8 @@ def superblock_dev(path: str) -> int:
 
 
 def generation(path_or_fd: str | int) -> int | None:
-    """The inode generation (FS_IOC_GETVERSION), or None if the fs won't say."""
+    """The inode generation (FS_IOC_GETVERSION; where a filesystem has no such
+    ioctl, tmpfs for one, read from its file handle), or None if it won't say."""
     fd = path_or_fd
     opened = False
     if isinstance(path_or_fd, str):
@@ -146,10 +151,32 @@ def generation(path_or_fd: str | int) -> int | None:
         fcntl.ioctl(fd, FS_IOC_GETVERSION, buf)
         return int(struct.unpack("<q", bytes(buf))[0]) & 0xFFFFFFFF
     except OSError:
-        return None
+        return _generation_of_handle(fd)
     finally:
         if opened:
             os.close(fd)
+
+
+def _generation_of_handle(fd: int) -> int | None:
+    h = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
+    mount_id = ctypes.c_int(0)
+    if _libc.name_to_handle_at(fd, b"", h, ctypes.byref(mount_id), AT_EMPTY_PATH):
+        return None
+    try:
+        ino = os.fstat(fd).st_ino
+    except OSError:
+        return None
+    fmt = _guess_format(h, ino, None)
+    if fmt is None:
+        return None
+    data = bytes(h.f_handle[: h.handle_bytes])
+    if fmt.layout == "ino32_gen":
+        return int(struct.unpack_from("<I", data, 4)[0])
+    if fmt.layout == "ino64_gen":
+        return int(struct.unpack_from("<I", data, 8)[0])
+    if fmt.layout == "shmem":
+        return int(struct.unpack_from("<I", data, 0)[0])
+    return int(struct.unpack_from("<I", data, 16)[0])
 
 
 # ---- file handles ----------------------------------------------------------------
@@ -195,6 +222,9 @@ class HandleResolver:
         self._anchors[dev] = [(path, st.st_dev, fmt), *known]
         return True
 
+    def knows(self, dev: int) -> bool:
+        return dev in self._anchors
+
     def path_of(self, dev: int, ino: int, gen: int) -> str | None:
         return self.lookup(dev, ino, gen).path
 
@@ -217,6 +247,30 @@ class HandleResolver:
             finally:
                 os.close(mount_fd)
         return Found(None, False)
+
+    def open(self, dev: int, ino: int, gen: int, flags: int) -> int:
+        """The inode itself, opened by handle; ``FileNotFoundError`` if it is gone,
+        ``OSError`` if this resolver cannot reach it."""
+        for anchor in list(self._anchors.get(dev, [])):
+            path, anchor_dev, fmt = anchor
+            try:
+                mount_fd = open_anchor(path)
+            except OSError:
+                self._forget(dev, anchor)
+                continue
+            try:
+                if os.fstat(mount_fd).st_dev != anchor_dev:
+                    self._forget(dev, anchor)
+                    continue
+                try:
+                    return open_handle(mount_fd, fmt.handle_type, _build(fmt, ino, gen), flags)
+                except OSError as e:
+                    if e.errno in (errno.ESTALE, errno.ENOENT):
+                        raise FileNotFoundError(e.errno, e.strerror) from e
+                    raise
+            finally:
+                os.close(mount_fd)
+        raise OSError(errno.ENODEV, "no anchor on that filesystem")
 
     def _forget(self, dev: int, anchor: tuple[str, int, _HandleFormat]) -> None:
         left = [a for a in self._anchors.get(dev, []) if a != anchor]
