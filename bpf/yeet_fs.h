@@ -44,13 +44,20 @@
  * answer is in s->last when this returns. */
 static __always_inline struct icached *inode_answer(struct scratch *s, struct inode *inode)
 {
-	__u64 addr = as_scalar(inode), ino = inode->i_ino, dentry = dentry_alias(addr), parent;
+	struct hlist_node *first = inode->i_dentry.first;
+	__u64 addr = (__u64)inode, ino = inode->i_ino, dentry = 0, parent = 0;
 	__u32 nlink = inode->i_nlink, rgen = names_gen(), wgen = (__u32)gen_get(GEN_ROOTS);
 	struct icached *c = &s->last;
 
 	/* the file's own rename moves its dentry to another parent at once; a
 	 * directory above it renamed in is learnt from fanotify (names_gen) */
-	parent = dentry ? (__u64)BPF_CORE_READ((struct dentry *)dentry, d_parent) : 0;
+	if (first) {
+		struct dentry *d;
+
+		dentry = (__u64)first - bpf_core_field_offset(struct dentry, d_u.d_alias);
+		d = bpf_rdonly_cast((void *)dentry, bpf_core_type_id_kernel(struct dentry));
+		parent = (__u64)d->d_parent;
+	}
 	if (c->inode == addr && c->ino == ino && c->nlink == nlink && c->rgen == rgen &&
 	    c->wgen == wgen && c->parent == parent)
 		return c;
@@ -61,12 +68,14 @@ static __always_inline struct icached *inode_answer(struct scratch *s, struct in
 		return &s->last;
 	}
 	c = &s->last;
-	c->watched = evaluate(addr, dentry, s);
+	/* (a global function takes plain numbers, not the pointers these are) */
+	c->watched = evaluate(as_scalar((void *)addr), as_scalar((void *)dentry), s);
 	c->root_ino = s->e.root_ino;
 	c->id = s->e.id;
 	c->inode = addr;
 	c->ino = ino;
 	c->size = inode->i_size;
+	c->whole = 0;
 	c->parent = parent;
 	c->nlink = nlink;
 	c->rgen = rgen;
@@ -94,6 +103,7 @@ static __always_inline void fs_mark_op(struct scratch *s, struct inode *inode, _
 				       __u32 op)
 {
 	struct icached *c;
+	__u64 epoch;
 
 	/* no name left (deleted, being evicted, O_TMPFILE): in no tree; linked
 	 * again, the new name is bound, and the journal answers it whole */
@@ -102,9 +112,16 @@ static __always_inline void fs_mark_op(struct scratch *s, struct inode *inode, _
 	c = inode_answer(s, inode);
 	if (!c->watched)
 		return;
+	epoch = gen_get(GEN_EPOCH);
+	/* whole in this epoch already (flags only grow until userspace drains it,
+	 * after moving to the next epoch): a plain write adds nothing */
+	if (!flags && c->whole == epoch + 1 && !cfg.verbose)
+		return;
 	if (cfg.verbose)
 		op = traced_op(op);
-	record_id(s, c->inode, 0, c->root_ino, &c->id, start, end, op_start, op_end, flags, op, 0);
+	if (record_id(s, c->inode, 0, c->root_ino, &c->id, start, end, op_start, op_end, flags,
+		      op, 0) == 2)
+		c->whole = epoch + 1; /* (an epoch read before record(): never a later one) */
 }
 
 static __always_inline void fs_mark(struct scratch *s, struct inode *inode, __u64 start,
@@ -113,10 +130,24 @@ static __always_inline void fs_mark(struct scratch *s, struct inode *inode, __u6
 	fs_mark_op(s, inode, start, end, start, end, flags, op);
 }
 
-/* The cheap test every filesystem hook starts with (no scratch slot yet). */
+/* The cheap test every filesystem hook starts with (no scratch slot yet): a
+ * regular file of a filesystem these hooks watch? */
 static __always_inline int fs_dev(struct inode *inode)
 {
-	return (dev_flags(inode) & YEET_WATCH_FS) != 0;
+	__u32 n = fs_devs.n, dev;
+
+	if (!n || !inode || (inode->i_mode & S_IFMT) != S_IFREG)
+		return 0;
+	dev = inode->i_sb->s_dev;
+	if (n > YEET_FS_DEVS)
+		return (dev_flags(inode) & YEET_WATCH_FS) != 0;
+	for (int i = 0; i < YEET_FS_DEVS; i++) {
+		if (i >= n)
+			break;
+		if (fs_devs.dev[i] == dev)
+			return 1;
+	}
+	return 0;
 }
 
 /* a buffered write's bytes are in the page cache; i_size is still the old one */

@@ -180,6 +180,7 @@ struct icached {
 	__u64 ino;       /* tells a reused struct inode apart */
 	__u64 parent;    /* its name's directory (dentry): renamed, it is another answer */
 	__s64 size;      /* a size it had since it was cached, at most (see fs_setattr) */
+	__u64 whole;     /* epoch + 1 in which its range map entry is whole (0: unknown) */
 	__u32 nlink;     /* a new link may be below a root */
 	__u32 rgen;      /* names_gen() when computed */
 	__u32 wgen;      /* gens[GEN_ROOTS] when computed */
@@ -222,6 +223,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch SEC(".maps");
+
+/* The filesystems the filesystem hooks watch (YEET_WATCH_FS), kept by userspace
+ * in .bss: every ext4 write on the machine looks here first, and a few loads
+ * are cheaper than a hash lookup. More than YEET_FS_DEVS of them: userspace
+ * sets n = YEET_FS_DEVS + 1 and the hooks ask watched_devs instead. */
+#define YEET_FS_DEVS 8
+struct yeet_fs_devs {
+	__u32 n;
+	__u32 dev[YEET_FS_DEVS];
+};
+struct yeet_fs_devs fs_devs = {};
+
+/* Typed reads through pointers the verifier does not trust, as plain loads
+ * (the JIT guards them) instead of a helper call each. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* ---- small helpers --------------------------------------------------------- */
 

@@ -114,9 +114,11 @@ static __always_inline int merge_locked(struct yeet_dirty *d, __u64 start, __u64
 }
 
 /* Record the mark s->m for an inode (dentry: how it was reached, for the
- * subtree filter and names). Returns 1 if the inode is watched. A global BPF
- * function: the verifier checks it once per program, not per call site.
- * Pointers arrive as plain numbers and are only read through helpers. */
+ * subtree filter and names). Returns 0 if the inode is not watched, 2 if its
+ * entry in the range map is whole now (nothing later in this epoch can add a
+ * range to it), 1 otherwise. A global BPF function: the verifier checks it
+ * once per program, not per call site. Pointers arrive as plain numbers and
+ * are only read through helpers. */
 __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 {
 	struct yeet_key key = {};
@@ -187,8 +189,14 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 		}
 	}
 	if (d->flags & YEET_F_WHOLE) {
-		/* already whole (flags only ever grow): nothing to merge, no lock */
+		/* already whole (flags only ever grow): no range to merge, no lock -
+		 * but the mark's flags count (MMAP, FLUX, KWRITE say what to do) */
 		overflow = 0;
+		if (m->flags & ~d->flags) {
+			bpf_spin_lock(&d->lock);
+			d->flags |= m->flags;
+			bpf_spin_unlock(&d->lock);
+		}
 	} else {
 		bpf_spin_lock(&d->lock);
 		overflow = merge_locked(d, m->start, m->end, m->flags);
@@ -207,7 +215,7 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 			stat_add(YEET_STAT_NOTICE_LOST, 1);
 		}
 	}
-	return 1;
+	return d->flags & YEET_F_WHOLE ? 2 : 1;
 }
 
 /* fill the scratch mark (identity unknown: record() evaluates the inode) */

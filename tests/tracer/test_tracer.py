@@ -405,3 +405,26 @@ def test_hooks_report(tree: Path, open_tracer: Callable[..., Tracer]) -> None:
     assert t.hooks["sys_enter"] == "loaded" and not t.by_syscall
     fentry = t.hooks["fentry (fast path, unused)"]
     assert fentry == "available" or fentry.startswith("refused")
+
+
+def test_mapping_of_a_file_already_whole_stays_dirty(
+    tree: Path, open_tracer: Callable[..., Tracer]
+) -> None:
+    """A file whose entry is whole already this epoch (truncated, then written) and
+    then mapped: the mapping must still make it stay dirty while mapped."""
+    p = tree / "t"
+    p.write_bytes(b"0" * 8192)
+    t = open_tracer([tree])
+    t.dirty_files()
+    fd = os.open(p, os.O_RDWR | os.O_TRUNC)
+    os.write(fd, b"1" * 8192)
+    ring = Uring()  # (by system call: whole)
+    ring.write(fd, b"2", 0)
+    ring.close()
+    m = mmap.mmap(fd, 8192)
+    m[0:1] = b"3"
+    assert _only(t, p) is WHOLE
+    m[4096:4097] = b"4"  # after the drain, through the mapping
+    assert _only(t, p) is WHOLE
+    m.close()
+    os.close(fd)

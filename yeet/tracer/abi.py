@@ -117,6 +117,15 @@ class DirtyC(ctypes.Structure):
     ]
 
 
+FS_DEVS = 8
+
+
+class FsDevsC(ctypes.Structure):
+    """The object's .bss: filesystems the filesystem hooks watch."""
+
+    _fields_ = [("n", c_uint32), ("dev", c_uint32 * FS_DEVS)]
+
+
 class ConfigC(ctypes.Structure):
     _fields_ = [
         ("verbose", c_uint32),

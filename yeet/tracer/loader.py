@@ -154,6 +154,7 @@ class Tracer:
         self._progs: dict[str, int] = {}
         self._fs_ok = False  # every filesystem hook loaded and attached
         self._sys_devs: set[int] = set()  # kdevs watched by system call
+        self._fs_devs: set[int] = set()  # kdevs the filesystem hooks watch
         self._skipped: dict[str, int] = {}  # program -> runs the kernel skipped, seen
         self._kwritten: dict[FileId, str] = {}  # written from inside the kernel: whole
         self._names_gen = 0
@@ -301,6 +302,7 @@ class Tracer:
         self._roots_gen = 0
         self._ncpus = libbpf.possible_cpus()
         self._fd_devs = libbpf.map_fd(m["watched_devs"])
+        self._fd_bss = libbpf.map_fd(next(x for n, x in m.items() if n.endswith(".bss")))
         self._fd_dirs = libbpf.map_fd(m["watched_dirs"])
         self._fd_stats = libbpf.map_fd(m["stats"])
         self._rb.add(libbpf.map_fd(m["notices"]), self._notice)
@@ -326,6 +328,9 @@ class Tracer:
         self._roots[(kdev, st.st_ino)] = path
         self._root_devs[kdev] = self._root_devs.get(kdev, 0) + 1
         libbpf.update(self._fd_devs, ctypes.c_uint32(kdev), ctypes.c_uint32(watch))
+        if by_fs:
+            self._fs_devs.add(kdev)
+            self._publish_fs_devs()
         self._roots_changed()
         self._handles.learn(path, udev)
         if not self._closed and self._obj:
@@ -347,10 +352,21 @@ class Tracer:
             if not self._root_devs[kdev]:
                 del self._root_devs[kdev]
                 libbpf.delete(self._fd_devs, ctypes.c_uint32(kdev))
+                if kdev in self._fs_devs:
+                    self._fs_devs.discard(kdev)
+                    self._publish_fs_devs()
                 self._sys_devs.discard(kdev)
                 if not self._sys_devs:
                     self._detach(SYS)  # nothing left that needs them
             self._roots_changed()
+
+    def _publish_fs_devs(self) -> None:
+        """The filesystem hooks' first test (``fs_devs`` in the object's .bss)."""
+        devs = sorted(self._fs_devs)
+        value = abi.FsDevsC(n=len(devs) if len(devs) <= abi.FS_DEVS else abi.FS_DEVS + 1)
+        for i, d in enumerate(devs[: abi.FS_DEVS]):
+            value.dev[i] = d
+        libbpf.update(self._fd_bss, ctypes.c_uint32(0), value)
 
     def names_changed(self) -> None:
         """A name was bound below a root (fanotify said so): the kernel's cached
