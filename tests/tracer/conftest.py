@@ -75,3 +75,20 @@ def base(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def private_ext4(tmp_path: Path) -> Iterator[Path]:
+    """An ext4 filesystem of its own (an image on a loop device): nobody else's
+    ``syncfs`` writes its dirty pages back, which would hide a write that lands in
+    a page that is still dirty."""
+    img, point = tmp_path / "fs.img", tmp_path / "fs"
+    point.mkdir()
+    with open(img, "wb") as f:
+        f.truncate(256 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(img), str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=False)

@@ -38,10 +38,13 @@ def test_hard_link_written_through_a_name_outside_every_root(tmp_path: Path, y: 
 # ---- inode numbers reused ---------------------------------------------------------------
 
 
-def test_inode_number_reused_by_a_file_renamed_in(tmp_path: Path, y: Yeet) -> None:
+def test_inode_number_reused_by_a_file_renamed_in(
+    tmp_path: Path, y: Yeet, private_ext4: Path
+) -> None:
     """A large file (its block digests cached) written and deleted; a file made
-    outside gets its inode number and is renamed onto the old name."""
-    a, b, outside = tmp_path / "alpha", tmp_path / "beta", tmp_path / "outside"
+    outside gets its inode number and is renamed onto the old name. (On a
+    filesystem of its own: nobody else takes the freed number first.)"""
+    a, b, outside = private_ext4 / "alpha", tmp_path / "beta", private_ext4 / "outside"
     outside.mkdir()
     big = write(a, "big.bin", os.urandom(9 << 20))
     journalled(y, a, b)

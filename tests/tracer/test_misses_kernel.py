@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,23 +110,6 @@ def test_overlayfs_upper_directory_inside_a_root(tmp_path: Path, y: Yeet) -> Non
 
 
 # ---- writers inside the kernel: a loop device, process accounting ------------------------
-
-
-@pytest.fixture
-def private_ext4(tmp_path: Path) -> Iterator[Path]:
-    """An ext4 filesystem of its own (an image on a loop device): nobody else's
-    ``syncfs`` writes its dirty pages back, which would hide a write that lands in
-    a page that is still dirty."""
-    img, point = tmp_path / "fs.img", tmp_path / "fs"
-    point.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(256 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(img), str(point)], check=True)
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", str(point)], check=False)
 
 
 def test_loop_device_over_a_file_in_a_root(tmp_path: Path, y: Yeet, private_ext4: Path) -> None:

@@ -255,8 +255,10 @@ class Drain:
         if not new_to:
             return  # moved within every root it is in: they held it all along
         self.log.bound(child)
-        self.tracer.names_changed()  # the kernel's cached answers learn of it now
         if ev.is_dir and renamed:  # a tree the journal never saw (or saw elsewhere)
+            # the kernel's cached answers for the files below it learn of it now
+            # (a file's own rename or new link the kernel notices by itself)
+            self.tracer.names_changed()
             for i, r in enumerate(new_to):
                 dirs = r.index.add_tree(child)
                 if i == 0:
