@@ -7,7 +7,9 @@ Runs (untraced and traced in alternating order, after a `sync`, several rounds;
 medians reported):
   * CPU time per pwrite() of 1 byte in a tight loop (the most stable figure on a
     busy machine): untraced, traced file, and an untraced file on the traced
-    filesystem (what the in-kernel subtree filter costs everyone else);
+    filesystem (what the in-kernel subtree filter costs everyone else); and per
+    getppid() (a system call that writes nothing: what tracing costs every other
+    call of every process - nothing, when the tree is on ext4);
   * fio 4 KiB buffered random writes (psync) into one page-cache-resident file;
   * dd bs=4k sequential writes (1 GiB);
   * fio writes to a file outside the traced tree on the same filesystem
@@ -63,6 +65,15 @@ def pwrite_loop(path: Path, n: int = 200_000) -> float:
         return (time.process_time_ns() - t0) / n
     finally:
         os.close(fd)
+
+
+def syscall_loop(n: int = 400_000) -> float:
+    """CPU nanoseconds per getppid() (plus the loop): a call that writes nothing."""
+    getppid = os.getppid
+    t0 = time.process_time_ns()
+    for _ in range(n):
+        getppid()
+    return (time.process_time_ns() - t0) / n
 
 
 def dd(path: Path, mib: int) -> float:
@@ -126,6 +137,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", default="256M", help="fio file size (page cache resident)")
+    ap.add_argument("--dd-mib", type=int, default=1024, help="MiB dd writes per run")
+    ap.add_argument(
+        "--tmpfs",
+        action="store_true",
+        help="put the trees on a tmpfs mounted under --dir: the system-call hooks' cost "
+        "(filesystems other than ext4)",
+    )
     ap.add_argument(
         "--prog-stats",
         action="store_true",
@@ -137,13 +155,25 @@ def main() -> int:
         print("fio is not installed", file=sys.stderr)
         return 2
     base = Path(args.dir)
+    if args.tmpfs:
+        base = base / "tmpfs"
+        base.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3g", "tmpfs", str(base)], check=True)
+    try:
+        return _bench(args, base)
+    finally:
+        if args.tmpfs:
+            subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+def _bench(args: argparse.Namespace, base: Path) -> int:
     tree, elsewhere = base / "tree", base / "elsewhere"
     for d in (tree, elsewhere):
         d.mkdir(parents=True, exist_ok=True)
     target, outside = tree / "big.img", elsewhere / "big.img"
     for f in (target, outside):
         subprocess.run(
-            ["dd", "if=/dev/zero", f"of={f}", "bs=1M", "count=1024", "conv=notrunc"],
+            ["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={args.dd_mib}", "conv=notrunc"],
             check=True, capture_output=True,
         )  # fmt: skip
 
@@ -156,18 +186,30 @@ def main() -> int:
     res: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {"fio": [], "fio_traced": []}
     loop: dict[str, list[float]] = {"none": [], "traced": [], "outside": []}
+    calls: dict[str, list[float]] = {"none": [], "traced": []}
     loop_file, loop_out = tree / "loop.bin", elsewhere / "loop.bin"
+    hooks = ""
     for _ in range(args.rounds):
         loop["none"].append(pwrite_loop(loop_file))
+        calls["none"].append(syscall_loop())
         t = Tracer.open([str(tree)])
+        hooks = "system-call hooks" if t.by_syscall else "filesystem hooks"
         loop["traced"].append(pwrite_loop(loop_file))
         loop["outside"].append(pwrite_loop(loop_out))
+        calls["traced"].append(syscall_loop())
         t.close()
     lp = {k: statistics.median(v) for k, v in loop.items()}
+    cp = {k: statistics.median(v) for k, v in calls.items()}
+    print(f"tree on {base} ({hooks})")
     print(
         f"pwrite loop: {lp['none']:.0f} ns/call untraced, {lp['traced']:.0f} traced "
         f"(+{lp['traced'] - lp['none']:.0f} ns), {lp['outside']:.0f} for a file outside "
         f"the traced tree (+{lp['outside'] - lp['none']:.0f} ns)",
+        flush=True,
+    )
+    print(
+        f"getppid loop: {cp['none']:.0f} ns/call untraced, {cp['traced']:.0f} traced "
+        f"({cp['traced'] - cp['none']:+.0f} ns)",
         flush=True,
     )
 
@@ -176,7 +218,7 @@ def main() -> int:
         res["fio"].append(iops)
         cpu["fio"].append(us)
         res["fio_out"].append(fio(outside, args.seconds, args.size)[0])
-        res["dd"].append(dd(target, 1024))
+        res["dd"].append(dd(target, args.dd_mib))
 
     def traced() -> dict[str, int]:
         s = Session([tree])
@@ -184,7 +226,7 @@ def main() -> int:
         res["fio_traced"].append(iops)
         cpu["fio_traced"].append(us)
         res["fio_out_traced"].append(fio(outside, args.seconds, args.size)[0])
-        res["dd_traced"].append(dd(target, 1024))
+        res["dd_traced"].append(dd(target, args.dd_mib))
         for name, (cnt, ns) in bpf_prog_costs().items():
             c0, n0 = costs.get(name, (0, 0))
             costs[name] = (c0 + cnt, n0 + ns)
@@ -242,7 +284,7 @@ def main() -> int:
         f"+{c1 - c0:.2f} us ({(c1 - c0) / c0:+.1%})"
     )
     print(
-        f"dd bs=4k 1 GiB, traced file:                {med['dd_traced']:>10,.0f} MiB/s vs "
+        f"dd bs=4k {args.dd_mib} MiB, traced file:         {med['dd_traced']:>10,.0f} MiB/s vs "
         f"{med['dd']:,.0f} untraced, ratio {ratio(res['dd_traced'], res['dd']):.3f}"
     )
     for name, (cnt, ns) in sorted(costs.items()):

@@ -4,9 +4,12 @@
  *
  * Invariant: a file is reported as not watched only if it is not a regular
  * file, or its filesystem is not watched, or it has a single link and none
- * of its ancestors (up to the filesystem root) is a watched directory. A
- * cached answer for an open file is used only while no rename/link happened
- * and the roots did not change since it was computed.
+ * of its ancestors up to the filesystem's root is a watched directory (a walk
+ * that ends anywhere else - a disconnected dentry, as open_by_handle_at gives
+ * for an evicted file - proves nothing: watched). A cached answer for an open
+ * file is used only while no rename/link happened and the roots did not change
+ * since it was computed. An overlayfs file is judged by the file it writes
+ * through (its upper file), which is what changes on disk.
  *
  * Kernel memory behind plain numbers (file descriptors lead to those) is read
  * with one bpf_probe_read_kernel per structure ("windows"); fields are then
@@ -45,14 +48,42 @@ struct fview {
 	__u32 mode;
 };
 
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+/* The file an overlayfs file reads and writes through (itself otherwise). */
+static __always_inline __u64 real_file(__u64 f, __u64 inode)
+{
+	struct super_block *sb;
+	struct ovl_file *of;
+
+	if (!bpf_core_type_exists(struct ovl_file)) /* older kernels: another layout */
+		return f;
+	sb = BPF_CORE_READ((struct inode *)inode, i_sb);
+	if (!sb || BPF_CORE_READ(sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
+		return f;
+	of = BPF_CORE_READ((struct file *)f, private_data);
+	return of ? (__u64)BPF_CORE_READ(of, realfile) : f;
+}
+
+/* An open file as the tracer sees it: position and flags of the file itself,
+ * inode and dentry of what it writes through (see real_file) */
 static __always_inline void file_view(struct scratch *s, struct file *f, struct fview *v)
 {
+	__u64 real;
+
 	WIN_READ(s->w, struct file, f, FILE_WIN);
 	v->inode = WIN_GET(s->w, f, struct file, f_inode, __u64, FILE_WIN);
 	v->dentry = WIN_GET(s->w, f, struct file, f_path.dentry, __u64, FILE_WIN);
 	v->pos = WIN_GET(s->w, f, struct file, f_pos, __s64, FILE_WIN);
 	v->flags = WIN_GET(s->w, f, struct file, f_flags, __u32, FILE_WIN);
 	v->mode = WIN_GET(s->w, f, struct file, f_mode, __u32, FILE_WIN);
+	if (!v->inode)
+		return;
+	real = real_file((__u64)f, v->inode);
+	if (real && real != (__u64)f) {
+		v->inode = (__u64)BPF_CORE_READ((struct file *)real, f_inode);
+		v->dentry = (__u64)BPF_CORE_READ((struct file *)real, f_path.dentry);
+	}
 }
 
 struct iview {
@@ -78,6 +109,11 @@ static __always_inline void inode_view(struct scratch *s, __u64 inode, struct iv
 static __always_inline __u32 sb_dev(__u64 sb)
 {
 	return BPF_CORE_READ((struct super_block *)sb, s_dev);
+}
+
+static __always_inline __u64 sb_root(__u64 sb)
+{
+	return (__u64)BPF_CORE_READ((struct super_block *)sb, s_root);
 }
 
 static __always_inline __s64 inode_size(__u64 inode)
@@ -142,6 +178,7 @@ static __always_inline int watched(struct scratch *s, struct iview *v, __u64 den
 	w = bpf_map_lookup_elem(&watched_devs, &dev);
 	if (!w)
 		return 0;
+	s->e.devflags = *w;
 	id->ino = v->ino;
 	id->dev = dev;
 	id->gen = v->gen;
@@ -164,8 +201,8 @@ static __always_inline int watched(struct scratch *s, struct iview *v, __u64 den
 				return 1;
 			}
 		}
-		if (!parent || parent == dentry)
-			return 0;
+		if (!parent || parent == dentry) /* the top: the filesystem's root, or not */
+			return dentry != sb_root(v->sb);
 		dentry = parent;
 	}
 	return 1; /* deeper than we look: keep it */
@@ -192,7 +229,7 @@ static __always_inline struct fstate *file_state_cached(struct file *f, __u64 in
 	__u64 key = (__u64)f;
 	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
 
-	if (st && st->inode == inode && st->rgen == (__u32)gen_get(GEN_RENAME) &&
+	if (st && st->inode == inode && st->rgen == names_gen() &&
 	    st->wgen == (__u32)gen_get(GEN_ROOTS))
 		return st;
 	return NULL;
@@ -203,7 +240,7 @@ static __always_inline struct fstate *file_state_cached(struct file *f, __u64 in
 static __always_inline struct fstate *file_state(struct scratch *s, struct file *f,
 						   struct fview *v)
 {
-	__u64 key = (__u64)f, rgen = gen_get(GEN_RENAME), wgen = gen_get(GEN_ROOTS);
+	__u64 key = (__u64)f, rgen = names_gen(), wgen = gen_get(GEN_ROOTS);
 	struct fstate *st = bpf_map_lookup_elem(&fcache, &key);
 	struct dirty_bytes *z;
 	__u32 zero = 0;
@@ -217,6 +254,7 @@ static __always_inline struct fstate *file_state(struct scratch *s, struct file 
 		st->watched = evaluate(v->inode, v->dentry, s);
 		st->root_ino = s->e.root_ino;
 		st->id = s->e.id;
+		st->devflags = s->e.devflags;
 		st->dentry = v->dentry;
 		st->rgen = (__u32)rgen;
 		st->wgen = (__u32)wgen;
@@ -233,6 +271,7 @@ static __always_inline struct fstate *file_state(struct scratch *s, struct file 
 	st->watched = evaluate(v->inode, v->dentry, s);
 	st->root_ino = s->e.root_ino;
 	st->id = s->e.id;
+	st->devflags = s->e.devflags;
 	st->dentry = v->dentry;
 	st->birth = bpf_ktime_get_ns();
 	st->rgen = (__u32)rgen;
@@ -241,15 +280,25 @@ static __always_inline struct fstate *file_state(struct scratch *s, struct file 
 	return st;
 }
 
-/* cheap test on a typed inode (tracepoint argument): on a watched filesystem? */
-static __always_inline int dev_watched(struct inode *inode)
+/* cheap test on a typed inode (tracepoint argument): its watched_devs value
+ * (0: a regular file of a filesystem nobody watches, or not a regular file) */
+static __always_inline __u32 dev_flags(struct inode *inode)
 {
-	__u32 dev;
+	__u32 dev, *w;
 
 	if (!inode || (inode->i_mode & S_IFMT) != S_IFREG)
 		return 0;
 	dev = inode->i_sb->s_dev;
-	return bpf_map_lookup_elem(&watched_devs, &dev) != NULL;
+	w = bpf_map_lookup_elem(&watched_devs, &dev);
+	return w ? *w : 0;
+}
+
+/* ... watched, and not by the filesystem hooks (the system-call hooks' business) */
+static __always_inline int dev_watched(struct inode *inode)
+{
+	__u32 w = dev_flags(inode);
+
+	return w && !(w & YEET_WATCH_FS);
 }
 
 #endif /* YEET_FILES_H */

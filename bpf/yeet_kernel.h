@@ -38,8 +38,12 @@ struct hlist_head {
 	struct hlist_node *first;
 };
 
+struct dentry;
+
 struct super_block {
 	dev_t s_dev;
+	unsigned long s_magic;
+	struct dentry *s_root;
 };
 
 struct inode {
@@ -71,6 +75,19 @@ struct file {
 	unsigned int f_flags;
 	struct path f_path;
 	loff_t f_pos;
+	void *private_data;
+};
+
+/* overlayfs: what an overlay file's private_data points to */
+struct ovl_file {
+	struct file *realfile;
+};
+
+/* ext4's inode around the VFS one: the size on disk lags i_size, except while
+ * setattr grows the file (i_disksize is set first) */
+struct ext4_inode_info {
+	loff_t i_disksize;
+	struct inode vfs_inode;
 };
 
 struct fdtable {
@@ -95,8 +112,13 @@ struct task_struct {
 	struct files_struct *files;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct address_space {
 	struct inode *host;
+	atomic_t i_mmap_writable; /* shared mappings that may write */
 };
 
 /* folio->flags became memdesc_flags_t (a struct) in 6.18; older: a long. */

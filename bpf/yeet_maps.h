@@ -34,11 +34,13 @@ struct {
 } dirty SEC(".maps");
 
 /* [0]: current epoch (userspace), [1]: rename/link generation (bumped here
- * after every rename or link), [2]: roots generation (userspace),
- * [3]: truncations so far, [4]: truncate(path) calls in flight */
+ * after every rename or link system call), [2]: roots generation (userspace),
+ * [3]: truncations so far, [4]: truncate(path) calls in flight, [5]: names
+ * bound below a root (userspace, from fanotify: without the system-call hooks
+ * this is how cached answers learn of renames and links) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 5);
+	__uint(max_entries, 6);
 	__type(key, __u32);
 	__type(value, __u64);
 } gens SEC(".maps");
@@ -47,6 +49,7 @@ struct {
 #define GEN_ROOTS 2
 #define GEN_TRUNCS 3
 #define GEN_PATH_TRUNCS 4
+#define GEN_NAMES 5
 
 /* Never read by the programs: updating a map-in-map makes the kernel wait for
  * every running BPF program (synchronize_rcu) before the syscall returns,
@@ -120,10 +123,10 @@ struct fstate {
 	__u64 seek;      /* lseek sequence: +1 at entry and exit (odd: in flight) */
 	__u64 birth;     /* tells a recreated entry from the one a writer saw */
 	struct yeet_file_id id;
-	__u32 rgen;      /* gens[GEN_RENAME] when computed */
+	__u32 rgen;      /* names_gen() when computed */
 	__u32 wgen;      /* gens[GEN_ROOTS] when computed */
 	__u32 watched;
-	__u32 pad;
+	__u32 devflags;  /* YEET_WATCH_FS: the filesystem hooks see its changes */
 };
 
 struct {
@@ -132,6 +135,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct fstate);
 } fcache SEC(".maps");
+
+/* struct inode * -> is it watched (the filesystem hooks' cache) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct icached);
+} icache SEC(".maps");
 
 /* ---- scratch: what would not fit on the 512-byte BPF stack ------------------- */
 
@@ -159,6 +170,23 @@ struct mark {
 struct evaluation {
 	__u64 root_ino;
 	struct yeet_file_id id;
+	__u32 devflags;  /* its filesystem's watched_devs value (YEET_WATCH_*) */
+	__u32 pad;
+};
+
+/* A cached answer for an inode (the filesystem hooks have no open file). */
+struct icached {
+	__u64 inode;     /* struct inode * */
+	__u64 ino;       /* tells a reused struct inode apart */
+	__u64 parent;    /* its name's directory (dentry): renamed, it is another answer */
+	__s64 size;      /* a size it had since it was cached, at most (see fs_setattr) */
+	__u64 whole;     /* epoch + 1 in which its range map entry is whole (0: unknown) */
+	__u32 nlink;     /* a new link may be below a root */
+	__u32 rgen;      /* names_gen() when computed */
+	__u32 wgen;      /* gens[GEN_ROOTS] when computed */
+	__u32 watched;
+	__u64 root_ino;
+	struct yeet_file_id id;
 };
 
 /* Per CPU, one slot per program: a program never runs nested within itself
@@ -171,6 +199,7 @@ struct scratch {
 	struct mark m;          /* the mark handed to record() */
 	struct evaluation e;    /* evaluate()'s answer */
 	struct win128 w;        /* a window of a kernel structure, read and used at once */
+	struct icached last;    /* the filesystem hooks' last inode (most writes repeat it) */
 };
 
 enum yeet_slot {
@@ -181,6 +210,10 @@ enum yeet_slot {
 	SLOT_FOLIO,
 	SLOT_DIO,
 	SLOT_URING,
+	SLOT_FS_WRITE,
+	SLOT_FS_SIZE,
+	SLOT_FS_FALLOC,
+	SLOT_FAULT,
 	SLOT_MAX,
 };
 
@@ -190,6 +223,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch SEC(".maps");
+
+/* The filesystems the filesystem hooks watch (YEET_WATCH_FS), kept by userspace
+ * in .bss: every ext4 write on the machine looks here first, and a few loads
+ * are cheaper than a hash lookup. More than YEET_FS_DEVS of them: userspace
+ * sets n = YEET_FS_DEVS + 1 and the hooks ask watched_devs instead. */
+#define YEET_FS_DEVS 8
+struct yeet_fs_devs {
+	__u32 n;
+	__u32 dev[YEET_FS_DEVS];
+};
+struct yeet_fs_devs fs_devs = {};
+
+/* Typed reads through pointers the verifier does not trust, as plain loads
+ * (the JIT guards them) instead of a helper call each. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -235,6 +283,12 @@ static __always_inline void scratch_end(struct scratch *s, __u64 seq)
 {
 	if (s->seq != seq)
 		stat_add(YEET_STAT_DROPS, 1);
+}
+
+/* Renames and links, whoever saw them: a cached answer older than this is stale. */
+static __always_inline __u32 names_gen(void)
+{
+	return (__u32)(gen_get(GEN_RENAME) + gen_get(GEN_NAMES));
 }
 
 static __always_inline __u64 min_u64(__u64 a, __u64 b) { return a < b ? a : b; }

@@ -12,8 +12,8 @@
 #ifndef YEET_RECORD_H
 #define YEET_RECORD_H
 
-static __always_inline void fill_names(struct scratch *s, struct yeet_event *ev, __u64 dentry,
-				       __u64 root_ino)
+static __always_inline void fill_names(struct scratch *s, struct yeet_event *ev, __u64 inode,
+				       __u64 dentry, __u64 root_ino)
 {
 	ev->root_ino = root_ino;
 	ev->depth = 0;
@@ -33,8 +33,8 @@ static __always_inline void fill_names(struct scratch *s, struct yeet_event *ev,
 			ev->complete = 1;
 			return;
 		}
-		if (!parent || parent == dentry) {
-			ev->complete = 1;
+		if (!parent || parent == dentry) { /* the filesystem's root - or disconnected */
+			ev->complete = dentry == sb_root((__u64)BPF_CORE_READ((struct inode *)inode, i_sb));
 			return;
 		}
 		dentry = parent;
@@ -42,8 +42,8 @@ static __always_inline void fill_names(struct scratch *s, struct yeet_event *ev,
 }
 
 static __always_inline void fill_event(struct scratch *s, struct yeet_event *ev, __u32 type,
-				       struct mark *m, struct yeet_file_id *id, __u64 dentry,
-				       __u64 root_ino)
+				       struct mark *m, struct yeet_file_id *id, __u64 inode,
+				       __u64 dentry, __u64 root_ino)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
@@ -60,7 +60,8 @@ static __always_inline void fill_event(struct scratch *s, struct yeet_event *ev,
 	ev->flags = m->flags;
 	ev->ret = (__s32)m->ret;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	fill_names(s, ev, dentry, root_ino);
+	/* the filesystem hooks have no dentry at hand: the inode's (first) name */
+	fill_names(s, ev, inode, dentry ? dentry : dentry_alias(inode), root_ino);
 }
 
 /* Merge [start, end) (or a whole-file mark) into d. Called under d->lock.
@@ -113,9 +114,11 @@ static __always_inline int merge_locked(struct yeet_dirty *d, __u64 start, __u64
 }
 
 /* Record the mark s->m for an inode (dentry: how it was reached, for the
- * subtree filter and names). Returns 1 if the inode is watched. A global BPF
- * function: the verifier checks it once per program, not per call site.
- * Pointers arrive as plain numbers and are only read through helpers. */
+ * subtree filter and names). Returns 0 if the inode is not watched, 2 if its
+ * entry in the range map is whole now (nothing later in this epoch can add a
+ * range to it), 1 otherwise. A global BPF function: the verifier checks it
+ * once per program, not per call site. Pointers arrive as plain numbers and
+ * are only read through helpers. */
 __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 {
 	struct yeet_key key = {};
@@ -137,9 +140,13 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 	} else {
 		if (!evaluate(inode, dentry, s))
 			return 0;
+		/* the filesystem hooks record its changes (direct I/O aside) */
+		if ((s->e.devflags & YEET_WATCH_FS) && m->op != YEET_OP_DIO)
+			return 0;
 		key.id = s->e.id;
 		root_ino = s->e.root_ino;
 	}
+
 	if (cfg.self_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg.self_tgid)
 		return 1;
 	if (!(m->flags & YEET_F_WHOLE) && m->end <= m->start)
@@ -147,7 +154,7 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 	if (cfg.verbose) { /* first: `yeet trace` shows even what the map has no room for */
 		ev = bpf_ringbuf_reserve(&verbose_rb, sizeof(*ev), 0);
 		if (ev) {
-			fill_event(s, ev, YEET_EV_WRITE, m, &key.id, dentry, root_ino);
+			fill_event(s, ev, YEET_EV_WRITE, m, &key.id, inode, dentry, root_ino);
 			bpf_ringbuf_submit(ev, 0);
 		} else {
 			stat_add(YEET_STAT_VERBOSE_LOST, 1);
@@ -182,8 +189,14 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 		}
 	}
 	if (d->flags & YEET_F_WHOLE) {
-		/* already whole (flags only ever grow): nothing to merge, no lock */
+		/* already whole (flags only ever grow): no range to merge, no lock -
+		 * but the mark's flags count (MMAP, FLUX, KWRITE say what to do) */
 		overflow = 0;
+		if (m->flags & ~d->flags) {
+			bpf_spin_lock(&d->lock);
+			d->flags |= m->flags;
+			bpf_spin_unlock(&d->lock);
+		}
 	} else {
 		bpf_spin_lock(&d->lock);
 		overflow = merge_locked(d, m->start, m->end, m->flags);
@@ -196,13 +209,13 @@ __noinline int record(__u64 inode, __u64 dentry, struct scratch *s)
 	if (created) {
 		ev = bpf_ringbuf_reserve(&notices, sizeof(*ev), 0);
 		if (ev) {
-			fill_event(s, ev, YEET_EV_DIRTY, m, &key.id, dentry, root_ino);
+			fill_event(s, ev, YEET_EV_DIRTY, m, &key.id, inode, dentry, root_ino);
 			bpf_ringbuf_submit(ev, 0);
 		} else {
 			stat_add(YEET_STAT_NOTICE_LOST, 1);
 		}
 	}
-	return 1;
+	return d->flags & YEET_F_WHOLE ? 2 : 1;
 }
 
 /* fill the scratch mark (identity unknown: record() evaluates the inode) */
@@ -260,8 +273,8 @@ static __always_inline int record_file(struct scratch *s, struct file *f, __u64 
 		set_mark(s, start, end, start, end, flags, op, ret);
 		return record(v.inode, v.dentry, s); /* evaluates from scratch */
 	}
-	if (!st->watched)
-		return 0;
+	if (!st->watched || ((st->devflags & YEET_WATCH_FS) && op != YEET_OP_DIO))
+		return 0; /* not watched, or the filesystem hooks record it */
 	return record_known(s, st, start, end, start, end, flags, op, ret);
 }
 

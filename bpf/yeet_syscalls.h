@@ -9,11 +9,15 @@
  *  - file-position writes use [pos at entry, pos at exit) widened by the
  *    byte count, and become whole-file when an lseek on the same open file
  *    overlapped the call (the position then proves nothing);
- *  - O_APPEND / RWF_APPEND use [size at entry, size at exit);
+ *  - O_APPEND / RWF_APPEND use [size at entry, size at exit) (RWF_NOAPPEND:
+ *    the offset, even on an appending descriptor);
  *  - a write that starts past the old end of file also covers the gap (it
  *    now reads as zeros), and any write that raced a truncation of the same
  *    inode becomes whole-file;
  *  - an exit without an entry record falls back to whole-file (or rescan).
+ *
+ * Files of a filesystem the filesystem hooks watch (YEET_WATCH_FS, yeet_fs.h)
+ * are left alone here: those hooks see their changes where they land.
  *
  * Part of yeet_trace.bpf.c (one translation unit); not a standalone header.
  */
@@ -52,6 +56,7 @@
 #define O_APPEND 02000
 #define FMODE_WRITE 0x2
 #define RWF_APPEND 0x10
+#define RWF_NOAPPEND 0x20
 #define MAP_SHARED 0x01
 #define MAP_SHARED_VALIDATE 0x03
 #define MAP_TYPE 0x0f
@@ -82,10 +87,12 @@ struct pending {
 	__u32 unknown;   /* 1: the file cache had no room; whole file at exit */
 	__u32 counted;   /* 1: counted in GEN_PATH_TRUNCS */
 	__u32 pad;
+	__u64 target;    /* the inode the call writes to, watched or not (page cache hook) */
 	/* this task's last open file that is not watched (a lookup-free answer
 	 * for the common case), valid for these generations */
 	__u64 u_file;
 	__u64 u_inode;
+	__u64 u_target;
 	__u32 u_rgen;
 	__u32 u_wgen;
 };
@@ -188,7 +195,7 @@ static __always_inline void truncated_whole(struct scratch *s, struct file *f, _
 
 static __always_inline int gens_moved(struct pending *p)
 {
-	return (__u32)gen_get(GEN_RENAME) != p->rgen || (__u32)gen_get(GEN_ROOTS) != p->wgen;
+	return names_gen() != p->rgen || (__u32)gen_get(GEN_ROOTS) != p->wgen;
 }
 
 static __always_inline __u32 op_of(long id)
@@ -265,9 +272,10 @@ static __always_inline void enter_fd(struct scratch *s, struct task_struct *task
 	p->op = op_of(id);
 	p->file = 0;
 	p->inode = 0;
+	p->target = 0;
 	p->marked = 0;
 	p->unknown = 0;
-	p->rgen = (__u32)gen_get(GEN_RENAME);
+	p->rgen = names_gen();
 	p->wgen = (__u32)gen_get(GEN_ROOTS);
 	f = fd_file(task, fd);
 	if (!f)
@@ -275,8 +283,10 @@ static __always_inline void enter_fd(struct scratch *s, struct task_struct *task
 	/* the common case for files nobody watches: one 8-byte read */
 	inode = (__u64)BPF_CORE_READ(f, f_inode);
 	if (p->u_file == (__u64)f && p->u_inode == inode && p->u_rgen == p->rgen &&
-	    p->u_wgen == p->wgen)
+	    p->u_wgen == p->wgen) {
+		p->target = p->u_target;
 		return; /* file == 0: nothing to do at exit, unless a rename lands */
+	}
 	st = file_state_cached(f, inode);
 	if (!st || st->watched)
 		file_view(s, f, &v);
@@ -288,9 +298,12 @@ static __always_inline void enter_fd(struct scratch *s, struct task_struct *task
 			return;
 		}
 	}
-	if (!st->watched) {
+	p->target = st->inode;
+	if (!st->watched || (st->devflags & YEET_WATCH_FS)) {
+		/* nobody watches it, or the filesystem hooks do */
 		p->u_file = (__u64)f;
 		p->u_inode = inode;
+		p->u_target = st->inode;
 		p->u_rgen = p->rgen;
 		p->u_wgen = p->wgen;
 		return;
@@ -478,6 +491,8 @@ static __always_inline void exit_fd(struct scratch *s, struct task_struct *task,
 	append = (p->fflags & O_APPEND) != 0;
 	if (id == NR_pwritev2 && (regs->r9 & RWF_APPEND))
 		append = 1;
+	if (id == NR_pwritev2 && (regs->r9 & RWF_NOAPPEND))
+		append = 0; /* at its offset, appending descriptor or not */
 	if (append) {
 		exit_append(s, p, op, ret);
 		return;

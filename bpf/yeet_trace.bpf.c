@@ -9,7 +9,17 @@
  * UNPLACEABLE counters (userspace then rescans). Marks may be wider than the
  * change; never narrower.
  *
- * Where marks come from (the object is built for x86_64 syscall numbers):
+ * Where marks come from. On ext4 (YEET_WATCH_FS, yeet_fs.h) where the change
+ * lands, whoever makes it:
+ *   tp_btf/ext4_{da_,journalled_,}write_end: buffered writes, exact.
+ *   tp_btf/ext4_truncate_enter, ext4_mark_inode_dirty: the size.
+ *   tp_btf/ext4_{fallocate_enter,punch_hole,zero_range,collapse_range,
+ *     insert_range}: fallocate.
+ *   tp_btf/mm_filemap_fault, mm_filemap_map_pages: pages of a file mapped
+ *     shared and writable faulted in -> whole, while mapped.
+ *   tp_btf/iomap_dio_rw_begin + iomap_dio_complete: direct I/O, at completion.
+ * On other filesystems, by system call (attached only while such a filesystem
+ * is watched; the object is built for x86_64 syscall numbers):
  *   tp_btf/sys_enter + sys_exit (yeet_syscalls.h): write, writev, pwrite64,
  *     pwritev, pwritev2, sendfile, splice and copy_file_range into files,
  *     ftruncate, fallocate, open/openat/openat2/creat with O_TRUNC,
@@ -20,7 +30,8 @@
  *   tp_btf/iomap_dio_rw_begin + iomap_dio_complete: asynchronous direct I/O,
  *     exact, when it completes.
  *   tp_btf/writeback_dirty_folio: a page cache folio dirtied outside any
- *     traced syscall (writes through mappings, kernel writers) -> that folio.
+ *     traced syscall on its inode (a writer inside the kernel: loop, acct,
+ *     nfsd...) -> that folio, and the file stays whole from then on (KWRITE).
  *   tp_btf/writeback_mark_inode_dirty, ext4_mark_inode_dirty: find the inode
  *     of truncate(path), which has no file descriptor.
  *
@@ -40,6 +51,7 @@
 #include "yeet_files.h"
 #include "yeet_record.h"
 #include "yeet_syscalls.h"
+#include "yeet_fs.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -126,14 +138,112 @@ int BPF_PROG(yeet_mark_inode_dirty, struct inode *inode, int flags)
 SEC("tp_btf/ext4_mark_inode_dirty")
 int BPF_PROG(yeet_ext4_mark_inode_dirty, struct inode *inode, unsigned long ip)
 {
-	if (!gen_get(GEN_PATH_TRUNCS))
-		return 0;
-	WITH_SCRATCH(SLOT_EXT4_INODE_DIRTY, inode_changed(s, inode));
+	if (fs_dev(inode)) { /* from setattr: the size changed (yeet_fs.h) */
+		if (ip >= cfg.setattr_lo && ip < cfg.setattr_hi)
+			WITH_SCRATCH(SLOT_FS_SIZE, fs_setattr(s, inode));
+	} else if (gen_get(GEN_PATH_TRUNCS))
+		WITH_SCRATCH(SLOT_EXT4_INODE_DIRTY, inode_changed(s, inode));
 	return 0;
 }
 
-/* ---- page cache: folios dirtied outside any traced syscall ---------------- */
+/* ---- ext4: where changes land (yeet_fs.h) ----------------------------------- */
 
+#define FS_WRITE_END(name, tp)								\
+SEC("tp_btf/" tp)									\
+int BPF_PROG(name, struct inode *inode, loff_t pos, unsigned int len, unsigned int copied) \
+{											\
+	if (fs_dev(inode))								\
+		WITH_SCRATCH(SLOT_FS_WRITE, fs_write(s, inode, (__u64)pos, copied));	\
+	return 0;									\
+}
+
+FS_WRITE_END(yeet_ext4_da_write_end, "ext4_da_write_end")
+FS_WRITE_END(yeet_ext4_write_end, "ext4_write_end")
+FS_WRITE_END(yeet_ext4_journalled_write_end, "ext4_journalled_write_end")
+
+SEC("tp_btf/ext4_truncate_enter")
+int BPF_PROG(yeet_ext4_truncate, struct inode *inode)
+{
+	/* i_size is the new size already; an inode without links is being
+	 * evicted (deleted: its name's removal was a name event) */
+	if (inode->i_nlink && fs_dev(inode)) {
+		WITH_SCRATCH(SLOT_FS_SIZE, fs_mark(s, inode, (__u64)inode->i_size, YEET_OFF_END,
+						   YEET_F_TRUNC | YEET_F_FLUX, YEET_OP_FS_SIZE));
+		fs_shrunk(inode, inode->i_size);
+	}
+	return 0;
+}
+
+#define FS_FALLOC(name, tp, start, end, flags)						\
+SEC("tp_btf/" tp)									\
+int BPF_PROG(name, struct inode *inode, loff_t offset, loff_t len, int mode)		\
+{											\
+	if (fs_dev(inode))								\
+		WITH_SCRATCH(SLOT_FS_FALLOC, fs_mark(s, inode, start, end,		\
+						     (flags) | YEET_F_FLUX, YEET_OP_FS_FALLOC)); \
+	return 0;									\
+}
+
+FS_FALLOC(yeet_ext4_punch_hole, "ext4_punch_hole", offset, offset + len, 0)
+FS_FALLOC(yeet_ext4_zero_range, "ext4_zero_range",
+	  min_u64(offset, inode->i_size), offset + len, 0)
+/* allocating changes no byte, except that growing the file shows zeros */
+FS_FALLOC(yeet_ext4_fallocate, "ext4_fallocate_enter",
+	  (mode & FALLOC_FL_KEEP_SIZE) ? 0 : min_u64(offset, inode->i_size),
+	  (mode & FALLOC_FL_KEEP_SIZE) ? 0 : offset + len, 0)
+
+SEC("tp_btf/ext4_collapse_range")
+int BPF_PROG(yeet_ext4_collapse_range, struct inode *inode, loff_t offset, loff_t len)
+{
+	if (fs_dev(inode)) {
+		WITH_SCRATCH(SLOT_FS_FALLOC, fs_mark(s, inode, offset, YEET_OFF_END,
+						     YEET_F_TRUNC | YEET_F_FLUX, YEET_OP_FS_FALLOC));
+		fs_shrunk(inode, offset); /* it ends at offset or later */
+	}
+	return 0;
+}
+
+SEC("tp_btf/ext4_insert_range")
+int BPF_PROG(yeet_ext4_insert_range, struct inode *inode, loff_t offset, loff_t len)
+{
+	if (fs_dev(inode))
+		WITH_SCRATCH(SLOT_FS_FALLOC, fs_mark(s, inode, offset, YEET_OFF_END, YEET_F_FLUX,
+						     YEET_OP_FS_FALLOC));
+	return 0;
+}
+
+/* the first access through any mapping faults; only mappings that may write
+ * count (i_mmap_writable), of regular files the filesystem hooks watch */
+static __always_inline int may_be_written_through_a_mapping(struct address_space *mapping)
+{
+	return mapping && mapping->i_mmap_writable.counter > 0 && fs_dev(mapping->host);
+}
+
+SEC("tp_btf/mm_filemap_fault")
+int BPF_PROG(yeet_filemap_fault, struct address_space *mapping, unsigned long index)
+{
+	if (may_be_written_through_a_mapping(mapping))
+		WITH_SCRATCH(SLOT_FAULT, fs_fault(s, mapping));
+	return 0;
+}
+
+SEC("tp_btf/mm_filemap_map_pages")
+int BPF_PROG(yeet_filemap_map_pages, struct address_space *mapping, unsigned long start,
+	     unsigned long last)
+{
+	if (may_be_written_through_a_mapping(mapping))
+		WITH_SCRATCH(SLOT_FAULT, fs_fault(s, mapping));
+	return 0;
+}
+
+/* ---- page cache: folios dirtied outside any traced syscall on their inode ---- */
+
+/* (system-call mode) A folio turned dirty while no traced call was writing its
+ * inode: through a mapping (whole and sticky already), or by a writer inside
+ * the kernel - the loop driver, process accounting, overlayfs writing the upper
+ * file of a file written through the merged mount - which may write this file
+ * again into pages that are still dirty, where this hook does not fire: the
+ * file is whole from now on (KWRITE). */
 SEC("tp_btf/writeback_dirty_folio")
 int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mapping)
 {
@@ -150,8 +260,8 @@ int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mappin
 		return 0;
 	task = bpf_get_current_task_btf();
 	p = task_pending(task, 0);
-	if (p && p->nr)
-		return 0; /* a write-like call is in progress: its exit accounts for it */
+	if (p && p->nr && p->target == as_scalar(inode))
+		return 0; /* the call in progress writes this inode: its exit accounts for it */
 	if (bpf_core_field_exists(struct folio___old, flags))
 		flags = BPF_CORE_READ((struct folio___old *)folio, flags);
 	else
@@ -160,7 +270,8 @@ int BPF_PROG(yeet_dirty_folio, struct folio *folio, struct address_space *mappin
 		order = BPF_CORE_READ(folio, _flags_1) & 0xff;
 	start = (__u64)BPF_CORE_READ(folio, index) << 12;
 	WITH_SCRATCH(SLOT_FOLIO, record_inode(s, as_scalar(inode), start,
-					       start + (4096ULL << (order & 31)), 0, YEET_OP_FOLIO));
+					       start + (4096ULL << (order & 31)), YEET_F_KWRITE,
+					       YEET_OP_FOLIO));
 	return 0;
 }
 
@@ -171,12 +282,14 @@ int BPF_PROG(yeet_dio_begin, struct kiocb *iocb, struct iov_iter *iter, unsigned
 	     unsigned long done_before)
 {
 	__u64 key = (__u64)iocb;
-	__u32 one = 1;
+	__u32 one = 1, w;
 
-	/* synchronous direct I/O completes before its syscall returns */
-	if (!BPF_CORE_READ(iter, data_source) || !BPF_CORE_READ(iocb, ki_complete))
-		return 0;
-	if (!iocb->ki_filp || !dev_watched(iocb->ki_filp->f_inode))
+	if (!BPF_CORE_READ(iter, data_source) || !iocb->ki_filp)
+		return 0; /* a read */
+	w = dev_flags(iocb->ki_filp->f_inode);
+	/* without the filesystem hooks, synchronous direct I/O completes before
+	 * its system call returns, which accounts for it */
+	if (!w || (!(w & YEET_WATCH_FS) && !BPF_CORE_READ(iocb, ki_complete)))
 		return 0;
 	bpf_map_update_elem(&dio_writes, &key, &one, BPF_ANY);
 	return 0;

@@ -9,7 +9,7 @@
 #ifndef YEET_TRACE_H
 #define YEET_TRACE_H
 
-#define YEET_ABI_VERSION 2
+#define YEET_ABI_VERSION 3
 
 /* Ranges kept per inode per epoch; one more distinct range -> whole file. */
 #define YEET_MAX_RANGES 32
@@ -45,7 +45,11 @@ enum yeet_op {
 	YEET_OP_FOLIO = 18,
 	YEET_OP_FALLBACK = 19,  /* syscall exit without an entry record */
 	YEET_OP_INODE = 20,     /* inode changed during truncate(path) */
-	YEET_OP_MAX = 21,
+	YEET_OP_FS_WRITE = 21,  /* (ext4) bytes landed in the page cache, any writer */
+	YEET_OP_FS_SIZE = 22,   /* (ext4) the size changed: truncate, grown by setattr */
+	YEET_OP_FS_FALLOC = 23, /* (ext4) fallocate: punch, zero, collapse, insert, allocate */
+	YEET_OP_MMAP_FAULT = 24, /* a page of a file mapped shared and writable was faulted in */
+	YEET_OP_MAX = 25,
 };
 
 /* yeet_dirty.flags / yeet_event.flags */
@@ -55,6 +59,10 @@ enum yeet_op {
 #define YEET_F_APPEND   0x8   /* O_APPEND / RWF_APPEND write */
 #define YEET_F_RACE     0x10  /* file position raced (lseek) -> whole */
 #define YEET_F_TRUNC    0x20  /* size may have shrunk */
+#define YEET_F_FLUX     0x40  /* recorded before it landed, under the inode's lock:
+			       * userspace takes that lock (shared) before it answers */
+#define YEET_F_KWRITE   0x80  /* written from inside the kernel, outside any traced
+			       * call (loop, acct...): whole in every answer from now on */
 
 /* Event types in the ring buffers. */
 enum yeet_ev_type {
@@ -81,6 +89,8 @@ enum yeet_stat {
 /* Values in watched_devs. */
 #define YEET_WATCH_SUBTREES 0x1  /* only files below a watched_dirs entry */
 #define YEET_WATCH_ALL      0x2  /* every file of this filesystem */
+#define YEET_WATCH_FS       0x4  /* ext4: changes are seen where they land (yeet_fs.h);
+				  * the system-call hooks leave its files alone */
 
 struct yeet_file_id {
 	__u64 ino;
@@ -120,6 +130,8 @@ struct yeet_config {
 	__u32 self_tgid;   /* never report this process's own writes (0: off) */
 	__u32 abi;         /* userspace writes YEET_ABI_VERSION */
 	__u32 pad;
+	__u64 setattr_lo;  /* [lo, hi): ext4_setattr's code (kallsyms): an inode marked */
+	__u64 setattr_hi;  /* dirty from there changed size (grown: no other tracepoint) */
 };
 
 struct yeet_event {

@@ -43,11 +43,14 @@ def test_header_constants_match() -> None:
         "F_APPEND",
         "F_RACE",
         "F_TRUNC",
+        "F_FLUX",
+        "F_KWRITE",
         "EV_DIRTY",
         "EV_WRITE",
         "EV_PATH_TRUNC",
         "WATCH_SUBTREES",
         "WATCH_ALL",
+        "WATCH_FS",
     ):
         assert values[f"YEET_{name}"] == getattr(abi, name), name
     for i, name in enumerate(abi.STAT_NAMES):

@@ -12,7 +12,7 @@ import ctypes
 import os
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 MAX_RANGES = 32
 OFF_END = 0xFFFF_FFFF_FFFF_FFFF
@@ -42,6 +42,10 @@ OP_NAMES = {
     18: "page_dirty",
     19: "fallback",
     20: "inode",
+    21: "write",  # ext4: any writer, where the bytes landed
+    22: "size",
+    23: "fallocate",
+    24: "mmap_fault",
 }
 
 F_WHOLE = 0x1
@@ -50,6 +54,8 @@ F_OVERFLOW = 0x4
 F_APPEND = 0x8
 F_RACE = 0x10
 F_TRUNC = 0x20
+F_FLUX = 0x40
+F_KWRITE = 0x80
 
 EV_DIRTY = 1
 EV_WRITE = 2
@@ -82,6 +88,7 @@ STAT_NAMES = (
 
 WATCH_SUBTREES = 0x1
 WATCH_ALL = 0x2
+WATCH_FS = 0x4
 
 
 class FileIdC(ctypes.Structure):
@@ -110,12 +117,23 @@ class DirtyC(ctypes.Structure):
     ]
 
 
+FS_DEVS = 8
+
+
+class FsDevsC(ctypes.Structure):
+    """The object's .bss: filesystems the filesystem hooks watch."""
+
+    _fields_ = [("n", c_uint32), ("dev", c_uint32 * FS_DEVS)]
+
+
 class ConfigC(ctypes.Structure):
     _fields_ = [
         ("verbose", c_uint32),
         ("self_tgid", c_uint32),
         ("abi", c_uint32),
         ("pad", c_uint32),
+        ("setattr_lo", c_uint64),
+        ("setattr_hi", c_uint64),
     ]
 
 

@@ -1,10 +1,12 @@
 """Name changes from the kernel: fanotify filesystem marks reporting directory + name.
 
-Invariant owned here: every create, delete, rename (both ends), link,
-symlink, mkdir, rmdir and attribute change (chmod, chown, truncate,
-utimes, xattrs) on a marked filesystem, made after ``mark()`` returned,
-reaches ``read()`` as the file handle of the directory whose listing it
-changed (plus the name), or ``read()`` reports an overflow. Nothing else is
+Invariant owned here: every create, delete, rename, link, symlink, mkdir,
+rmdir and attribute change (chmod, chown, utimes, xattrs) on a marked
+filesystem, made after ``mark()`` returned, reaches ``read()`` as a
+``NameEvent``: the file handle of the directory whose listing it changed
+plus the name - a rename as one event with both ends - or ``read()``
+reports why events were lost. The queue is unlimited (the service is root),
+so it does not overflow under a storm of changes elsewhere. Nothing else is
 promised: which directory a handle names *now* is ``yeet.tracer.paths``'s
 business (``name_of_handle``).
 
@@ -30,6 +32,7 @@ from yeet.errors import TracerUnavailable
 
 FAN_CLOEXEC = 0x1
 FAN_NONBLOCK = 0x2
+FAN_UNLIMITED_QUEUE = 0x10
 FAN_CLASS_NOTIF = 0x0
 FAN_REPORT_DIR_FID = 0x400
 FAN_REPORT_NAME = 0x800
@@ -46,9 +49,12 @@ FAN_CREATE = 0x100
 FAN_DELETE = 0x200
 FAN_Q_OVERFLOW = 0x4000
 FAN_FS_ERROR = 0x8000
+FAN_RENAME = 0x10000000
 FAN_ONDIR = 0x40000000
 
-NAME_EVENTS = FAN_ATTRIB | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_CREATE | FAN_DELETE | FAN_ONDIR
+# a rename comes as one FAN_RENAME event with both ends (so the service can tell a
+# move within a root from one into it); MOVED_FROM/MOVED_TO would only repeat it
+NAME_EVENTS = FAN_ATTRIB | FAN_RENAME | FAN_CREATE | FAN_DELETE | FAN_ONDIR
 
 INFO_DFID_NAME = 2
 INFO_DFID = 3
@@ -76,18 +82,31 @@ _libc.fanotify_mark.restype = ctypes.c_int
 
 
 @dataclass(frozen=True)
-class DirEvent:
-    """A directory whose listing changed: its filesystem, its handle, the name."""
+class DirName:
+    """A name in a directory: the directory's filesystem and handle, the name."""
 
     fsid: int
     handle_type: int
     handle: bytes
     name: str  # "" or "." when the event is about the directory itself
-    mask: int
 
     @property
     def key(self) -> tuple[int, int, bytes]:
         return (self.fsid, self.handle_type, self.handle)
+
+
+@dataclass(frozen=True)
+class NameEvent:
+    """One name change: ``where`` is the directory whose listing changed (for a
+    rename: the new end), ``old`` the old end of a rename."""
+
+    mask: int
+    where: DirName
+    old: DirName | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.mask & FAN_ONDIR)
 
 
 def fsid_of(path: str) -> int:
@@ -100,7 +119,11 @@ class NameWatcher:
 
     def __init__(self) -> None:
         fd: int = _libc.fanotify_init(
-            FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME,
+            FAN_CLASS_NOTIF
+            | FAN_CLOEXEC
+            | FAN_NONBLOCK
+            | FAN_UNLIMITED_QUEUE
+            | FAN_REPORT_DFID_NAME,
             os.O_RDONLY | os.O_CLOEXEC,
         )
         if fd < 0:
@@ -154,9 +177,9 @@ class NameWatcher:
                 os.fsencode(path),
             )
 
-    def read(self) -> tuple[list[DirEvent], str]:
+    def read(self) -> tuple[list[NameEvent], str]:
         """Everything queued now (never blocks); and why events were lost ("" if not)."""
-        events: list[DirEvent] = []
+        events: list[NameEvent] = []
         lost = ""
         while True:
             try:
@@ -184,7 +207,7 @@ class NameWatcher:
         self.close()
 
 
-def _parse(data: bytes, out: list[DirEvent]) -> str:
+def _parse(data: bytes, out: list[NameEvent]) -> str:
     """Append the events in one ``read()`` buffer; a reason if some were lost."""
     lost = ""
     off = 0
@@ -199,10 +222,13 @@ def _parse(data: bytes, out: list[DirEvent]) -> str:
         elif mask & FAN_FS_ERROR:
             lost = "a watched filesystem reported an error"
         p, end = off + meta_len, off + length
-        found = False
+        where: DirName | None = None
+        old: DirName | None = None
+        bad = False
         while p + _INFO.size <= end:
             kind, _pad, ilen = _INFO.unpack_from(data, p)
             if ilen < _INFO.size or p + ilen > end:
+                bad = True
                 break
             if kind in _DIR_INFOS and ilen >= _INFO.size + _FID.size:
                 v0, v1, hbytes, htype = _FID.unpack_from(data, p + _INFO.size)
@@ -212,12 +238,21 @@ def _parse(data: bytes, out: list[DirEvent]) -> str:
                 if kind != INFO_DFID:
                     name = data[h0 + hbytes : p + ilen].split(b"\0", 1)[0]
                 if htype == FILEID_INVALID or len(handle) != hbytes:
-                    lost = "fanotify could not encode a directory handle"
+                    bad = True
                 else:
-                    out.append(DirEvent(v0 | v1 << 32, htype, handle, os.fsdecode(name), int(mask)))
-                    found = True
+                    dn = DirName(v0 | v1 << 32, htype, handle, os.fsdecode(name))
+                    if kind == INFO_OLD_DFID_NAME:
+                        old = dn
+                    else:
+                        where = dn
             p += ilen
-        if not found and not mask & (FAN_Q_OVERFLOW | FAN_FS_ERROR):
+        if bad:
+            lost = "fanotify could not encode a directory handle"
+        if where is not None:
+            out.append(NameEvent(int(mask), where, old))
+        elif old is not None:  # a rename whose new end is not ours to see: its old end
+            out.append(NameEvent(int(mask), old))
+        elif not mask & (FAN_Q_OVERFLOW | FAN_FS_ERROR):
             lost = lost or f"a name event without a directory (mask {mask:#x})"
         off += length
     return lost

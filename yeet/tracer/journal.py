@@ -3,10 +3,12 @@
 Invariant owned here: for a cursor ``c``, ``since(c, root)`` returns every
 directory and every file recorded below ``root`` with a sequence number
 greater than ``c`` (a file's ranges are the union of what was recorded after
-``c``, possibly wider, never narrower) and the reason of every loss recorded
-after ``c`` that touches ``root``; when the journal was trimmed past ``c`` it
-says so among the reasons. Bounded memory: trimming only ever raises
-``floor``, it never drops an entry silently. Pure: no I/O.
+``c``, possibly wider, never narrower; the whole file if it lies at or below a
+name *bound* after ``c`` - created, linked or moved in, so its content may be
+another inode's or unseen) and the reason of every loss recorded after ``c``
+that touches ``root``; when the journal was trimmed past ``c`` it says so
+among the reasons. Bounded memory: trimming only ever raises ``floor``, it
+never drops an entry silently. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from yeet.tracer.ranges import Ranges, merge
+from yeet.tracer.ranges import WHOLE, Ranges, merge
 
 TRIMMED = "the journal no longer reaches back to this cursor (too many changes since)"
 
@@ -47,6 +49,7 @@ class Since:
     dirs: list[str] = field(default_factory=list)
     files: list[tuple[Hashable, str, Ranges]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    bound: list[str] = field(default_factory=list)  # names bound: what lies below is new
 
 
 class ChangeLog:
@@ -59,6 +62,7 @@ class ChangeLog:
         max_files: int = 200_000,
         max_history: int = 8,
         max_losses: int = 4096,
+        max_bound: int = 100_000,
     ) -> None:
         self.seq = 0
         self.floor = 0  # cursors below it cannot be answered in full
@@ -66,7 +70,9 @@ class ChangeLog:
         self._max_files = max_files
         self._max_history = max(2, max_history)
         self._max_losses = max_losses
+        self._max_bound = max_bound
         self._dirs: OrderedDict[str, int] = OrderedDict()  # ordered by seq
+        self._bound: OrderedDict[str, int] = OrderedDict()  # names bound, ordered by seq
         self._files: OrderedDict[Hashable, _File] = OrderedDict()  # ordered by last seq
         self._losses: list[tuple[int, str | None, str]] = []  # (seq, under or None: all, why)
 
@@ -97,6 +103,15 @@ class ChangeLog:
             _k, old = self._files.popitem(last=False)
             self.floor = max(self.floor, old.history[-1][0])
 
+    def bound(self, path: str) -> None:
+        """A name was bound at ``path`` (created, linked, moved in): what lies there
+        now is not what was recorded under that name before."""
+        self._bound[path] = self.tick()
+        self._bound.move_to_end(path)
+        while len(self._bound) > self._max_bound:
+            _p, seq = self._bound.popitem(last=False)
+            self.floor = max(self.floor, seq)
+
     def lost(self, reason: str, under: str | None = None) -> None:
         """Something below ``under`` (everywhere: ``None``) may have changed unrecorded."""
         self._losses.append((self.tick(), under, reason))
@@ -113,6 +128,13 @@ class ChangeLog:
                 break
             if within(path, root):
                 out.dirs.append(path)
+        bound = []
+        for path, seq in reversed(self._bound.items()):
+            if seq <= cursor:
+                break
+            if within(path, root) or within(root, path):
+                bound.append(path)
+        out.bound = bound
         for key, rec in reversed(self._files.items()):
             if rec.history[-1][0] <= cursor:
                 break
@@ -123,6 +145,8 @@ class ChangeLog:
                 if seq > cursor:
                     acc = r if acc is None else merge(acc, r)
             assert acc is not None
+            if any(within(rec.path, b) for b in bound):
+                acc = WHOLE
             out.files.append((key, rec.path, acc))
         for seq, under, why in reversed(self._losses):
             if seq <= cursor:

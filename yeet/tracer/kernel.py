@@ -105,6 +105,29 @@ def _object_path() -> str:
     return str(resources.files("yeet.tracer").joinpath(OBJECT_NAME))
 
 
+def text_range(function: str) -> tuple[int, int] | None:
+    """``[start, end)`` of a kernel function's code (``/proc/kallsyms``: root sees
+    the addresses), or None when the kernel will not say."""
+    starts: list[int] = []
+    want = 0
+    try:
+        with open("/proc/kallsyms", encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3 or parts[1] not in ("t", "T"):
+                    continue
+                addr = int(parts[0], 16)
+                starts.append(addr)
+                if parts[2] == function and len(parts) == 3:
+                    want = addr
+    except (OSError, ValueError):
+        return None
+    if not want:
+        return None  # absent, or addresses hidden (kptr_restrict)
+    later = [a for a in starts if a > want]
+    return (want, min(later)) if later else None
+
+
 def explain_load_failure(e: libbpf.LibbpfError) -> str:
     if e.errno == errno.EPERM:
         return (

@@ -74,6 +74,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_program__set_autoload": (c_int, [c_void_p, c_bool]),
         "bpf_program__autoload": (c_bool, [c_void_p]),
         "bpf_program__attach": (c_void_p, [c_void_p]),
+        "bpf_program__fd": (c_int, [c_void_p]),
+        "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
         "bpf_link__destroy": (c_int, [c_void_p]),
         "bpf_map__name": (c_char_p, [c_void_p]),
         "bpf_map__fd": (c_int, [c_void_p]),
@@ -209,6 +211,32 @@ def program_attach(prog: int) -> int:
 
 def link_destroy(link: int) -> None:
     lib().bpf_link__destroy(c_void_p(link))
+
+
+def program_fd(prog: int) -> int:
+    return _check(int(lib().bpf_program__fd(c_void_p(prog))), "program fd")
+
+
+# struct bpf_prog_info (uapi/linux/bpf.h): the counters that follow run_time_ns
+_PROG_INFO_SIZE = 232
+_RUN_TIME_NS, _RUN_CNT, _RECURSION_MISSES = 192, 200, 208
+
+
+def program_runs(fd: int) -> tuple[int, int, int]:
+    """``(runs, ns spent, runs the kernel skipped)`` of a loaded program; the first
+    two count only while ``kernel.bpf_stats_enabled`` is 1. A skipped run - the
+    program was already running on that CPU (recursion) - saw nothing."""
+    buf = ctypes.create_string_buffer(_PROG_INFO_SIZE)
+    size = c_uint32(_PROG_INFO_SIZE)
+    _check(int(lib().bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(size))), "program info")
+    raw = buf.raw
+    if size.value < _RECURSION_MISSES + 8:  # a kernel without the counter
+        return 0, 0, 0
+    return (
+        int.from_bytes(raw[_RUN_CNT : _RUN_CNT + 8], "little"),
+        int.from_bytes(raw[_RUN_TIME_NS : _RUN_TIME_NS + 8], "little"),
+        int.from_bytes(raw[_RECURSION_MISSES : _RECURSION_MISSES + 8], "little"),
+    )
 
 
 # ---- maps -------------------------------------------------------------------

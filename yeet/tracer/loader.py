@@ -4,12 +4,21 @@ Invariant owned here: ``dirty_files()`` returns, for every watched file
 changed since the previous call (or since ``open()`` returned), a range set
 that covers every changed byte or ``WHOLE`` - or it sets ``rescan`` (the
 kernel could not record something: a drop, an unplaceable write, an
-unresolvable ``truncate(path)``). Nothing is lost between two calls: the
-kernel tags every record with an epoch; ``dirty_files()`` bumps the epoch,
-waits until no BPF program still runs (a map-in-map update makes the kernel
-``synchronize_rcu``) and only then reads and deletes the old epoch's records.
-Files with a shared writable mapping stay ``WHOLE`` in every result until no
-process maps them any more.
+unresolvable ``truncate(path)``, a program run the kernel skipped). Nothing is
+lost between two calls: the kernel tags every record with an epoch;
+``dirty_files()`` bumps the epoch, waits until no BPF program still runs (a
+map-in-map update makes the kernel ``synchronize_rcu``) and only then reads and
+deletes the old epoch's records; a record made while its change was still
+landing (``F_FLUX``: fallocate, truncate) is returned only after the file's
+inode lock, which that change holds, could be taken. Files with a shared
+writable mapping stay ``WHOLE`` in every result until no process maps them any
+more; files a writer inside the kernel wrote (``F_KWRITE``) stay ``WHOLE`` for
+good.
+
+Which hooks see a root's changes depends on its filesystem: on ext4 the
+filesystem's own tracepoints, where every change lands (``bpf/yeet_fs.h``:
+nothing runs for other system calls); elsewhere the system-call tracepoints,
+attached only while such a root is watched.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import NamedTuple
 from yeet.errors import TracerUnavailable
 from yeet.tracer import abi, kernel, libbpf
 from yeet.tracer.paths import (
+    Found,
     HandleResolver,
     Mount,
     mount_of,
@@ -36,20 +46,37 @@ from yeet.tracer.paths import (
 from yeet.tracer.paths import generation as inode_generation
 from yeet.tracer.ranges import WHOLE, Ranges, RangeSet, from_kernel, merge
 
-# program name -> tracepoint it needs; required programs make open() fail
-_PROGRAMS: dict[str, tuple[str, bool]] = {
-    "yeet_sys_enter": ("sys_enter", True),
-    "yeet_sys_exit": ("sys_exit", True),
-    "yeet_mark_inode_dirty": ("writeback_mark_inode_dirty", False),
-    "yeet_ext4_mark_inode_dirty": ("ext4_mark_inode_dirty", False),
-    "yeet_dirty_folio": ("writeback_dirty_folio", False),
-    "yeet_dio_begin": ("iomap_dio_rw_begin", False),
-    "yeet_dio_complete": ("iomap_dio_complete", False),
-    "yeet_uring_submit": ("io_uring_submit_req", False),
-    "yeet_uring_complete": ("io_uring_complete", False),
+FS, SYS = "fs", "sys"  # program groups: the filesystem hooks, the system-call hooks
+
+# program name -> (tracepoint it needs, group, required by its group)
+_PROGRAMS: dict[str, tuple[str, str, bool]] = {
+    "yeet_ext4_da_write_end": ("ext4_da_write_end", FS, True),
+    "yeet_ext4_write_end": ("ext4_write_end", FS, True),
+    "yeet_ext4_journalled_write_end": ("ext4_journalled_write_end", FS, True),
+    "yeet_ext4_truncate": ("ext4_truncate_enter", FS, True),
+    "yeet_ext4_mark_inode_dirty": ("ext4_mark_inode_dirty", FS, True),
+    "yeet_ext4_punch_hole": ("ext4_punch_hole", FS, True),
+    "yeet_ext4_zero_range": ("ext4_zero_range", FS, True),
+    "yeet_ext4_fallocate": ("ext4_fallocate_enter", FS, True),
+    "yeet_ext4_collapse_range": ("ext4_collapse_range", FS, True),
+    "yeet_ext4_insert_range": ("ext4_insert_range", FS, True),
+    "yeet_filemap_fault": ("mm_filemap_fault", FS, True),
+    "yeet_filemap_map_pages": ("mm_filemap_map_pages", FS, True),
+    "yeet_dio_begin": ("iomap_dio_rw_begin", FS, True),
+    "yeet_dio_complete": ("iomap_dio_complete", FS, True),
+    "yeet_sys_enter": ("sys_enter", SYS, True),
+    "yeet_sys_exit": ("sys_exit", SYS, True),
+    "yeet_mark_inode_dirty": ("writeback_mark_inode_dirty", SYS, False),
+    "yeet_dirty_folio": ("writeback_dirty_folio", SYS, False),
+    "yeet_uring_submit": ("io_uring_submit_req", SYS, False),
+    "yeet_uring_complete": ("io_uring_complete", SYS, False),
 }
 _PAIRS = (("yeet_dio_begin", "yeet_dio_complete"), ("yeet_uring_submit", "yeet_uring_complete"))
-GEN_EPOCH, GEN_ROOTS = 0, 2  # slots of the `gens` map (slot 1: renames, kernel-owned)
+# the system-call hooks also need these where the filesystem hooks are absent
+_SYS_TOO = ("yeet_dio_begin", "yeet_dio_complete", "yeet_ext4_mark_inode_dirty")
+# filesystems whose changes the filesystem hooks see where they land
+FS_HOOKED = ("ext4",)
+GEN_EPOCH, GEN_ROOTS, GEN_NAMES = 0, 2, 5  # slots of the `gens` map (1, 3, 4: kernel's)
 _RESCAN_STATS = {
     abi.STAT_DROPS: "the kernel dropped changes",
     abi.STAT_UNPLACEABLE: "writes the tracer cannot place",
@@ -123,7 +150,14 @@ class Tracer:
 
     def __init__(self) -> None:
         self._obj = 0
-        self._links: list[int] = []
+        self._links: dict[str, int] = {}  # program -> link
+        self._progs: dict[str, int] = {}
+        self._fs_ok = False  # every filesystem hook loaded and attached
+        self._sys_devs: set[int] = set()  # kdevs watched by system call
+        self._fs_devs: set[int] = set()  # kdevs the filesystem hooks watch
+        self._skipped: dict[str, int] = {}  # program -> runs the kernel skipped, seen
+        self._kwritten: dict[FileId, str] = {}  # written from inside the kernel: whole
+        self._names_gen = 0
         self._rb = libbpf.RingBuffer()
         self._closed = False
         self.hooks: dict[str, str] = {}
@@ -202,23 +236,26 @@ class Tracer:
         except libbpf.LibbpfError as e:
             raise TracerUnavailable(f"cannot open the tracer object: {e}") from e
         present = libbpf.kernel_has_types(
-            [(f"btf_trace_{tp}", libbpf.BTF_KIND_TYPEDEF) for tp, _ in _PROGRAMS.values()]
+            [(f"btf_trace_{tp}", libbpf.BTF_KIND_TYPEDEF) for tp, _g, _r in _PROGRAMS.values()]
         )
         progs = {libbpf.program_name(p): p for p in libbpf.programs(self._obj)}
+        fs_ok = True
         for name, prog in progs.items():
-            tp, required = _PROGRAMS.get(name, ("", False))
+            tp, group, required = _PROGRAMS.get(name, ("", "", False))
             if not tp:
                 libbpf.program_set_autoload(prog, False)
                 continue
             if not present[f"btf_trace_{tp}"]:
-                if required:
+                if required and group == SYS:
                     raise TracerUnavailable(f"the kernel has no tracepoint {tp}")
+                fs_ok = fs_ok and not (required and group == FS)
                 libbpf.program_set_autoload(prog, False)
                 self.hooks[tp] = "absent from this kernel"
         for a, b in _PAIRS:  # half a pair is useless
             if not (libbpf.program_autoload(progs[a]) and libbpf.program_autoload(progs[b])):
                 libbpf.program_set_autoload(progs[a], False)
                 libbpf.program_set_autoload(progs[b], False)
+                fs_ok = fs_ok and _PROGRAMS[a][1] != FS
 
         m = {libbpf.map_name(x): x for x in libbpf.maps(self._obj)}
         # entries of two epochs coexist while one is being drained
@@ -226,10 +263,17 @@ class Tracer:
         libbpf.map_set_max_entries(m["notices"], _pow2_at_least(notice_ring))
         libbpf.map_set_max_entries(m["verbose_rb"], _pow2_at_least(verbose_ring if verbose else 0))
         rodata = next(x for n, x in m.items() if n.endswith(".rodata"))
+        # ext4 grows a file in setattr without a tracepoint of its own: the
+        # filesystem hooks need to know that code (else ext4 goes by system call)
+        setattr_code = kernel.text_range("ext4_setattr")
+        if setattr_code is None:
+            fs_ok = False
         cfg = abi.ConfigC(
             verbose=int(verbose),
             self_tgid=os.getpid() if ignore_self else 0,
             abi=abi.ABI_VERSION,
+            setattr_lo=setattr_code[0] if setattr_code else 0,
+            setattr_hi=setattr_code[1] if setattr_code else 0,
         )
         size = libbpf.map_initial_size(rodata)
         raw = bytes(cfg)
@@ -238,17 +282,18 @@ class Tracer:
             libbpf.object_load(self._obj)
         except libbpf.LibbpfError as e:
             raise TracerUnavailable(kernel.explain_load_failure(e)) from e
-        for name, prog in progs.items():
-            if not libbpf.program_autoload(prog):
-                continue
-            tp = _PROGRAMS[name][0]
+        self._progs = {n: p for n, p in progs.items() if libbpf.program_autoload(p)}
+        if fs_ok:
             try:
-                self._links.append(libbpf.program_attach(prog))
-                self.hooks[tp] = "attached"
-            except libbpf.LibbpfError as e:
-                if _PROGRAMS[name][1]:
-                    raise TracerUnavailable(f"the kernel refused to attach to {tp}: {e}") from e
-                self.hooks[tp] = f"refused: {e.strerror}"
+                for name in self._progs:
+                    if _PROGRAMS[name][1] == FS:
+                        self._attach(name)
+                self._fs_ok = True
+            except libbpf.LibbpfError:
+                self._detach(FS)  # every root then goes by system call
+        for name in _PROGRAMS:
+            tp = _PROGRAMS[name][0]
+            self.hooks.setdefault(tp, "attached" if name in self._links else "loaded")
         self._fd_dirty = libbpf.map_fd(m["dirty"])
         self._fd_gens = libbpf.map_fd(m["gens"])
         self._fd_sync_outer = libbpf.map_fd(m["sync_outer"])
@@ -257,6 +302,7 @@ class Tracer:
         self._roots_gen = 0
         self._ncpus = libbpf.possible_cpus()
         self._fd_devs = libbpf.map_fd(m["watched_devs"])
+        self._fd_bss = libbpf.map_fd(next(x for n, x in m.items() if n.endswith(".bss")))
         self._fd_dirs = libbpf.map_fd(m["watched_dirs"])
         self._fd_stats = libbpf.map_fd(m["stats"])
         self._rb.add(libbpf.map_fd(m["notices"]), self._notice)
@@ -272,11 +318,19 @@ class Tracer:
         m = mount_of(path)
         udev = m.dev if m is not None and m.dev != st.st_dev else st.st_dev
         kdev = abi.kernel_dev(udev)
+        by_fs = self._fs_ok and m is not None and hooked_by_fs(m)
+        watch = abi.WATCH_SUBTREES | (abi.WATCH_FS if by_fs else 0)
+        if not by_fs and kdev not in self._sys_devs:
+            self._attach_sys()  # before the device is watched: no write slips through
+            self._sys_devs.add(kdev)
         key = abi.DirKeyC(ino=st.st_ino, dev=kdev)
         libbpf.update(self._fd_dirs, key, ctypes.c_uint32(1))
         self._roots[(kdev, st.st_ino)] = path
         self._root_devs[kdev] = self._root_devs.get(kdev, 0) + 1
-        libbpf.update(self._fd_devs, ctypes.c_uint32(kdev), ctypes.c_uint32(abi.WATCH_SUBTREES))
+        libbpf.update(self._fd_devs, ctypes.c_uint32(kdev), ctypes.c_uint32(watch))
+        if by_fs:
+            self._fs_devs.add(kdev)
+            self._publish_fs_devs()
         self._roots_changed()
         self._handles.learn(path, udev)
         if not self._closed and self._obj:
@@ -298,7 +352,62 @@ class Tracer:
             if not self._root_devs[kdev]:
                 del self._root_devs[kdev]
                 libbpf.delete(self._fd_devs, ctypes.c_uint32(kdev))
+                if kdev in self._fs_devs:
+                    self._fs_devs.discard(kdev)
+                    self._publish_fs_devs()
+                self._sys_devs.discard(kdev)
+                if not self._sys_devs:
+                    self._detach(SYS)  # nothing left that needs them
             self._roots_changed()
+
+    def _publish_fs_devs(self) -> None:
+        """The filesystem hooks' first test (``fs_devs`` in the object's .bss)."""
+        devs = sorted(self._fs_devs)
+        value = abi.FsDevsC(n=len(devs) if len(devs) <= abi.FS_DEVS else abi.FS_DEVS + 1)
+        for i, d in enumerate(devs[: abi.FS_DEVS]):
+            value.dev[i] = d
+        libbpf.update(self._fd_bss, ctypes.c_uint32(0), value)
+
+    def names_changed(self) -> None:
+        """A name was bound below a root (fanotify said so): the kernel's cached
+        "is it watched?" answers are stale (the system-call hooks notice renames
+        themselves; the filesystem hooks learn it here)."""
+        self._names_gen += 1
+        libbpf.update(self._fd_gens, ctypes.c_uint32(GEN_NAMES), ctypes.c_uint64(self._names_gen))
+
+    @property
+    def by_syscall(self) -> bool:
+        """Whether the system-call hooks are attached (a root needs them)."""
+        return "yeet_sys_enter" in self._links
+
+    # ---- attaching -----------------------------------------------------------------
+
+    def _attach(self, name: str) -> None:
+        if name in self._links or name not in self._progs:
+            return
+        tp = _PROGRAMS[name][0]
+        try:
+            self._links[name] = libbpf.program_attach(self._progs[name])
+        except libbpf.LibbpfError as e:
+            self.hooks[tp] = f"refused: {e.strerror}"
+            if _PROGRAMS[name][2]:
+                raise
+            return
+        self.hooks[tp] = "attached"
+
+    def _attach_sys(self) -> None:
+        try:
+            for name in [*_SYS_TOO, *(n for n, v in _PROGRAMS.items() if v[1] == SYS)]:
+                self._attach(name)
+        except libbpf.LibbpfError as e:
+            raise TracerUnavailable(f"the kernel refused the system-call hooks: {e}") from e
+
+    def _detach(self, group: str) -> None:
+        for name in [n for n in self._links if _PROGRAMS[n][1] == group]:
+            if group == SYS and name in _SYS_TOO and self._fs_ok:
+                continue  # the filesystem hooks use them too
+            libbpf.link_destroy(self._links.pop(name))
+            self.hooks[_PROGRAMS[name][0]] = "loaded"
 
     @property
     def roots(self) -> list[str]:
@@ -321,6 +430,9 @@ class Tracer:
         self._rb.consume()
         stats = self._read_stats()
         reasons = list(self._extra_reasons)
+        skipped = self._skipped_runs()
+        if skipped:
+            reasons.append(f"the kernel skipped tracer programs ({skipped} runs)")
         for idx, why in _RESCAN_STATS.items():
             if stats[idx] != self._seen_stats[idx]:
                 reasons.append(f"{why} ({stats[idx] - self._seen_stats[idx]})")
@@ -336,13 +448,18 @@ class Tracer:
         self._extra.clear()
         fd = self._fd_dirty
         value = abi.DirtyC()
-        # collect first: deleting while iterating makes get_next_key restart
-        old_keys = [k for k in libbpf.keys(fd, abi.KeyC) if k.epoch == old]
+        # collect first: deleting while iterating makes get_next_key restart; older
+        # epochs too: a drain that failed half-way left them behind
+        old_keys = [k for k in libbpf.keys(fd, abi.KeyC) if k.epoch <= old]
         for key in old_keys:
             if not libbpf.lookup(fd, key, value):
                 continue
             libbpf.delete(fd, key)
             fid = FileId(abi.user_dev(key.id.dev), key.id.ino, key.id.gen)
+            if value.flags & abi.F_FLUX and not self._landed(fid):
+                reasons.append(f"could not wait for a change to inode {fid.ino} to land")
+            if value.flags & abi.F_KWRITE:
+                self._kwritten[fid] = self._hints.get(fid, "")
             nr = min(value.nr, abi.MAX_RANGES)
             r = from_kernel(
                 ((value.r[i].start, value.r[i].end) for i in range(nr)),
@@ -351,6 +468,12 @@ class Tracer:
             files[fid] = merge(files[fid], r) if fid in files else r
             if value.flags & abi.F_MMAP:
                 self._sticky[fid] = self._hints.get(fid, "")
+        for fid in list(self._kwritten):
+            found = self.locate(fid)
+            if found.path is None and found.known:
+                del self._kwritten[fid]  # gone
+            else:
+                files[fid] = WHOLE
         if self._sticky:
             for fid in self._sticky:
                 files[fid] = WHOLE
@@ -359,6 +482,43 @@ class Tracer:
                 if (fid.dev, fid.ino) not in still:
                     del self._sticky[fid]
         return DirtyFiles(files, bool(reasons), tuple(reasons), delta)
+
+    def _landed(self, fid: FileId) -> bool:
+        """Wait until a change recorded while landing has landed: it holds the
+        inode's lock (ext4 fallocate, setattr), which seeking for data takes."""
+        try:
+            fd = self._handles.open(fid.dev, fid.ino, fid.gen, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True  # gone: its removal is a name event
+        except OSError:
+            return False
+        try:
+            os.lseek(fd, 0, os.SEEK_DATA)
+        except OSError:
+            pass  # ENXIO: no data - the lock was taken all the same
+        finally:
+            os.close(fd)
+        return True
+
+    def _skipped_runs(self) -> int:
+        """Runs the kernel skipped since the last call, over every attached program."""
+        total = 0
+        for name in self._links:
+            try:
+                skipped = libbpf.program_runs(libbpf.program_fd(self._progs[name]))[2]
+            except OSError:
+                continue
+            total += skipped - self._skipped.get(name, 0)
+            self._skipped[name] = skipped
+        return total
+
+    def program_costs(self) -> dict[str, tuple[int, int]]:
+        """Attached program -> (runs, ns) (counted while kernel.bpf_stats_enabled is 1)."""
+        out = {}
+        for name in self._links:
+            runs, ns, _skipped = libbpf.program_runs(libbpf.program_fd(self._progs[name]))
+            out[name] = (runs, ns)
+        return out
 
     @property
     def drops(self) -> int:
@@ -449,7 +609,8 @@ class Tracer:
             if ev.end == 0:  # the kernel found no inode either
                 self._extra_reasons.append(f"truncate({path!r}) by pid {ev.pid} unresolved")
             return
-        if abi.kernel_dev(fid.dev) in self._root_devs:
+        kdev = abi.kernel_dev(fid.dev)
+        if kdev in self._root_devs and kdev in self._sys_devs:  # (else the fs hooks saw it)
             self._extra[fid] = WHOLE
 
     def _resolve_path(self, ev: abi.EventC, path: str) -> FileId | None:
@@ -460,7 +621,8 @@ class Tracer:
             candidates.append(os.path.join(base, path.lstrip("/")))
         anchor = ev.root if path.startswith("/") else ev.cwd
         if anchor.ino:
-            d = self.path_of(FileId(abi.user_dev(anchor.dev), anchor.ino, anchor.gen))
+            fid = FileId(abi.user_dev(anchor.dev), anchor.ino, anchor.gen)
+            d = self._directory_path(fid)
             if d is not None:
                 candidates.append(os.path.join(d, path.lstrip("/")))
         for c in candidates:
@@ -472,28 +634,46 @@ class Tracer:
             return FileId(st.st_dev, st.st_ino, gen if gen is not None else 0)
         return None
 
+    def _directory_path(self, fid: FileId) -> str | None:
+        """Where a directory (a task's cwd or root) is: ours, or found by handle
+        through any mount of its filesystem."""
+        try:
+            st = os.stat("/")
+            if (st.st_dev, st.st_ino) == (fid.dev, fid.ino):
+                return "/"
+        except OSError:
+            pass
+        found = self.path_of(fid)
+        if found is None and not self._handles.knows(fid.dev):
+            for m in _mounts_of_dev(fid.dev):
+                if m.root == "/" and self._handles.learn(m.point, fid.dev):
+                    found = self.path_of(fid)
+                    break
+        return found
+
     # ---- paths -------------------------------------------------------------------------
 
     def path_of(self, fid: FileId) -> str | None:
         """A current path of the file, or None (deleted, or the fs keeps no handles)."""
-        return self.locate(fid)[0]
+        return self.locate(fid).path
 
-    def locate(self, fid: FileId) -> tuple[str | None, bool]:
-        """``(path, True)``: a current path of the file; ``(None, True)``: it has
-        no name any more (deleted); ``(None, False)``: the tracer cannot tell."""
+    def locate(self, fid: FileId) -> Found:
+        """Where the file is now (``paths.Found``): the path the kernel last named
+        it by if that still is this very inode - number *and* generation: a
+        reused inode number is another file - else through its file handle."""
         hint = self._hints.get(fid)
         if hint:
             try:
                 st = os.lstat(hint)
-                if st.st_ino == fid.ino and st.st_dev == fid.dev:
-                    return hint, True
             except OSError:
-                pass
+                st = None
+            if (
+                st is not None
+                and (st.st_ino, st.st_dev) == (fid.ino, fid.dev)
+                and inode_generation(hint) == fid.gen
+            ):
+                return Found(hint, True, st.st_nlink)
         return self._handles.lookup(fid.dev, fid.ino, fid.gen)
-
-    def glimpse(self, fid: FileId) -> str | None:
-        """An unconfirmed current path of a file ``locate`` could not place."""
-        return self._handles.glimpse(fid.dev, fid.ino, fid.gen)
 
     # ---- asyncio -----------------------------------------------------------------------
 
@@ -558,7 +738,7 @@ class Tracer:
         if self._loop is not None:
             with contextlib.suppress(ValueError, OSError, RuntimeError):
                 self._loop.remove_reader(self.fileno())
-        for link in self._links:
+        for link in self._links.values():
             libbpf.link_destroy(link)
         self._links.clear()
         self._rb.free()
@@ -576,6 +756,12 @@ class Tracer:
 
 def _mounts_of_dev(dev: int) -> list[Mount]:
     return [m for m in mounts() if m.dev == dev]
+
+
+def hooked_by_fs(m: Mount) -> bool:
+    """Does the filesystem hook group see every change on this mount's filesystem?
+    (ext4 without DAX, whose writes bypass the page cache and its tracepoints)"""
+    return m.fstype in FS_HOOKED and "dax" not in m.options.split(",")
 
 
 __all__ = ["DirtyFiles", "FileId", "RangeSet", "TraceEvent", "Tracer"]

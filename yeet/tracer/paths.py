@@ -1,9 +1,12 @@
 """From kernel identities back to paths, and the /proc facts the tracer needs.
 
 Invariant owned here: a path returned for a (dev, ino, gen) names that very
-inode at the time of the call (checked by the kernel through a file handle,
-or by ``lstat`` against the inode number), or the answer is ``None`` - never
-a guess. Device numbers crossing this module are userspace ``st_dev`` values.
+inode at the time of the call (checked by the kernel through a file handle -
+which carries the generation, so a reused inode number is another inode - and
+by ``lstat`` against the inode number), or the answer is ``None`` - never a
+guess; and no lookup raises (a path the kernel cannot spell, such as one
+longer than ``PATH_MAX``, is "cannot tell"). Device numbers crossing this
+module are userspace ``st_dev`` values.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 MAX_HANDLE_SZ = 128
 FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
 
@@ -42,6 +47,16 @@ _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), c
 _libc.open_by_handle_at.restype = ctypes.c_int
 
 
+class Found(NamedTuple):
+    """Where an inode is: ``(path, True, nlink)``; ``(None, True, 0)``: it has no
+    name any more (deleted); ``(None, False, nlink)``: it exists but no path could
+    be confirmed (``nlink`` 0 when even that is unknown)."""
+
+    path: str | None
+    known: bool
+    nlink: int = 0
+
+
 @dataclass(frozen=True)
 class Mount:
     mount_id: int
@@ -49,6 +64,7 @@ class Mount:
     root: str  # path inside the filesystem that is mounted here
     point: str  # where it is mounted
     fstype: str
+    options: str = ""  # the superblock's options ("rw,relatime,...")
 
 
 def mounts() -> list[Mount]:
@@ -58,13 +74,15 @@ def mounts() -> list[Mount]:
             left, _, right = line.partition(" - ")
             parts = left.split()
             major, minor = (int(x) for x in parts[2].split(":"))
+            tail = right.split()
             out.append(
                 Mount(
                     mount_id=int(parts[0]),
                     dev=os.makedev(major, minor),
                     root=_unescape(parts[3]),
                     point=_unescape(parts[4]),
-                    fstype=right.split()[0] if right else "",
+                    fstype=tail[0] if tail else "",
+                    options=tail[2] if len(tail) > 2 else "",
                 )
             )
     return out
@@ -111,12 +129,19 @@ def superblock_dev(path: str) -> int:
 
 
 def generation(path_or_fd: str | int) -> int | None:
-    """The inode generation (FS_IOC_GETVERSION), or None if the fs won't say."""
+    """The inode generation (FS_IOC_GETVERSION; where a filesystem has no such
+    ioctl, tmpfs for one, read from its file handle), or None if it won't say."""
     fd = path_or_fd
     opened = False
     if isinstance(path_or_fd, str):
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(path_or_fd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
+            fd = os.open(path_or_fd, flags | os.O_NOATIME)  # looking leaves no trace
+        except PermissionError:
+            try:
+                fd = os.open(path_or_fd, flags)
+            except OSError:
+                return None
         except OSError:
             return None
         opened = True
@@ -126,10 +151,32 @@ def generation(path_or_fd: str | int) -> int | None:
         fcntl.ioctl(fd, FS_IOC_GETVERSION, buf)
         return int(struct.unpack("<q", bytes(buf))[0]) & 0xFFFFFFFF
     except OSError:
-        return None
+        return _generation_of_handle(fd)
     finally:
         if opened:
             os.close(fd)
+
+
+def _generation_of_handle(fd: int) -> int | None:
+    h = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
+    mount_id = ctypes.c_int(0)
+    if _libc.name_to_handle_at(fd, b"", h, ctypes.byref(mount_id), AT_EMPTY_PATH):
+        return None
+    try:
+        ino = os.fstat(fd).st_ino
+    except OSError:
+        return None
+    fmt = _guess_format(h, ino, None)
+    if fmt is None:
+        return None
+    data = bytes(h.f_handle[: h.handle_bytes])
+    if fmt.layout == "ino32_gen":
+        return int(struct.unpack_from("<I", data, 4)[0])
+    if fmt.layout == "ino64_gen":
+        return int(struct.unpack_from("<I", data, 8)[0])
+    if fmt.layout == "shmem":
+        return int(struct.unpack_from("<I", data, 0)[0])
+    return int(struct.unpack_from("<I", data, 16)[0])
 
 
 # ---- file handles ----------------------------------------------------------------
@@ -148,18 +195,21 @@ class HandleResolver:
     The handle layout of each filesystem is learned from a template file on it
     (``learn``) and checked by rebuilding the template's own handle. No file
     descriptor is kept between lookups: a watched filesystem stays unmountable.
+    Every path ``learn`` was given is an anchor (newest first); one that lies on
+    another filesystem now (unmounted, remounted elsewhere) is forgotten, so a
+    filesystem that comes back under the same device number is resolved through
+    its new anchors, and a file of its old incarnation is "gone" (its handle's
+    generation does not match), not "cannot tell".
     """
 
     def __init__(self) -> None:
-        self._anchors: dict[int, tuple[str, int]] = {}  # dev -> (path on it, its st_dev)
-        self._formats: dict[int, _HandleFormat] = {}
+        # dev -> [(path on it, its st_dev, handle layout)], newest first
+        self._anchors: dict[int, list[tuple[str, int, _HandleFormat]]] = {}
 
     def close(self) -> None:
         self._anchors.clear()
 
     def learn(self, path: str, dev: int) -> bool:
-        if dev in self._formats:
-            return True
         h = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
         mount_id = ctypes.c_int(0)
         if _libc.name_to_handle_at(AT_FDCWD, os.fsencode(path), h, ctypes.byref(mount_id), 0):
@@ -168,59 +218,66 @@ class HandleResolver:
         fmt = _guess_format(h, st.st_ino, generation(path))
         if fmt is None:
             return False
-        self._formats[dev] = fmt
-        self._anchors[dev] = (path, st.st_dev)
+        known = [a for a in self._anchors.get(dev, []) if a[0] != path]
+        self._anchors[dev] = [(path, st.st_dev, fmt), *known]
         return True
 
+    def knows(self, dev: int) -> bool:
+        return dev in self._anchors
+
     def path_of(self, dev: int, ino: int, gen: int) -> str | None:
-        return self.lookup(dev, ino, gen)[0]
+        return self.lookup(dev, ino, gen).path
 
-    def lookup(self, dev: int, ino: int, gen: int) -> tuple[str | None, bool]:
-        """``(path, True)``; ``(None, True)``: the inode has no name any more
-        (deleted); ``(None, False)``: this resolver cannot tell."""
-        fmt = self._formats.get(dev)
-        if fmt is None:
-            return None, False
-        anchor, anchor_dev = self._anchors[dev]
-        try:
-            mount_fd = open_anchor(anchor)
-        except OSError:
-            return None, False
-        try:
-            if os.fstat(mount_fd).st_dev != anchor_dev:  # unmounted: another fs there now
-                return None, False
-            return name_of_handle(mount_fd, fmt.handle_type, _build(fmt, ino, gen))
-        finally:
-            os.close(mount_fd)
+    def lookup(self, dev: int, ino: int, gen: int) -> Found:
+        """Where the inode is (see ``Found``)."""
+        for anchor in list(self._anchors.get(dev, [])):
+            path, anchor_dev, fmt = anchor
+            try:
+                mount_fd = open_anchor(path)
+            except OSError:
+                self._forget(dev, anchor)
+                continue
+            try:
+                if os.fstat(mount_fd).st_dev != anchor_dev:  # another fs there now
+                    self._forget(dev, anchor)
+                    continue
+                return name_of_handle(mount_fd, fmt.handle_type, _build(fmt, ino, gen))
+            except OSError:
+                return Found(None, False)
+            finally:
+                os.close(mount_fd)
+        return Found(None, False)
 
-    def glimpse(self, dev: int, ino: int, gen: int) -> str | None:
-        """Where the inode is right now, unconfirmed (it may be moving): a hint of
-        which trees it can be in, or ``None`` when even that cannot be seen."""
-        fmt = self._formats.get(dev)
-        if fmt is None:
-            return None
-        anchor, _anchor_dev = self._anchors[dev]
-        try:
-            mount_fd = open_anchor(anchor)
-        except OSError:
-            return None
-        try:
-            fd = open_handle(
-                mount_fd, fmt.handle_type, _build(fmt, ino, gen), os.O_PATH | os.O_CLOEXEC
-            )
-        except OSError:
-            return None
-        finally:
-            os.close(mount_fd)
-        try:
-            if os.fstat(fd).st_nlink != 1:
-                return None  # other names elsewhere: any of them may be under a root
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return target if target.startswith("/") and not target.endswith(" (deleted)") else None
+    def open(self, dev: int, ino: int, gen: int, flags: int) -> int:
+        """The inode itself, opened by handle; ``FileNotFoundError`` if it is gone,
+        ``OSError`` if this resolver cannot reach it."""
+        for anchor in list(self._anchors.get(dev, [])):
+            path, anchor_dev, fmt = anchor
+            try:
+                mount_fd = open_anchor(path)
+            except OSError:
+                self._forget(dev, anchor)
+                continue
+            try:
+                if os.fstat(mount_fd).st_dev != anchor_dev:
+                    self._forget(dev, anchor)
+                    continue
+                try:
+                    return open_handle(mount_fd, fmt.handle_type, _build(fmt, ino, gen), flags)
+                except OSError as e:
+                    if e.errno in (errno.ESTALE, errno.ENOENT):
+                        raise FileNotFoundError(e.errno, e.strerror) from e
+                    raise
+            finally:
+                os.close(mount_fd)
+        raise OSError(errno.ENODEV, "no anchor on that filesystem")
+
+    def _forget(self, dev: int, anchor: tuple[str, int, _HandleFormat]) -> None:
+        left = [a for a in self._anchors.get(dev, []) if a != anchor]
+        if left:
+            self._anchors[dev] = left
+        else:
+            self._anchors.pop(dev, None)
 
 
 def open_anchor(path: str) -> int:
@@ -241,34 +298,41 @@ def open_handle(mount_fd: int, handle_type: int, raw: bytes, flags: int) -> int:
     return fd
 
 
-def name_of_handle(
-    mount_fd: int, handle_type: int, raw: bytes, tries: int = 3
-) -> tuple[str | None, bool]:
+def name_of_handle(mount_fd: int, handle_type: int, raw: bytes, tries: int = 3) -> Found:
     """A current path of the inode a file handle names, checked by ``lstat``.
 
-    ``(path, True)``; ``(None, True)`` when the inode is gone or has no name
-    left (``ESTALE``, unlinked); ``(None, False)`` when it exists but no path
-    could be confirmed (it kept moving, or lies outside this mount's view).
+    ``Found(path, True, nlink)``; ``(None, True)`` when the inode is gone or has
+    no name left (``ESTALE``, unlinked); ``(None, False, nlink)`` when it exists
+    but no path could be confirmed (it kept moving, it lies outside this mount's
+    view, its path is longer than the kernel will spell, or its dentry is
+    disconnected: ``open_by_handle_at`` of an evicted file reads as "/").
     """
     try:
         fd = open_handle(mount_fd, handle_type, raw, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        return None, e.errno in (errno.ESTALE, errno.ENOENT)
+        return Found(None, e.errno in (errno.ESTALE, errno.ENOENT))
     try:
         st = os.fstat(fd)
+        if st.st_nlink == 0:
+            return Found(None, True)
         for _ in range(tries):  # a concurrent rename may move it between the two calls
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if st.st_nlink == 0 or (target.endswith(" (deleted)") and not os.path.lexists(target)):
-                return None, True
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # ENAMETOOLONG: deeper than PATH_MAX
+                return Found(None, False, st.st_nlink)
+            if target.endswith(" (deleted)") and not os.path.lexists(target):
+                return Found(None, True)
             if not target.startswith("/"):
-                return None, False
+                return Found(None, False, st.st_nlink)
             try:
                 now = os.lstat(target)
             except OSError:
                 continue
             if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
-                return target, True
-        return None, False
+                return Found(target, True, st.st_nlink)
+        return Found(None, False, st.st_nlink)
+    except OSError:
+        return Found(None, False)
     finally:
         os.close(fd)
 

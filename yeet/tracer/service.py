@@ -13,9 +13,11 @@ below the root whose listing changed and every file whose content changed
 (with ranges covering every changed byte) since the cursor was issued, as far
 as the asking user may know (directories it can ``lstat``, files it can read:
 ``peers.allowed_as``). Anything that makes that uncertain - another service
-instance, kernel drops or overflows, a path that cannot be resolved, the
-root or a mount inside it replaced, a file with several hard links - makes
-the answer incomplete, with the reason; never silently short.
+instance, kernel drops, a path that cannot be resolved, the root or a mount
+inside it replaced, a file with several hard links, a failure anywhere in the
+drain (``drain.Drain`` fails closed) - makes the answer incomplete, with the
+reason; never silently short. What happens outside every root (files no root
+holds, directories in no root) never makes an answer incomplete.
 
 Protocol: one JSON object per line each way.
 ``{"op": "journal", "root": ABSPATH, "cursor": BASE64 | null}`` ->
@@ -48,38 +50,23 @@ import json
 import os
 import socket
 import sys
-import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from yeet.errors import TracerUnavailable
 from yeet.tracer import fanotify
+from yeet.tracer.drain import Drain, Root
+from yeet.tracer.inodes import InodeIndex
 from yeet.tracer.journal import ChangeLog, Since, relative, within
 from yeet.tracer.loader import FileId, Tracer
-from yeet.tracer.paths import name_of_handle, open_anchor, open_handle
 from yeet.tracer.peers import READ, SEE, Peer, allowed_as, peer_of
 from yeet.tracer.ranges import END, WHOLE, Ranges, RangeSet
-from yeet.tracer.roots import Layout, describe_change, layout_of
+from yeet.tracer.roots import describe_change, layout_of
 
 DEFAULT_SOCKET = "/run/yeet/tracer.sock"
 MAX_LINE = 1 << 20
 MAX_ANSWER = 1_000_000  # more names than this: "rescan" is the cheaper answer
 SETTLE = 0.05  # drain the write tracer this long after it first says "dirty"
-UNRESOLVED_FOR = 30.0  # a written file whose path cannot be found for this long: lost
 CURSOR_VERSION = 1
-
-
-@dataclass
-class _Root:
-    path: str
-    layout: Layout
-    since: int  # cursors issued before this are void
-    reset: str  # why
-    problem: str = ""  # non-empty: this root can never be answered in full
-    points: list[str] = field(default_factory=list)  # the root and mounts inside it
-    marks: list[tuple[int, str]] = field(default_factory=list)  # (fsid, point) marked for it
 
 
 def encode_cursor(instance: str, seq: int, root: str) -> bytes:
@@ -116,22 +103,23 @@ class TracerService:
         except BaseException:
             self.tracer.close()
             raise
-        self.roots: dict[str, _Root] = {}
+        self.drainer = Drain(self.tracer, self.names, self.log)
         self._points: dict[str, int] = {}  # tracer roots -> users
         self._marks: dict[int, int] = {}  # fsid -> users
-        self._anchors: dict[int, list[str]] = {}  # fsid -> paths that resolve its handles
+        self._arming: dict[str, asyncio.Future[Root]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._drain_soon: asyncio.TimerHandle | None = None
-        # written files whose path could not be confirmed yet (they were being moved):
-        # tried again at every drain; while one is left that may lie under a root
-        # (seen there, or never seen anywhere), that root's answers are incomplete
-        self._unresolved: dict[FileId, tuple[float, list[Any], set[str]]] = {}
+
+    @property
+    def roots(self) -> dict[str, Root]:
+        return self.drainer.roots
 
     # ---- roots -----------------------------------------------------------------------
 
-    def _arm(self, path: str, reset: str) -> _Root:
+    async def _arm(self, path: str, reset: str) -> Root:
         layout = layout_of(path)
-        w = _Root(path, layout, 0, reset, points=[path, *layout.points])
+        points = [path, *layout.points]
+        w = Root(path, layout, 0, reset, InodeIndex(points), points=points)
         problems = []
         for p in w.points:
             if self._points.get(p, 0) == 0:
@@ -149,14 +137,20 @@ class TracerService:
                 continue
             w.marks.append((fsid, p))
             self._marks[fsid] = self._marks.get(fsid, 0) + 1
-        w.problem = "; ".join(problems)
-        w.since = self.log.tick()  # after arming: later cursors see everything
+        # in the journal's view from now on (names bound below it are added to its
+        # index as the walk runs); cursors are good once the walk is done
+        w.since = 1 << 62
         self.roots[path] = w
-        self._rebuild_anchors()
-        print(f"yeet tracer: watching {path}", file=sys.stderr, flush=True)
+        self.drainer.rebuild_anchors()
+        await asyncio.to_thread(w.index.build)
+        if w.index.problem:
+            problems.append(w.index.problem)
+        w.problem = "; ".join(problems)
+        w.since = self.log.tick()
+        print(f"yeet tracer: watching {path} ({w.index.files} files)", file=sys.stderr, flush=True)
         return w
 
-    def _disarm(self, w: _Root) -> None:
+    def _disarm(self, w: Root) -> None:
         for p in w.points:
             n = self._points.get(p, 0) - 1
             if n <= 0:
@@ -172,170 +166,48 @@ class TracerService:
                 self.names.unmark(fsid)
             else:
                 self._marks[fsid] = n
-        del self.roots[w.path]
-        self._rebuild_anchors()
+        self.roots.pop(w.path, None)
+        self.drainer.rebuild_anchors()
 
-    def _rebuild_anchors(self) -> None:
-        """Where to resolve each marked filesystem's handles: through the roots on it."""
-        self._anchors = {}
-        for r in self.roots.values():
-            for fsid, p in r.marks:
-                if p not in self._anchors.setdefault(fsid, []):
-                    self._anchors[fsid].append(p)
-
-    def _root_for(self, path: str) -> _Root:
+    async def _root_for(self, path: str) -> Root:
         """The armed root, re-armed if what the path names changed since."""
+        if path in self._arming:  # another question armed it a moment ago
+            return await asyncio.shield(self._arming[path])
         w = self.roots.get(path)
-        if w is None:
-            return self._arm(path, "the change journal of this root starts now")
-        now = layout_of(path)
-        if now != w.layout:
+        if w is not None:
+            now = layout_of(path)
+            if now == w.layout:
+                return w
             why = describe_change(w.layout, now)
             print(f"yeet tracer: {path}: {why}", file=sys.stderr, flush=True)
             self._disarm(w)
-            return self._arm(path, why)
-        return w
-
-    def _watched(self, path: str) -> bool:
-        return any(within(path, r) for r in self.roots)
-
-    @staticmethod
-    def _may_hold(spots: set[str], roots: Iterable[str]) -> bool:
-        """Could an unplaced written file lie under one of ``roots``? Yes if it was
-        never seen anywhere, or was seen under one. A file only ever seen elsewhere
-        (another tree's build, a download) does not make these roots' answers
-        incomplete: were it moved in later, fanotify reports the move, and the sync
-        reads the file whole (it has no written ranges there)."""
-        roots = list(roots)
-        return not spots or any(within(s, r) for s in spots for r in roots)
+        else:
+            why = "the change journal of this root starts now"
+        fut: asyncio.Future[Root] = asyncio.ensure_future(self._arm(path, why))
+        self._arming[path] = fut
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done():
+                self._arming.pop(path, None)
 
     # ---- draining the kernel ------------------------------------------------------------
 
     def drain(self) -> None:
-        """Move everything the kernel has reported into the journal, now."""
+        """Move everything the kernel has reported into the journal, now (never raises)."""
         if self._drain_soon is not None:
             self._drain_soon.cancel()
             self._drain_soon = None
-        self._drain_names()
-        self._drain_writes()
-        self._drain_names()  # renames that raced with the write drain
+        self.drainer.run()
 
     def _schedule_writes(self) -> None:
         if self._drain_soon is None:
             loop = asyncio.get_running_loop()
             self._drain_soon = loop.call_later(SETTLE, self.drain)
 
-    def _drain_writes(self) -> None:
-        d = self.tracer.dirty_files()
-        if d.rescan:
-            self.log.lost("the write tracer lost changes: " + "; ".join(d.reasons))
-        for fid, r in d.items():
-            first, ranges, spots = self._unresolved.pop(fid, (time.monotonic(), [], set()))
-            self._unresolved[fid] = (first, [*ranges, r], spots)
-        for fid, (first, ranges, spots) in list(self._unresolved.items()):
-            path, known = self.tracer.locate(fid)
-            if path is None and not known:
-                spot = self.tracer.glimpse(fid)
-                if spot is not None and len(spots) < 16:
-                    spots.add(spot)
-                if time.monotonic() - first > UNRESOLVED_FOR:
-                    del self._unresolved[fid]
-                    if self._may_hold(spots, self.roots):
-                        self.log.lost(f"cannot find the path of a written file (inode {fid.ino})")
-                continue  # try again at the next drain (a temp file being renamed, ...)
-            del self._unresolved[fid]
-            if path is not None and self._watched(path):
-                for r in ranges:
-                    self.log.file_changed(fid, path, r)
-            # path None: deleted; its directory's listing changed, fanotify said so
-
-    def _drain_names(self) -> None:
-        events, lost = self.names.read()
-        if lost:
-            self.log.lost(lost)
-        if not events:
-            return
-        dirs: dict[tuple[int, int, bytes], set[str]] = {}
-        for ev in events:
-            selves = dirs.setdefault(ev.key, set())
-            own = ev.mask & fanotify.FAN_ATTRIB and ev.mask & fanotify.FAN_ONDIR
-            if own and ev.name not in ("", "."):
-                selves.add(ev.name)  # a directory's own mode: whether it can be listed
-        anchors: dict[str, int] = {}
-        try:
-            for (fsid, htype, handle), selves in dirs.items():
-                self._note_dir(fsid, htype, handle, selves, anchors)
-        finally:
-            for fd in anchors.values():
-                if fd >= 0:
-                    os.close(fd)
-
-    def _anchor_fd(self, path: str, fsid: int, cache: dict[str, int]) -> int:
-        if path not in cache:
-            try:
-                fd = open_anchor(path)
-            except OSError:
-                fd = -1
-            if fd >= 0 and fanotify.fsid_of(f"/proc/self/fd/{fd}") != fsid:
-                os.close(fd)  # unmounted: another filesystem there now
-                fd = -1
-            cache[path] = fd
-        return cache[path]
-
-    def _note_dir(
-        self, fsid: int, htype: int, handle: bytes, selves: set[str], cache: dict[str, int]
-    ) -> None:
-        anchors = self._anchors.get(fsid, [])
-        fds = [fd for p in anchors if (fd := self._anchor_fd(p, fsid, cache)) >= 0]
-        for fd in fds:
-            path, known = name_of_handle(fd, htype, handle)
-            if path is not None:
-                for p in (path, *(os.path.join(path, n) for n in selves)):
-                    if self._watched(p):
-                        self.log.dir_changed(p)
-                return
-            if known:
-                return  # removed: its own removal changed its parent's listing
-        if not anchors:
-            return  # a filesystem no root is on any more
-        root = self._containing_root(fds, htype, handle)
-        if root is not None:
-            self.log.lost("a changed directory could not be named", root)
-
-    def _containing_root(self, fds: list[int], htype: int, handle: bytes) -> str | None:
-        """The watched root an unnameable directory lies in ("/" if unknown), by ``..``."""
-        inodes: dict[tuple[int, int], str] = {}
-        for w in self.roots.values():
-            for p in w.points:
-                with contextlib.suppress(OSError):
-                    st = os.stat(p)
-                    inodes[(st.st_dev, st.st_ino)] = w.path
-        if not fds:
-            return "/"
-        try:
-            fd = open_handle(fds[0], htype, handle, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            return "/"
-        try:
-            for _ in range(4096):
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) in inodes:
-                    return inodes[(st.st_dev, st.st_ino)]
-                up = os.open("..", os.O_PATH | os.O_CLOEXEC, dir_fd=fd)
-                os.close(fd)
-                fd = up
-                top = os.fstat(fd)
-                if (top.st_dev, top.st_ino) == (st.st_dev, st.st_ino):
-                    return None  # reached the top without passing a root
-            return "/"
-        except OSError:
-            return "/"
-        finally:
-            os.close(fd)
-
     # ---- answering ------------------------------------------------------------------------
 
-    def journal(self, peer: Peer, root: str, raw_cursor: bytes | None) -> dict[str, object]:
+    async def journal(self, peer: Peer, root: str, raw_cursor: bytes | None) -> dict[str, object]:
         if not os.path.isabs(root):
             return {"ok": False, "error": f"not an absolute path: {root}"}
         # the asker's own verdict first: root must not tell them what exists where
@@ -345,11 +217,18 @@ class TracerService:
         root = os.path.realpath(root)
         if not os.path.isdir(root):
             return {"ok": False, "error": f"not a directory: {root}"}
-        w = self._root_for(root)  # armed first: the drain can then place its files
+        w = await self._root_for(root)  # armed first: the drain can then place its files
         self.drain()  # the answer reaches up to now
         reasons = [w.problem] if w.problem else []
-        if any(self._may_hold(spots, [root]) for _f, _r, spots in self._unresolved.values()):
+        waiting = self.drainer.unplaced_for(w)
+        if waiting:
             reasons.append("cannot find the path of a written file yet")
+            print(
+                f"yeet tracer: {root}: no path yet for {len(waiting)} written file(s): "
+                + ", ".join(f"dev {f.dev} inode {f.ino}" for f in waiting[:4]),
+                file=sys.stderr,
+                flush=True,
+            )
         cursor = decode_cursor(raw_cursor) if raw_cursor else None
         since: Since | None = None
         if not raw_cursor:
@@ -387,13 +266,15 @@ class TracerService:
         files: dict[str, Ranges] = {}
         for key, _recorded, r in since.files:
             assert isinstance(key, FileId)
-            path, known = self.tracer.locate(key)
-            if path is None:
-                if not known:
+            found = self.tracer.locate(key)
+            if found.path is None:
+                if not found.known:
                     return [], [], "cannot find the path of a written file"
                 continue
-            if within(path, root):
-                files[path] = r
+            if within(found.path, root):
+                if any(within(found.path, b) for b in since.bound):
+                    r = WHOLE  # moved onto a name bound since: not what was there
+                files[found.path] = r
         dirs = set(since.dirs) | {os.path.dirname(p) for p in files}
         if len(dirs) + len(files) > MAX_ANSWER:
             return [], [], "more changes than the journal answers at once"
@@ -426,7 +307,7 @@ class TracerService:
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.tracer.attach_loop(loop, on_dirty=self._schedule_writes)
-        loop.add_reader(self.names.fileno(), self._drain_names)
+        loop.add_reader(self.names.fileno(), self.drainer.names)
         _claim_socket(self.socket_path)
         self._server = await asyncio.start_unix_server(
             self._client, path=self.socket_path, limit=MAX_LINE
@@ -442,12 +323,7 @@ class TracerService:
         peer = peer_of(writer.get_extra_info("socket"))
         try:
             while line := await reader.readline():
-                try:
-                    reply = self._handle(peer, json.loads(line))
-                except (ValueError, KeyError, TypeError) as e:
-                    reply = {"ok": False, "error": f"bad request: {e}"}
-                except OSError as e:
-                    reply = {"ok": False, "error": f"{e.filename or 'root'}: {e.strerror}"}
+                reply = await self.reply(peer, line)
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
@@ -455,14 +331,27 @@ class TracerService:
         finally:
             writer.close()
 
-    def _handle(self, peer: Peer, req: dict[str, object]) -> dict[str, object]:
+    async def reply(self, peer: Peer, line: bytes) -> dict[str, object]:
+        """The answer to one request line; never raises (a failure is an error
+        answer, which the asker turns into "incomplete": it scans)."""
+        try:
+            return await self._handle(peer, json.loads(line))
+        except (ValueError, KeyError, TypeError) as e:
+            return {"ok": False, "error": f"bad request: {e}"}
+        except OSError as e:
+            return {"ok": False, "error": f"{e.filename or 'root'}: {e.strerror}"}
+        except Exception as e:
+            print(f"yeet tracer: answering failed: {e!r}", file=sys.stderr, flush=True)
+            return {"ok": False, "error": f"the change journal failed to answer: {e}"}
+
+    async def _handle(self, peer: Peer, req: dict[str, object]) -> dict[str, object]:
         op = req["op"]
         if op == "journal":
             cursor = req.get("cursor")
             if cursor is not None and not isinstance(cursor, str):
                 raise TypeError("cursor must be base64 text or null")
             raw = base64.b64decode(cursor, validate=True) if cursor is not None else None
-            return self.journal(peer, str(req["root"]), raw)
+            return await self.journal(peer, str(req["root"]), raw)
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def close(self) -> None:
