@@ -33,13 +33,20 @@ def roots_at() -> str:
 
 
 @pytest.fixture
-def yeet(tmp_path: Path, roots_at: str) -> Iterator[Yeet]:
+def box_env() -> dict[str, str]:
+    """Environment of the sshd's sessions (the remote side's HOME, XDG dirs...): a
+    module overrides this fixture to put, e.g., the agent's state elsewhere."""
+    return {}
+
+
+@pytest.fixture
+def yeet(tmp_path: Path, roots_at: str, box_env: dict[str, str]) -> Iterator[Yeet]:
     if roots_at == "local":
         yield Yeet(tmp_path / "home")
         return
     world = SshWorld(tmp_path / "ssh")
     try:
-        srv = world.server("box")
+        srv = world.server("box", env=box_env)
         world.trust(srv)
         world.alias("box", srv)
         env = {k: v for k, v in world.env().items() if k not in ("XDG_STATE_HOME", "PYTHONPATH")}

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from yeet.endpoint.api import TrashItem
 from yeet.engine.entries import Entry
+from yeet.fs.space import explain
 from yeet.state.db import transaction
 
 
@@ -160,6 +161,8 @@ class Trash:
             try:
                 copy_into(src, dst)
                 os.fsync(dst)
+            except OSError as err:
+                raise explain(err, dst, os.fstat(src).st_size, f"in {self.directory}") from None
             finally:
                 os.close(dst)
         finally:

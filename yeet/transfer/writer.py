@@ -16,22 +16,26 @@ Invariants owned here:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from yeet import digest
 from yeet.endpoint.api import Op, OpResult
 from yeet.engine.entries import Entry
 from yeet.fs import durable as durability
+from yeet.fs.inuse import Dropped, InUse
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.fs.space import allocated, explain, is_full
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
-from yeet.scan.statcache import StatCache, sig_of
+from yeet.scan.statcache import StatCache, StatSig, sig_of
 from yeet.transfer import partial
 from yeet.transfer.trash import Trash, copy_into
 
@@ -73,6 +77,7 @@ class Staged:
     in_target_dir: bool
     fd: int = -1
     leaves: list[bytes] | None = None  # tree leaves of the content (large files)
+    use: InUse = field(default_factory=InUse)  # chunk writes in flight (large files)
 
 
 class Writer:
@@ -144,6 +149,7 @@ class Writer:
 
     def _discard(self, path: str, staged: Staged) -> None:
         with self._stage_lock:
+            staged.use.retire()  # chunk writes in flight finish first (never a reused fd)
             if staged.fd >= 0:
                 os.close(staged.fd)
                 staged.fd = -1
@@ -195,25 +201,38 @@ class Writer:
         upload = self._partials.get(handle)
         return "" if upload is None else os.path.join(self.stage_dir, upload.name)
 
+    def _upload(self, handle: int) -> tuple[Staged, Entry, partial.Partial | None]:
+        """The upload ``handle`` while it is open; ``Dropped`` once it was aborted or
+        committed (another worker's chunk of it failed: an ordinary per-path failure)."""
+        with self._stage_lock:
+            item = self._handles.get(handle)
+            if item is None:
+                raise Dropped("the upload")
+            return item[1], item[2], self._partials.get(handle)
+
     def staged_fd(self, handle: int) -> int:
         """The open staging file of a large upload (written directly by delta patches)."""
-        return self._handles[handle][1].fd
+        return self._upload(handle)[0].fd
 
     def stage_write(self, handle: int, offset: int, data: bytes) -> None:
-        _path, staged, _new = self._handles[handle]
-        upload = self._partials.get(handle)
+        staged, new, upload = self._upload(handle)
         if upload is not None:
             upload.write(offset, data)
             return
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(staged.fd, view, offset)
-            view = view[n:]
-            offset += n
+        with staged.use.use():
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(staged.fd, view, offset)
+                    view = view[n:]
+                    offset += n
+            except OSError as err:
+                held = allocated(staged.fd)
+                raise explain(err, staged.fd, new.size, held=held) from None
 
     def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
         """Keep a range taken over from an older upload if its hash is ``expected``."""
-        upload = self._partials.get(handle)
+        _staged, _new, upload = self._upload(handle)
         return upload is not None and upload.keep(offset, length, expected)
 
     def stage_abort(self, handle: int, keep: bool = False) -> None:
@@ -234,13 +253,18 @@ class Writer:
         """Stage the new content of a file op and verify its digest."""
         assert op.new is not None
         if op.stage is not None:
-            _path, staged, _new = self._handles.pop(op.stage)
+            item = self._handles.pop(op.stage, None)
             upload = self._partials.pop(op.stage, None)
+            if item is None:
+                raise Dropped("its upload")
+            staged = item[1]
             if upload is not None:
                 # A good partial becomes an ordinary staged file; a bad one is dropped.
                 staged.fd = os.dup(upload.fd)
-                upload.close()
+                upload.close()  # (after its last chunk writes)
                 upload.forget_log()
+            else:
+                staged.use.retire()  # its last chunk writes finish first
             os.lseek(staged.fd, 0, os.SEEK_SET)
             value, size, staged.leaves = digest.tree_of_fd(self.alg, staged.fd, op.new.size)
         else:
@@ -340,7 +364,7 @@ class Writer:
                         except Mismatch as err:
                             results[i] = OpResult(op.path, False, str(err), transient=True)
                         except OSError as err:
-                            results[i] = OpResult(op.path, False, _oserror(err))
+                            results[i] = self._failed(op, err)
             finally:
                 self.stage_root.forget()
         return Prepared(results, staged, each)
@@ -354,16 +378,19 @@ class Writer:
         """Phase 2 (one batch at a time, in order): check, trash, rename into place;
         then make it durable (``durable``: the barrier, unless per file)."""
         results, staged = prepared.results, prepared.staged
-        self._reserved = self.trash.reserve(
-            [
-                (op.path, op.old)
-                for i, op in enumerate(ops)
-                if results[i] is None
-                and op.old is not None
-                and not op.old.is_dir
-                and not self._exec_only(op)
-            ]
-        )
+        try:
+            self._reserved = self.trash.reserve(
+                [
+                    (op.path, op.old)
+                    for i, op in enumerate(ops)
+                    if results[i] is None
+                    and op.old is not None
+                    and not op.old.is_dir
+                    and not self._exec_only(op)
+                ]
+            )
+        except sqlite3.Error:  # (e.g. a full disk) each op then tries on its own
+            self._reserved = {}
         try:
             for i, op in enumerate(ops):
                 if results[i] is not None:
@@ -378,7 +405,7 @@ class Writer:
                         results[i] = OpResult(op.path, False, str(err), transient=True)
                         continue
                     except OSError as err:
-                        results[i] = OpResult(op.path, False, _oserror(err))
+                        results[i] = self._failed(op, err)
                         continue
                 results[i] = self._apply_one(op, s)
             if prepared.each:
@@ -389,7 +416,8 @@ class Writer:
             for i, left in staged.items():
                 self._discard(ops[i].path, left)
             self.root.forget()
-            self.trash.release(self._reserved.values())
+            with contextlib.suppress(sqlite3.Error):  # unused rows: they list nothing stored
+                self.trash.release(self._reserved.values())
             self._reserved = {}
         return [r for r in results if r is not None]
 
@@ -431,8 +459,19 @@ class Writer:
         except OSError as err:
             if staged is not None:
                 self._discard(op.path, staged)
-            return OpResult(op.path, False, _oserror(err))
+            return self._failed(op, err)
+        except sqlite3.Error as err:  # the trash could not record what it would hold
+            if staged is not None:
+                self._discard(op.path, staged)
+            return OpResult(op.path, False, f"yeet's state cannot be updated: {err}")
         return OpResult(op.path, True)
+
+    def _failed(self, op: Op, err: OSError) -> OpResult:
+        """An op that failed with ``err`` (a full filesystem says how much it needs)."""
+        if is_full(err):
+            needs = op.new.size if op.new is not None and op.new.is_file else None
+            err = explain(err, self.root.fd, needs)
+        return OpResult(op.path, False, _oserror(err))
 
     def _change(
         self, parent: int, name: str, op: Op, st: os.stat_result | None, staged: Staged | None
@@ -451,7 +490,7 @@ class Writer:
             os.chmod(name, new_mode(new.executable, st.st_mode), dir_fd=parent)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
             leaves = self.cache.blocks.of_content(op.path, self.alg, new.size, new.digest)
-            self.cache.store(op.path, sig_of(after), new.digest, leaves=leaves)
+            self._remember(op.path, sig_of(after), new.digest, leaves)
             return
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
@@ -462,13 +501,23 @@ class Writer:
             tmp_fd = self.stage_fd if self.same_device else parent
             os.symlink(new.target, tmp, dir_fd=tmp_fd)
             os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
-            self.cache.drop(op.path)
+            with contextlib.suppress(sqlite3.Error):  # (made: see ``_remember``)
+                self.cache.drop(op.path)
             return
         assert staged is not None
         src_fd = parent if staged.in_target_dir else self.stage_fd
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
+        self._remember(op.path, sig_of(after), new.digest, staged.leaves)
+
+    def _remember(self, path: str, sig: StatSig, value: bytes, leaves: list[bytes] | None) -> None:
+        """Cache the digest of content just put in place. The change is made: a cache
+        that cannot be written (a full disk under yeet's state) only costs a hash."""
+        try:
+            self.cache.store(path, sig, value, leaves=leaves)
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.cache.drop(path)
 
     def _preserve(self, parent: int, name: str, path: str, old: Entry | None, move: bool) -> None:
         reserved = self._reserved.pop(path, None)

@@ -53,6 +53,8 @@ from yeet.endpoint.api import (
 )
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError, YeetError
+from yeet.fs.inuse import Dropped
+from yeet.fs.space import is_full
 from yeet.protocol.messages import Welcome
 from yeet.transport.bulk import BulkLink
 from yeet.transport.channel import Channel, Connector, drop_link
@@ -365,12 +367,20 @@ class RemoteEndpoint:
         rpc, gen = await self._client()
         remote = self._agent_handle(handle, gen)
         if remote is None:
-            raise OSError(
-                errno.ECONNRESET,
-                f"the upload to {self.where} was interrupted by a lost connection; "
-                "it is sent again on the next pass",
-            )
+            raise self._gone(handle)
         return await rpc.call(name, remote, *args)
+
+    def _gone(self, handle: int) -> OSError:
+        """Why local stage ``handle`` has no agent handle: the upload was dropped here
+        (committed, or aborted after another of its chunks failed), or it was lost
+        with the agent that gave it out."""
+        if handle not in self._stages:
+            return Dropped("the upload")
+        return OSError(
+            errno.ECONNRESET,
+            f"the upload to {self.where} was interrupted by a lost connection; "
+            "it is sent again on the next pass",
+        )
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         """Write-behind: returns once the chunk is on its way, in pieces of
@@ -381,11 +391,7 @@ class RemoteEndpoint:
 
     async def _stage_piece(self, handle: int, offset: int, data: bytes) -> None:
         if self._agent_handle(handle) is None:
-            raise OSError(
-                errno.ECONNRESET,
-                f"the upload to {self.where} was interrupted by a lost connection; "
-                "it is sent again on the next pass",
-            )
+            raise self._gone(handle)
         pending = self._writes.setdefault(handle, [])
         while len(pending) >= STAGE_WINDOW:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -471,9 +477,14 @@ class RemoteEndpoint:
                     continue
                 remote = self._agent_handle(op.stage, gen)
                 if op.stage in failed:
-                    lost[i] = OpResult(
-                        op.path, False, f"its upload failed: {failed[op.stage]}", transient=True
-                    )
+                    err = failed[op.stage]
+                    why = (err.strerror if isinstance(err, OSError) else None) or str(err)
+                    if is_full(err):  # the receiver's disk: not worth another pass now
+                        lost[i] = OpResult(op.path, False, why)
+                    else:
+                        lost[i] = OpResult(
+                            op.path, False, f"its upload failed: {why}", transient=True
+                        )
                 elif remote is None:
                     lost[i] = OpResult(
                         op.path,
@@ -572,7 +583,9 @@ class RemoteEndpoint:
         return local
 
     def _agent_patch(self, handle: int) -> int:
-        gen, remote = self._patches.get(handle, (-1, -1))
+        if handle not in self._patches:
+            raise Dropped("the delta")  # aborted: another piece of it failed
+        gen, remote = self._patches[handle]
         if gen != self._generation:
             raise OSError(
                 errno.ECONNRESET,

@@ -1,0 +1,110 @@
+"""Beta's disk fills up in the middle of several large uploads (issue 18, items 5 and 14).
+
+Each upload that no longer fits is a problem of that path, on the side whose disk
+is full (beta, not the sender), saying how much the file needs and how much is
+free; the other uploads and every small file still arrive, the sync ends with
+one summary line and exit 1, never a traceback; nothing yeet staged is left
+filling the disk; and once space is freed the next sync converges.
+
+beta lives on a small tmpfs of its own. With local roots yeet's state is on
+another filesystem, so large files are staged in beta's tree (``.yeet-tmp-``
+names); behind the sshd the agent's state is on beta's disk too (a remote home
+on the same disk as the root: resumable partial uploads in its staging
+directory, written by the bulk channel).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_harness import Yeet, tree, write
+
+MiB = 1 << 20
+DISK = 64 * MiB
+LARGE = 12 * MiB
+STATES = ("synced", "problems", "conflicts", "halted", "pending")
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A filesystem of its own, small enough to fill (these tests run as root)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK},mode=0755", "tmpfs", str(mnt)], check=True
+    )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def box_env(disk: Path) -> dict[str, str]:
+    return {"XDG_STATE_HOME": str(disk / "agent-state")}
+
+
+@pytest.fixture
+def on_disk(tmp_path: Path, yeet: Yeet, roots_at: str, disk: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "alpha", disk / "beta"
+    a.mkdir()
+    b.mkdir()
+    if roots_at != "local":
+        yeet.remote[str(b)] = f"box:{b}"
+    if roots_at == "both-remote":
+        yeet.remote[str(a)] = f"box:{a}"
+    return a, b
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _staged_leftovers(disk: Path) -> list[Path]:
+    return [p for p in disk.rglob("*") if p.name.startswith((".yeet-tmp-", "partial-"))]
+
+
+def test_full_disk_fails_the_files_that_do_not_fit(
+    yeet: Yeet, on_disk: tuple[Path, Path], disk: Path
+) -> None:
+    a, b = on_disk
+    large = [f"big{i}.bin" for i in range(4)]
+    for name in large:
+        write(a, name, os.urandom(LARGE))
+    for i in range(30):
+        write(a, f"src/d{i % 3}/small{i}.txt", f"small file {i}\n" * (i + 1))
+    # Room for two of the four large files, not for all of them.
+    ballast = disk / "ballast"
+    ballast.write_bytes(b"\0" * (_free(disk) - int(2.6 * LARGE)))
+
+    r = yeet.sync(a, b, rc=None)
+    assert r.rc == 1, (r.out, r.err)
+    assert "Traceback" not in r.err, r.err
+    lines = r.lines()
+    summaries = [line for line in lines if line[0] in STATES]
+    assert len(summaries) == 1 and summaries[0][0] == "problems", r.out
+    problems = [line for line in lines if line[0] == "problem"]
+    failed = {line[2] for line in problems}
+    assert failed and failed <= set(large), r.out
+    assert len(problems) == len(failed), r.out  # one line per path
+    for _problem, side, _path, reason in problems:
+        assert side == "beta", r.out  # where the disk is full, not the sender
+        assert reason.startswith("no space left on device: the file needs 12.6 MB, "), reason
+        assert reason.endswith(" free"), reason
+    got, want = tree(b), tree(a)
+    for rel, what in want.items():
+        if rel not in failed:
+            assert got.get(rel) == what, rel  # everything else arrived
+    assert not (failed & set(got)), "a file that failed is in beta's tree"
+    assert not _staged_leftovers(disk), "staged content left on the full disk"
+
+    ballast.unlink()
+    r = yeet.sync(a, b, rc=0)
+    assert tree(b) == tree(a)
+    assert not _staged_leftovers(disk)
