@@ -6,6 +6,7 @@ keeps a scenario to local roots (it inspects local state or times a local run).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def roots_at() -> str:
     return "local"  # replaced by pytest_generate_tests
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A filesystem of its own (a 64 MiB tmpfs: small enough to fill; another
+    filesystem than yeet's state, so staging uses temporary names in the tree)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={64 << 20},mode=0755", "tmpfs", str(mnt)], check=True
+    )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def on_disk(tmp_path: Path, yeet: Yeet, roots_at: str, disk: Path) -> tuple[Path, Path]:
+    """Like ``roots``, with beta on ``disk``."""
+    a, b = tmp_path / "alpha", disk / "beta"
+    a.mkdir()
+    b.mkdir()
+    if roots_at != "local":
+        yeet.remote[str(b)] = f"box:{b}"
+    if roots_at == "both-remote":
+        yeet.remote[str(a)] = f"box:{a}"
+    return a, b
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ directory, written by the bulk channel).
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,40 +23,13 @@ import pytest
 from tests.cli_harness import Yeet, tree, write
 
 MiB = 1 << 20
-DISK = 64 * MiB
 LARGE = 12 * MiB
 STATES = ("synced", "problems", "conflicts", "halted", "pending")
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    """A filesystem of its own, small enough to fill (these tests run as root)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK},mode=0755", "tmpfs", str(mnt)], check=True
-    )
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-@pytest.fixture
 def box_env(disk: Path) -> dict[str, str]:
     return {"XDG_STATE_HOME": str(disk / "agent-state")}
-
-
-@pytest.fixture
-def on_disk(tmp_path: Path, yeet: Yeet, roots_at: str, disk: Path) -> tuple[Path, Path]:
-    a, b = tmp_path / "alpha", disk / "beta"
-    a.mkdir()
-    b.mkdir()
-    if roots_at != "local":
-        yeet.remote[str(b)] = f"box:{b}"
-    if roots_at == "both-remote":
-        yeet.remote[str(a)] = f"box:{a}"
-    return a, b
 
 
 def _free(path: Path) -> int:

@@ -83,7 +83,7 @@ def _sync_while_rewriting(
     writer = threading.Thread(target=rewrite)
     writer.start()
     try:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
         writer.join()

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS trash (
     kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trash_path ON trash (side, path);
+CREATE TABLE IF NOT EXISTS temp_names (
+    side TEXT NOT NULL, token TEXT NOT NULL, made REAL NOT NULL, PRIMARY KEY (side, token)
+);
 CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
 """
 

@@ -37,6 +37,7 @@ from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, StatSig, sig_of
 from yeet.transfer import partial
+from yeet.transfer.tempnames import TempNames
 from yeet.transfer.trash import Trash, copy_into
 
 _UMASK = os.umask(0o022)
@@ -109,6 +110,8 @@ class Writer:
         self._reserved: dict[str, int] = {}  # trash rows of the batch being committed
         self._partials: dict[int, partial.Partial] = {}
         self._next_handle = 1
+        self.temps = TempNames(trash.conn, trash.lock, trash.side, self._trash_leftover)
+        self._temps_left = False  # an in-tree temporary file could not be removed
         self._clean_stage_dir()
 
     def close(self) -> None:
@@ -119,9 +122,14 @@ class Writer:
                 upload.close()
             else:
                 self._discard(item[0], item[1])
+        self.temps.close(clean=not self._temps_left)
         os.close(self.stage_fd)
         self.root.close()
         self.stage_root.close()
+
+    def _trash_leftover(self, dir_fd: int, name: str, path: str) -> None:
+        """A temporary file an earlier (crashed) run left in the tree goes to the trash."""
+        self.trash.preserve(dir_fd, name, path, None, move=True)
 
     def _clean_stage_dir(self) -> None:
         """Leftovers of a crashed run are never content anybody relies on; young
@@ -131,13 +139,14 @@ class Writer:
     # -- staging ----------------------------------------------------------------------
 
     def _stage_create(self, path: str, mode: int) -> Staged:
-        name = f".yeet-tmp-{secrets.token_hex(8)}"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self.same_device:
+            name = f".yeet-tmp-{secrets.token_hex(8)}"
             fd = os.open(name, flags, mode, dir_fd=self.stage_fd)
             staged = Staged(name, False, fd)
-        else:
+        else:  # next to its target: a name recorded as ours (``tempnames``)
             parent, _ = self.stage_root.locate(path)
+            name = self.temps.new()
             fd = os.open(name, flags, mode, dir_fd=parent)
             staged = Staged(name, True, fd)
         if mode & _UMASK:  # bits the umask took away at creation
@@ -155,8 +164,10 @@ class Writer:
                 staged.fd = -1
             try:
                 os.unlink(staged.name, dir_fd=self._stage_dir_fd(path, staged))
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError:
+                self._temps_left |= staged.in_target_dir  # its token stays recorded
 
     def stage_open(
         self, path: str, new: Entry
@@ -497,10 +508,17 @@ class Writer:
         elif old is not None:
             self._preserve(parent, name, op.path, old, move=False)
         if new.is_symlink:
-            tmp = f".yeet-tmp-{secrets.token_hex(8)}"
-            tmp_fd = self.stage_fd if self.same_device else parent
+            if self.same_device:
+                tmp, tmp_fd = f".yeet-tmp-{secrets.token_hex(8)}", self.stage_fd
+            else:  # next to its target: a name recorded as ours (``tempnames``)
+                tmp, tmp_fd = self.temps.new(), parent
             os.symlink(new.target, tmp, dir_fd=tmp_fd)
-            os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
+            try:
+                os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=tmp_fd)
+                raise
             with contextlib.suppress(sqlite3.Error):  # (made: see ``_remember``)
                 self.cache.drop(op.path)
             return
