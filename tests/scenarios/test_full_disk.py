@@ -16,6 +16,9 @@ directory, written by the bulk channel).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,123 @@ def test_full_disk_fails_the_files_that_do_not_fit(
     r = yeet.sync(a, b, rc=0)
     assert tree(b) == tree(a)
     assert not _staged_leftovers(disk)
+
+
+def _upload_started(disk: Path) -> bool:
+    """Has a large upload written into its staging file on ``disk``?"""
+    try:
+        return any(
+            p.lstat().st_blocks > 0
+            for p in disk.rglob("*")
+            if p.name.startswith((".yeet-tmp-", "partial-")) and not p.name.endswith(".chunks")
+        )
+    except OSError:  # (it went away while we looked)
+        return False
+
+
+def test_disk_filled_by_another_program_during_the_uploads(
+    yeet: Yeet, on_disk: tuple[Path, Path], disk: Path
+) -> None:
+    """yeet let the uploads start (they fitted); then another program fills the
+    disk: the chunks in flight fail on several workers at once."""
+    a, b = on_disk
+    large = [f"big{i}.bin" for i in range(3)]
+    for name in large:
+        write(a, name, os.urandom(LARGE))
+    for i in range(10):
+        write(a, f"small{i}.txt", f"small file {i}\n")
+    ballast = disk / "ballast"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "yeet",
+            "sync",
+            "-q",
+            *(yeet.remote.get(str(p), str(p)) for p in (a, b)),
+            "--name",
+            "s",
+        ],
+        env=yeet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not _upload_started(disk) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with open(ballast, "wb") as f:  # everything that is left, and whatever is freed
+            block = b"\0" * (256 << 10)
+            while proc.poll() is None:
+                try:
+                    f.write(block)
+                    f.flush()
+                except OSError:
+                    time.sleep(0.001)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert "Traceback" not in err, err
+    lines = [line.split("\t") for line in out.splitlines() if line]
+    assert len([line for line in lines if line[0] in STATES]) == 1, out
+    problems = [line for line in lines if line[0] == "problem"]
+    failed = {line[2] for line in problems}
+    assert failed & set(large) and len(problems) == len(failed), out
+    for _problem, side, _path, reason in problems:
+        assert side == "beta", out
+        assert reason.startswith("no space left on device"), reason
+    got, want = tree(b), tree(a)
+    for rel, what in want.items():
+        if rel not in failed:
+            assert got.get(rel) == what, rel
+    assert not _staged_leftovers(disk), "staged content left on the full disk"
+
+    ballast.unlink()
+    yeet.sync(a, b, rc=0)
+    assert tree(b) == tree(a)
+
+
+def test_full_disk_fails_the_deltas_that_do_not_fit(
+    yeet: Yeet, on_disk: tuple[Path, Path], disk: Path
+) -> None:
+    """Changed large files go as deltas into a staged copy next to the old file:
+    those copies that no longer fit fail the same way. (Smaller files: the old
+    versions of those that do fit stay in the trash, on the same disk for a remote
+    beta.)"""
+    a, b = on_disk
+    large = [f"big{i}.bin" for i in range(3)]
+    size = 8 * MiB
+    for name in large:
+        write(a, name, os.urandom(size))
+    write(a, "notes.txt", "v1\n")
+    yeet.sync(a, b, rc=0)
+    for name in large:  # a few changed blocks: sent as deltas
+        with open(a / name, "r+b") as f:
+            for at in range(0, size, 2 * MiB):
+                f.seek(at)
+                f.write(os.urandom(4096))
+    write(a, "notes.txt", "v2\n")
+    ballast = disk / "ballast"
+    ballast.write_bytes(b"\0" * (_free(disk) - int(1.5 * size)))  # room for one copy
+
+    r = yeet.sync(a, b, rc=None)
+    assert r.rc == 1 and "Traceback" not in r.err, (r.out, r.err)
+    lines = r.lines()
+    assert len([line for line in lines if line[0] in STATES]) == 1, r.out
+    problems = [line for line in lines if line[0] == "problem"]
+    failed = {line[2] for line in problems}
+    assert failed and failed <= set(large) and len(problems) == len(failed), r.out
+    for _problem, side, _path, reason in problems:
+        assert side == "beta", r.out
+        assert reason.startswith("no space left on device: the file needs 8.4 MB, "), reason
+    got, want = tree(b), tree(a)
+    for rel, what in want.items():
+        if rel not in failed:
+            assert got.get(rel) == what, rel
+    assert not _staged_leftovers(disk), "staged content left on the full disk"
+
+    ballast.unlink()
+    yeet.sync(a, b, rc=0)
+    assert tree(b) == tree(a)

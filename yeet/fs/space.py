@@ -1,10 +1,14 @@
 """A full filesystem, said so that the user can act: how much the file needs, how much is free.
 
-Invariant owned here: an ``ENOSPC``/``EDQUOT`` raised while writing received content
-becomes a ``NoSpace`` (still an ``OSError`` with the same errno, so it is the
-ordinary per-path failure of that file) whose message gives the space the file
-needs and, when ``statvfs`` can tell, what is free on that filesystem and which
-directory it is (the staging directory may be on another filesystem than the root).
+Invariants owned here:
+
+* An ``ENOSPC``/``EDQUOT`` raised while writing received content becomes a
+  ``NoSpace`` (still an ``OSError`` with the same errno, so it is the ordinary
+  per-path failure of that file) whose message gives the space the file needs
+  and, when ``statvfs`` can tell, what is free on that filesystem and which
+  directory it is (the trash may be on another filesystem than the root).
+* A large file is refused before anything of it is written when it cannot fit
+  besides the uploads already in progress (``check_room``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,23 @@ def size_text(n: float) -> str:
 
 class NoSpace(OSError):
     """Out of space (or quota) while writing a file's content."""
+
+
+def check_room(fd: int, needs: int, held: int, pending: int) -> None:
+    """Raise ``NoSpace`` unless the filesystem of ``fd`` has room for a file of
+    ``needs`` bytes, ``held`` of which it holds already (an earlier attempt's),
+    besides the ``pending`` bytes that uploads in progress still need."""
+    try:
+        st = os.fstatvfs(fd)
+    except OSError:
+        return  # cannot tell: writing will
+    room = st.f_bavail * st.f_frsize - pending
+    if needs - held > room:
+        raise NoSpace(
+            errno.ENOSPC,
+            f"no space left on device: the file needs {size_text(needs)}, "
+            f"{size_text(max(0, room + held))} free",
+        )
 
 
 def is_full(err: BaseException) -> bool:

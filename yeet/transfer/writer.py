@@ -32,7 +32,7 @@ from yeet.engine.entries import Entry
 from yeet.fs import durable as durability
 from yeet.fs.inuse import Dropped, InUse
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
-from yeet.fs.space import allocated, explain, is_full
+from yeet.fs.space import allocated, check_room, explain, is_full
 from yeet.paths import parent_of
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, StatSig, sig_of
@@ -190,21 +190,30 @@ class Writer:
         if self.same_device:
             name = partial.partial_name(path, new)
             try:
-                os.stat(name, dir_fd=self.stage_fd)
+                held = os.stat(name, dir_fd=self.stage_fd).st_blocks * 512
                 older = None  # resuming this very upload
             except FileNotFoundError:
                 older = partial.previous(self.stage_fd, path, name)
+                held = 0
+            self._admit(new, held)
             upload = partial.Partial(self.stage_fd, name, new.size, mode, take_over=older)
             self._partials[handle] = upload
             staged = Staged(upload.name, False, upload.fd)
             have = list(upload.have)
             maybe = list(upload.maybe)
         else:
+            self._admit(new, 0)
             staged = self._stage_create(path, mode)
             os.ftruncate(staged.fd, new.size)
             have = []
         self._handles[handle] = (path, staged, new)
         return handle, have, maybe
+
+    def _admit(self, new: Entry, held: int) -> None:
+        """Refuse a large upload that cannot fit (``space.check_room``): a doomed one
+        would fill the disk for nothing and fail the small files behind it."""
+        pending = sum(max(0, e.size - allocated(s.fd)) for _p, s, e in self._handles.values())
+        check_room(self.stage_fd if self.same_device else self.root.fd, new.size, held, pending)
 
     def partial_path(self, handle: int) -> str:
         """Where a resumable upload's file is ("" if it is not one): another agent
