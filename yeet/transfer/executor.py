@@ -15,6 +15,10 @@ Invariants owned here:
 * A changed large file whose receiver holds the old version goes as a delta
   (``yeet.transfer.deltajob``) in the same work units; a delta that cannot be
   made or does not verify becomes a whole-file upload, never a wrong file.
+* A step that fails is a problem of its path only, on the side whose call failed
+  (``yeet.transfer.failure``); the pieces of a dropped upload that other workers
+  still hold end quietly (their calls fail as ``OSError``). Only what is no
+  per-path failure (a bug, a lost endpoint) fails the session.
 """
 
 from __future__ import annotations
@@ -440,9 +444,8 @@ class Executor:
         self._progress[up] = self._progress.get(up, 0) + chunk.length
 
     async def _chunk(self, chunk: Chunk) -> None:
-        """One piece of a large file. Its upload may fail meanwhile (another piece's
-        read or write did): then what is left of this piece is dropped quietly, its
-        calls on the dropped upload failing as ordinary ``OSError``s."""
+        """One piece of a large file; if its upload fails meanwhile (another piece
+        did), the rest of this one ends quietly."""
         up = chunk.upload
         c = up.change
         source, target = self.ep[c.side.other], self.ep[c.side]
@@ -545,11 +548,8 @@ class Executor:
         self._problem(path, failure.reason(doing), failure.side, failure.transient)
 
     async def _apply(self, side: Side, ops: list[Op]) -> list[Change]:
-        """Apply and record, as one step that ``abort`` lets finish (briefly).
-
-        A call that fails as a whole (an ``OSError``: a link lost for good, a
-        durability barrier that failed) applied nothing we can vouch for: every op
-        of it is a problem of the receiving side, nothing is recorded."""
+        """Apply and record, as one step that ``abort`` lets finish (briefly). A call
+        failing as a whole (``OSError``) fails each op: nothing of it is recorded."""
         task = asyncio.current_task()
         assert task is not None
         self._applying.add(task)
