@@ -6,6 +6,7 @@ keeps a scenario to local roots (it inspects local state or times a local run).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,13 +34,48 @@ def roots_at() -> str:
 
 
 @pytest.fixture
-def yeet(tmp_path: Path, roots_at: str) -> Iterator[Yeet]:
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A filesystem of its own (a 64 MiB tmpfs: small enough to fill; another
+    filesystem than yeet's state, so staging uses temporary names in the tree)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={64 << 20},mode=0755", "tmpfs", str(mnt)], check=True
+    )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def on_disk(tmp_path: Path, yeet: Yeet, roots_at: str, disk: Path) -> tuple[Path, Path]:
+    """Like ``roots``, with beta on ``disk``."""
+    a, b = tmp_path / "alpha", disk / "beta"
+    a.mkdir()
+    b.mkdir()
+    if roots_at != "local":
+        yeet.remote[str(b)] = f"box:{b}"
+    if roots_at == "both-remote":
+        yeet.remote[str(a)] = f"box:{a}"
+    return a, b
+
+
+@pytest.fixture
+def box_env() -> dict[str, str]:
+    """Environment of the sshd's sessions (the remote side's HOME, XDG dirs...): a
+    module overrides this fixture to put, e.g., the agent's state elsewhere."""
+    return {}
+
+
+@pytest.fixture
+def yeet(tmp_path: Path, roots_at: str, box_env: dict[str, str]) -> Iterator[Yeet]:
     if roots_at == "local":
         yield Yeet(tmp_path / "home")
         return
     world = SshWorld(tmp_path / "ssh")
     try:
-        srv = world.server("box")
+        srv = world.server("box", env=box_env)
         world.trust(srv)
         world.alias("box", srv)
         env = {k: v for k, v in world.env().items() if k not in ("XDG_STATE_HOME", "PYTHONPATH")}

@@ -142,12 +142,15 @@ def test_large_file_goes_through_staging(yeet: Yeet, roots: tuple[Path, Path]) -
     assert (b / "large").read_bytes() == data
 
 
-def test_leftover_temp_files_are_cleaned(yeet: Yeet, roots: tuple[Path, Path]) -> None:
+def test_names_like_temp_files_are_user_files(yeet: Yeet, roots: tuple[Path, Path]) -> None:
+    """Only the temporary names yeet recorded are its own (``yeet.transfer.tempnames``;
+    its crash leftovers: tests/scenarios/test_temp_names.py)."""
     a, b = roots
     write(a, "x", "1")
     yeet.sync(a, b)
-    write(b, "sub/.yeet-tmp-0123456789abcdef", "torn")
+    write(b, "sub/.yeet-tmp-0123456789abcdef", "user data")
     write(b, ".yeet-tmp-not-ours", "user data")
     yeet.sync(a, b)
-    assert not (b / "sub/.yeet-tmp-0123456789abcdef").exists()
+    assert (a / "sub/.yeet-tmp-0123456789abcdef").read_text() == "user data"
+    assert (b / "sub/.yeet-tmp-0123456789abcdef").read_text() == "user data"
     assert (a / ".yeet-tmp-not-ours").read_text() == "user data"

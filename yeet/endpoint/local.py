@@ -196,6 +196,7 @@ class LocalEndpoint:
         queue: asyncio.Queue[ScanBatch | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
         window = threading.Semaphore(SCAN_WINDOW)  # batches the consumer has not taken
+        temps = self._writer.temps if self._writer is not None else None
         opts = ScanOptions(
             self._rules(),
             self.config.symlinks,
@@ -204,6 +205,7 @@ class LocalEndpoint:
             ranges=self._ranges,
             ranges_until_ns=self._ranges_until,
             meta=self.meta(),
+            temps=temps,
         )
         cache = self._cache
         root = self.config.root
@@ -223,6 +225,8 @@ class LocalEndpoint:
                 if not stop.is_set() and recursive:
                     for top in under:
                         cache.prune_dirs(scanner.seen, top)
+                    if temps is not None and "" in under and not scanner.unlisted:
+                        temps.scanned_all()  # no earlier run's temporary file is left
                 cache.flush()
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except BaseException as err:  # reported to the awaiting side

@@ -28,7 +28,9 @@ from yeet.delta.signature import Signature
 from yeet.endpoint.api import DeltaOp, Op, OpResult, PlanReply, SigReply
 from yeet.engine.entries import Entry
 from yeet.fs import meta
+from yeet.fs.inuse import Dropped
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.fs.space import explain, is_full
 from yeet.scan.statcache import sig_of
 from yeet.transfer import deltafile
 from yeet.transfer.writer import DIGEST_MISMATCH, Mismatch
@@ -229,16 +231,23 @@ class LocalDelta:
     async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
         item = self._open.get(handle)
         if item is None:
-            raise OSError(f"unknown patch handle {handle}")
+            raise Dropped("the delta")  # aborted: another piece of it failed
         try:
             await asyncio.to_thread(item.patch.write, offset, ops)
         except deltafile.PatchError as err:
             raise OSError(f"{item.path}: {err}") from None
+        except OSError as err:
+            if is_full(err):
+                if item.stage is None:  # spooled next to the journal, in yeet's state
+                    spool = str(self.ep.storage)
+                    raise explain(err, spool, item.new.size, f"in {spool}") from None
+                raise explain(err, self.ep._root(), item.new.size) from None
+            raise
 
     async def patch_abort(self, handle: int) -> None:
         item = self._open.pop(handle, None)
         if item is not None:
-            item.patch.close()
+            await asyncio.to_thread(item.patch.close)  # (after its writes in flight)
             if item.stage is not None:
                 await self.ep.stage_abort(item.stage)
 
@@ -273,7 +282,7 @@ class LocalDelta:
         return None if leaves is None else digest.TreeUpdate(alg, leaves, old.size, item.new.size)
 
     async def _drop(self, item: _Open) -> None:
-        item.patch.close()
+        await asyncio.to_thread(item.patch.close)
         if item.stage is not None:
             await self.ep.stage_abort(item.stage)
 

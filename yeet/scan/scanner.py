@@ -8,13 +8,16 @@ directory before its descendants, as soon as its files are hashed.
 
 Files are hashed only when the stat cache cannot vouch for them; hashing runs
 on a small thread pool (the digest libraries release the GIL).
+
+yeet's own temporary files in the tree are left out, and only those it recorded
+as its own (``ScanOptions.temps``, see ``yeet.transfer.tempnames``); a user's file
+with a name like theirs is listed like any other.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import re
 import stat
 import threading
 import time
@@ -22,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from yeet import digest
 from yeet.endpoint.api import ScanBatch
@@ -40,15 +44,20 @@ from yeet.scan.blockcache import MIN_SIZE
 from yeet.scan.ignore import IgnoreRules
 from yeet.scan.statcache import StatCache, sig_of
 
-TEMP_NAME = re.compile(r"^\.yeet-tmp-[0-9a-f]{16}$")
-"""Names of our own in-tree staging files (used only across filesystems)."""
-
 BATCH_LISTINGS = 256
 BATCH_SECONDS = 0.05
 CLOCK_SLACK_NS = 20_000_000
 """A write's ctime may lag the real clock by a tick (coarse timestamps, 1-10 ms): this much."""
 
 Ranges = tuple[tuple[int, int], ...]
+
+
+class OwnTemps(Protocol):
+    """yeet's own temporary names in the tree (``yeet.transfer.tempnames.TempNames``)."""
+
+    def claim(self, dir_fd: int, name: str, path: str) -> bool:
+        """True: ``name`` is ours, leave it out (a crashed run's goes to the trash)."""
+        ...
 
 
 @dataclass
@@ -63,6 +72,7 @@ class ScanOptions:
     ranges: Mapping[str, Ranges] = field(default_factory=dict)
     ranges_until_ns: int = 0
     meta: MetaOptions = field(default_factory=MetaOptions)
+    temps: OwnTemps | None = None  # the endpoint's own temporary names in the tree
 
 
 def symlink_escapes(path: str, target: str) -> bool:
@@ -102,6 +112,7 @@ class Scanner:
         self.files = 0
         self.bytes_hashed = 0
         self.seen: set[str] = set()  # directories listed completely
+        self.unlisted = 0  # directories that could not be listed
         self.root_names = -1
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="yeet-hash")
 
@@ -185,10 +196,9 @@ class Scanner:
         mode = st.st_mode
         if self.opts.rules and self.opts.rules.ignored(child, False):
             return None
+        if (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and self._ours(dir_fd, name, child):
+            return None
         if stat.S_ISREG(mode):
-            if TEMP_NAME.match(name):
-                self._remove_leftover(dir_fd, name)
-                return None
             self.files += 1
             sig = sig_of(st)
             cached = self.cache.lookup(child, sig)
@@ -217,6 +227,11 @@ class Scanner:
             return symlink_entry(target)
         return special_entry(_special_reason(mode))
 
+    def _ours(self, dir_fd: int, name: str, child: str) -> bool:
+        """One of yeet's own temporary files (left out; an earlier run's is trashed)."""
+        temps = self.opts.temps
+        return temps is not None and temps.claim(dir_fd, name, child)
+
     def _list(
         self, path: str, dir_fd: int, subdirs: list[str], problems: list[Problem]
     ) -> _Pending:
@@ -228,6 +243,7 @@ class Scanner:
             it = os.scandir(dir_fd)
         except OSError as err:
             problems.append(Problem(path, f"cannot list directory: {err.strerror}", self.opts.side))
+            self.unlisted += 1
             pending.entries = None
             return pending
         with it:
@@ -261,12 +277,6 @@ class Scanner:
         self.seen.add(path)
         self.cache.listed(path, files)
         return pending
-
-    def _remove_leftover(self, dir_fd: int, name: str) -> None:
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-        except OSError:
-            pass
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -338,6 +348,7 @@ class Scanner:
                         problems.append(
                             Problem(path, f"cannot open directory: {err.strerror}", self.opts.side)
                         )
+                        self.unlisted += 1
                         queue.append(_Pending(path, None))
                     flush(False)
                     continue

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS trash (
     pass_id INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trash_path ON trash (side, path);
+CREATE TABLE IF NOT EXISTS temp_names (
+    side TEXT NOT NULL, token TEXT NOT NULL, made REAL NOT NULL, PRIMARY KEY (side, token)
+);
 CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (
     side TEXT NOT NULL, path BLOB NOT NULL, old BLOB, new BLOB, PRIMARY KEY (side, path)

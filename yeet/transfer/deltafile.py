@@ -26,6 +26,7 @@ from yeet.delta.ops import Copy, Data, Literal, Op
 from yeet.delta.refine import finish, read_range, region_signature
 from yeet.delta.signature import Signature, signature
 from yeet.endpoint.api import COPY, DATA, LITERAL, DeltaOp
+from yeet.fs.inuse import InUse
 
 __all__ = ["Patch", "available", "ops_for", "plan_file", "sign_file", "sign_regions"]
 
@@ -147,11 +148,17 @@ class Patch:
         self._memory: dict[int, bytes] = {}  # spool position -> data, while under MEMORY
         self._held = 0
         self._lock = threading.Lock()
+        self.use = InUse("the delta")  # writes in flight: ``close`` waits for them
         # (target offset, length, base offset or -1, spool position or -1)
         self._pieces: list[tuple[int, int, int, int]] = []
 
     def write(self, offset: int, ops: Sequence[DeltaOp]) -> int:
-        """Take ops producing the new bytes from ``offset`` on; the data bytes taken."""
+        """Take ops producing the new bytes from ``offset`` on; the data bytes taken
+        (``Dropped`` once the patch is closed)."""
+        with self.use.use():
+            return self._write(offset, ops)
+
+    def _write(self, offset: int, ops: Sequence[DeltaOp]) -> int:
         pos = offset
         taken = 0
         for op in ops:
@@ -219,6 +226,9 @@ class Patch:
                 yield Data(_pread_exact(self._spool_fd, n, at))
 
     def close(self) -> None:
+        """Close the files once the writes in flight are done (later ones fail)."""
+        if not self.use.retire():
+            return
         for fd in (self._spool_fd, self.old_fd):
             if fd >= 0:
                 os.close(fd)

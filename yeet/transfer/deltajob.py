@@ -38,6 +38,7 @@ from yeet.delta.refine import regions
 from yeet.delta.signature import Signature
 from yeet.endpoint.api import COPY, DeltaOp, Endpoint
 from yeet.engine.reconcile import Change
+from yeet.transfer.failure import of
 from yeet.transfer.inplace import should_apply_inplace
 
 INPLACE_MIN = 64 << 20
@@ -102,9 +103,11 @@ async def prepare(
     hint: Sequence[tuple[int, int]] | None,
     inplace_min: int = INPLACE_MIN,
 ) -> Delta | Refused | Whole:
+    """The delta for ``change``; a failed call raises ``SideFailure`` naming its side."""
     old, new = change.old, change.new
     assert old is not None and new is not None
     path = change.path
+    receiver, sender = change.side, change.side.other
     coarse: Signature | None = None
     sig_bytes = 0
     hint_size = min(old.size, new.size)
@@ -114,7 +117,8 @@ async def prepare(
     else:
         # both ends sign at once (each reads only its own file), then a join
         reply, mine = await asyncio.gather(
-            target.signature(path, old, hint_size), source.signature(path, new, hint_size)
+            of(receiver, target.signature(path, old, hint_size)),
+            of(sender, source.signature(path, new, hint_size)),
         )
         if reply.unsupported or mine.unsupported:
             return Whole()
@@ -130,8 +134,11 @@ async def prepare(
     if coarse is not None and literals:
         want = regions(plan, coarse)
         sigs = (
-            await target.region_signatures(
-                path, old, [(r.offset, r.length) for r in want], hint_size
+            await of(
+                receiver,
+                target.region_signatures(
+                    path, old, [(r.offset, r.length) for r in want], hint_size
+                ),
             )
             if want
             else []
@@ -141,9 +148,9 @@ async def prepare(
     inplace = new.size >= inplace_min and should_apply_inplace(
         old.size, new.size, changed_ranges(plan), min_size=inplace_min
     )
-    handle = await target.patch_open(path, old, new, inplace)
+    handle = await of(receiver, target.patch_open(path, old, new, inplace))
     try:
-        copied = await _send_copies(target, handle, plan)
+        copied = await of(receiver, _send_copies(target, handle, plan))
     except BaseException:
         with contextlib.suppress(OSError):
             await target.patch_abort(handle)

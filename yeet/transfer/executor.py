@@ -17,6 +17,10 @@ Invariants owned here:
 * A changed large file whose receiver holds the old version goes as a delta
   (``yeet.transfer.deltajob``) in the same work units; a delta that cannot be
   made or does not verify becomes a whole-file upload, never a wrong file.
+* A step that fails is a problem of its path only, on the side whose call failed
+  (``yeet.transfer.failure``); the pieces of a dropped upload that other workers
+  still hold end quietly (their calls fail as ``OSError``). Only what is no
+  per-path failure (a bug, a lost endpoint) fails the session.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest
+from yeet.endpoint.api import Endpoint, Op, OpResult, ReadRequest, ReadResult
 from yeet.engine.entries import Entry, Problem
 from yeet.engine.reconcile import Change, Side
 from yeet.engine.trees import applied_update
 from yeet.paths import parent_of
 from yeet.state.store import Update
 from yeet.transfer import deltajob
+from yeet.transfer.failure import SideFailure, on
 from yeet.transfer.localindex import LocalIndex
 from yeet.transfer.partial import range_hash
 from yeet.transfer.schedule import (
@@ -142,8 +147,9 @@ class Executor:
         self.fatal: Exception | None = None  # the first failure that was no per-path problem
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[tuple[Side, str], tuple[Entry | None, Entry | None]] = {}
-        self._opening: dict[int, asyncio.Future[None]] = {}
-        self._progress: dict[int, int] = {}  # id(upload) -> bytes sent
+        # by upload (not by ``id``: a new upload may get the id of a failed one)
+        self._opening: dict[Upload, asyncio.Future[None]] = {}
+        self._progress: dict[Upload, int] = {}  # bytes sent
         self._idle = asyncio.Event()
         self._idle.set()
         self._room = asyncio.Event()  # set whenever work finishes (see ``room``)
@@ -243,9 +249,7 @@ class Executor:
 
     def uploads(self) -> list[tuple[str, int, int]]:
         """Large files in flight: (path, bytes sent, size)."""
-        return [
-            (u.change.path, self._progress.get(id(u), 0), u.size) for u in self.sched.in_flight()
-        ]
+        return [(u.change.path, self._progress.get(u, 0), u.size) for u in self.sched.in_flight()]
 
     # -- running ----------------------------------------------------------------------
 
@@ -326,6 +330,9 @@ class Executor:
             changes = work.changes
         elif isinstance(work, Commit) or work.upload.failed:
             changes = [work.upload.change]
+            if work.upload.inflight == 0:  # its last piece: nothing of it runs any more
+                self._opening.pop(work.upload, None)
+                self._progress.pop(work.upload, None)
         else:
             return
         for c in changes:
@@ -374,9 +381,14 @@ class Executor:
             (large if new.size > SMALL else reads).append((len(ops) - 1, c))
         if reads:
             t = time.monotonic()
-            results = await source.read_files(
-                [ReadRequest(c.path, c.new) for _, c in reads if c.new is not None]
-            )
+            try:
+                with on(batch.side.other):
+                    results = await source.read_files(
+                        [ReadRequest(c.path, c.new) for _, c in reads if c.new is not None]
+                    )
+            except SideFailure as failure:  # the whole call: every read of it
+                why = failure.reason("cannot read")
+                results = [ReadResult(c.path, problem=why) for _, c in reads]
             self.rate.add(sum(len(r.data or b"") for r in results), time.monotonic() - t)
             for (i, c), r in zip(reads, results, strict=True):
                 if r.data is None:
@@ -395,26 +407,34 @@ class Executor:
     async def _upload_whole(self, source: Endpoint, target: Endpoint, c: Change) -> int | None:
         new = c.new
         assert new is not None
-        info = await target.stage_open(c.path, new)
+        handle: int | None = None
         try:
+            with on(c.side):
+                info = await target.stage_open(c.path, new)
+            handle = info.handle
             for start in range(0, new.size, self.sched.chunk):
                 piece = min(self.sched.chunk, new.size - start)
                 for offset, length in missing(info.have, start, piece):
-                    data = await source.read_range(c.path, new, offset, length)
-                    await target.stage_write(info.handle, offset, data)
-        except OSError as err:
-            await self._abandon(target, info.handle, err)
-            self._problem(c.path, f"transfer interrupted: {err}", c.side.other, True)
+                    with on(c.side.other):
+                        data = await source.read_range(c.path, new, offset, length)
+                    with on(c.side):
+                        await target.stage_write(handle, offset, data)
+        except SideFailure as failure:
+            if handle is not None:
+                await self._abandon(target, handle, failure)
+            self._failed(c.path, failure, "transfer interrupted")
             return None
-        return info.handle
+        return handle
 
-    async def _abandon(self, target: Endpoint, handle: int, err: OSError) -> None:
-        """A lost link keeps the upload open (it resumes from its chunks); any other
-        failure (typically: the source changed mid-transfer) closes it but keeps the
-        partial, whose chunks the next upload of the path checks and keeps."""
+    async def _abandon(self, target: Endpoint, handle: int, failure: SideFailure) -> None:
+        """A lost link keeps the upload open (it resumes from its chunks); a full
+        filesystem drops it with its partial (which holds the space others need); any
+        other failure (typically: the source changed mid-transfer) closes it but keeps
+        the partial, whose chunks the next upload of the path checks and keeps."""
+        err = failure.err
         if not isinstance(err, ConnectionError) and err.errno != errno.ECONNRESET:
             try:
-                await target.stage_abort(handle, keep=True)
+                await target.stage_abort(handle, keep=not failure.full)
             except OSError:
                 pass
 
@@ -422,16 +442,16 @@ class Executor:
 
     async def _open(self, up: Upload) -> None:
         """Open the upload on the receiver once, whichever worker gets there first."""
-        key = id(up)
-        fut = self._opening.get(key)
+        fut = self._opening.get(up)
         if fut is not None:
             await asyncio.shield(fut)
             return
         fut = asyncio.get_running_loop().create_future()
-        self._opening[key] = fut
+        self._opening[up] = fut
         try:
             assert up.change.new is not None
-            info = await self.ep[up.change.side].stage_open(up.change.path, up.change.new)
+            with on(up.change.side):
+                info = await self.ep[up.change.side].stage_open(up.change.path, up.change.new)
             up.handle = info.handle
             up.maybe = info.maybe
             if info.have:
@@ -448,9 +468,9 @@ class Executor:
         hint = self.hints.pop((c.side, c.path), None)
         try:
             got = await deltajob.prepare(source, target, c, hint, self.inplace_min)
-        except OSError as err:  # (prepare aborts its own patch handle)
+        except SideFailure as failure:  # (prepare aborts its own patch handle)
             self.sched.fail_upload(up)
-            self._problem(c.path, f"delta interrupted: {err}", c.side.other, True)
+            self._failed(c.path, failure, "delta interrupted")
             return
         if isinstance(got, deltajob.Whole):
             up.todo = self.sched.pieces([(0, up.size)])
@@ -469,54 +489,66 @@ class Executor:
         c = up.change
         assert c.new is not None
         t = time.monotonic()
-        ops = await self.ep[c.side.other].delta_ops(
-            c.path, c.new, chunk.offset, chunk.length, d.fine_for(chunk.offset)
-        )
-        await self.ep[c.side].patch_write(d.handle, chunk.offset, ops)
+        with on(c.side.other):
+            ops = await self.ep[c.side.other].delta_ops(
+                c.path, c.new, chunk.offset, chunk.length, d.fine_for(chunk.offset)
+            )
+        with on(c.side):
+            await self.ep[c.side].patch_write(d.handle, chunk.offset, ops)
         sent = sum(len(op.data) for op in ops)
         d.sent += sent
         self.counters[c.side].literal_bytes += sent
         self.rate.add(sent, time.monotonic() - t)
-        self._progress[id(up)] = self._progress.get(id(up), 0) + chunk.length
+        self._progress[up] = self._progress.get(up, 0) + chunk.length
 
     async def _chunk(self, chunk: Chunk) -> None:
+        """One piece of a large file; if its upload fails meanwhile (another piece
+        did), the rest of this one ends quietly."""
         up = chunk.upload
         c = up.change
         source, target = self.ep[c.side.other], self.ep[c.side]
+        if up.failed:
+            return
         if isinstance(up.delta, deltajob.Delta):
             try:
                 await self._delta_piece(up, up.delta, chunk)
-            except OSError as err:
+            except SideFailure as failure:
                 if not up.failed:
                     self.sched.fail_upload(up)
                     with contextlib.suppress(OSError):
                         await target.patch_abort(up.delta.handle)
-                    self._problem(c.path, f"delta interrupted: {err}", c.side.other, True)
+                    self._failed(c.path, failure, "delta interrupted")
             return
         try:
             await self._open(up)
-            assert up.handle is not None and c.new is not None
+            handle, new = up.handle, c.new
+            if up.failed or handle is None or new is None:
+                return  # failed meanwhile (a dropped upload has no chunks to send)
             # Only what the receiver lacks: a resumed upload's journal (``up.have``)
             # arrived after this chunk was cut, and its ranges need not match it.
             for offset, length in missing(up.have, chunk.offset, chunk.length):
                 t = time.monotonic()
-                data = await source.read_range(c.path, c.new, offset, length)
-                self._progress[id(up)] = self._progress.get(id(up), 0) + len(data)
-                if up.may_keep(offset, length) and await target.stage_keep(
-                    up.handle, offset, length, range_hash(data)
-                ):
+                with on(c.side.other):
+                    data = await source.read_range(c.path, new, offset, length)
+                self._progress[up] = self._progress.get(up, 0) + len(data)
+                with on(c.side):
+                    kept = up.may_keep(offset, length) and await target.stage_keep(
+                        handle, offset, length, range_hash(data)
+                    )
+                if kept:
                     # an upload of an older version delivered these bytes already
                     self.counters[c.side].kept += len(data)
                     continue
-                await target.stage_write(up.handle, offset, data)
+                with on(c.side):
+                    await target.stage_write(handle, offset, data)
                 self.rate.add(len(data), time.monotonic() - t)
                 self._adapt_chunk()
-        except OSError as err:
+        except SideFailure as failure:
             if not up.failed:
                 self.sched.fail_upload(up)
                 if up.handle is not None:
-                    await self._abandon(target, up.handle, err)
-                self._problem(c.path, f"transfer interrupted: {err}", c.side.other, True)
+                    await self._abandon(target, up.handle, failure)
+                self._failed(c.path, failure, "transfer interrupted")
 
     def _adapt_chunk(self) -> None:
         if self.rate.value > 0:
@@ -529,8 +561,8 @@ class Executor:
     async def _commit(self, commit: Commit) -> list[Change]:
         up = commit.upload
         c = up.change
-        self._progress.pop(id(up), None)
-        self._opening.pop(id(up), None)
+        self._progress.pop(up, None)
+        self._opening.pop(up, None)
         if up.handle is None:
             return []
         if isinstance(up.delta, deltajob.Delta):
@@ -541,7 +573,12 @@ class Executor:
     async def _commit_delta(self, up: Upload, d: deltajob.Delta) -> list[Change]:
         c = up.change
         self._intend(c.side, [Op(c.path, c.old, c.new)])
-        result = await self.ep[c.side].patch_commit(d.handle)
+        try:
+            with on(c.side):
+                result = await self.ep[c.side].patch_commit(d.handle)
+        except SideFailure as failure:  # (whether it landed is unknown: the intent stays)
+            self._failed(c.path, failure, "delta interrupted")
+            return []
         if result.path != c.path:
             result = OpResult(c.path, result.ok, result.problem, result.transient, result.whole)
         counters = self.counters[c.side]
@@ -566,14 +603,29 @@ class Executor:
     def _problem(self, path: str, reason: str, side: Side, transient: bool) -> None:
         self.report(Problem(path, reason, side.value), transient)
 
+    def _failed(self, path: str, failure: SideFailure, doing: str) -> None:
+        """A step of ``path`` failed on one side: the problem names that side."""
+        self._problem(path, failure.reason(doing), failure.side, failure.transient)
+
     async def _apply(self, side: Side, ops: list[Op]) -> list[Change]:
-        """Apply and record, as one step that ``abort`` lets finish (briefly)."""
+        """Apply and record, as one step that ``abort`` lets finish (briefly). A call
+        failing as a whole (``OSError``) fails each op: nothing of it is recorded."""
         task = asyncio.current_task()
         assert task is not None
         self._applying.add(task)
         try:
             self._intend(side, ops)
-            return self._account(side, ops, await self.ep[side].apply(ops, self.trash_pass))
+            try:
+                with on(side):
+                    results = await self.ep[side].apply(ops, self.trash_pass)
+            except SideFailure as failure:
+                results = [
+                    OpResult(op.path, False, failure.reason("not applied"), failure.transient)
+                    for op in ops
+                ]
+                # whether they landed is unknown: their intents stay for the next run
+                return self._account(side, ops, results, settle=False)
+            return self._account(side, ops, results)
         finally:
             self._applying.discard(task)
 
@@ -588,7 +640,11 @@ class Executor:
         elif updates:
             self.record(updates)
 
-    def _account(self, side: Side, ops: list[Op], results: list[OpResult]) -> list[Change]:
+    def _account(
+        self, side: Side, ops: list[Op], results: list[OpResult], settle: bool = True
+    ) -> list[Change]:
+        """Record what was applied and report what was not; ``settle``: the intents of
+        ``ops`` are over (not when the outcome is unknown: a lost answer)."""
         by_path: dict[str, Op] = {op.path: op for op in ops}
         updates: list[Update] = []
         applied: list[Change] = []
@@ -607,7 +663,7 @@ class Executor:
             self._count(counters, op.new, op.old)
             if op.new is not None and op.new.is_file:
                 self.index[side].add(op.new.digest, r.path)
-        self._record(side, updates, list(by_path))
+        self._record(side, updates, list(by_path) if settle else [])
         return applied
 
     @staticmethod

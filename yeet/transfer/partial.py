@@ -23,6 +23,8 @@ import struct
 import time
 
 from yeet.engine.entries import Entry
+from yeet.fs.inuse import InUse
+from yeet.fs.space import allocated, explain
 
 RECORD = struct.Struct("<QQ")
 MAX_AGE = 2 * 86400  # a partial nobody resumed for two days is dropped
@@ -66,6 +68,8 @@ class Partial:
         self.dir_fd = dir_fd
         self.name = name
         self.own_dir = False  # close dir_fd too (``attach``)
+        self.use = InUse()  # writes in flight hold it: ``close`` waits for them
+        self.size = size
         self.maybe: list[tuple[int, int]] = []
         if take_over is not None:
             self.maybe = self._take_over(take_over, size)
@@ -113,10 +117,11 @@ class Partial:
         upload that wrote them)."""
         if not any(o <= offset and offset + length <= o + n for o, n in self.maybe):
             return False
-        data = os.pread(self.fd, length, offset)
-        if len(data) != length or range_hash(data) != expected:
-            return False
-        os.write(self.log, RECORD.pack(offset, length))
+        with self.use.use():
+            data = os.pread(self.fd, length, offset)
+            if len(data) != length or range_hash(data) != expected:
+                return False
+            os.write(self.log, RECORD.pack(offset, length))
         self.have.append((offset, length))
         return True
 
@@ -124,17 +129,25 @@ class Partial:
         return _parse(_read_all(self.log), size)
 
     def write(self, offset: int, data: bytes) -> None:
-        view = memoryview(data)
-        at = offset
-        while view:
-            n = os.pwrite(self.fd, view, at)
-            view = view[n:]
-            at += n
-        os.fdatasync(self.fd)  # the bytes first, then the record that vouches for them
-        os.write(self.log, RECORD.pack(offset, len(data)))
+        """Write a chunk durably and record it (``Dropped`` once the upload is closed)."""
+        with self.use.use():
+            try:
+                view = memoryview(data)
+                at = offset
+                while view:
+                    n = os.pwrite(self.fd, view, at)
+                    view = view[n:]
+                    at += n
+                os.fdatasync(self.fd)  # the bytes first, then the record that vouches for them
+                os.write(self.log, RECORD.pack(offset, len(data)))
+            except OSError as err:
+                raise explain(err, self.fd, self.size, held=allocated(self.fd)) from None
         self.have.append((offset, len(data)))
 
     def close(self) -> None:
+        """Close the files once the writes in flight are done (later ones fail)."""
+        if not self.use.retire():
+            return
         for fd in (self.fd, self.log, self.dir_fd if self.own_dir else -1):
             try:
                 os.close(fd)
@@ -174,6 +187,7 @@ def attach(path: str, size: int) -> Partial:
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     upload = Partial.__new__(Partial)
     upload.dir_fd, upload.name, upload.own_dir = dir_fd, name, True
+    upload.use, upload.size = InUse(), size
     upload.maybe, upload.have = [], []
     upload.fd = upload.log = -1
     try:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from yeet.endpoint.api import TrashItem
 from yeet.engine.entries import Entry
+from yeet.fs.space import explain
 from yeet.state.db import transaction
 
 
@@ -187,6 +188,8 @@ class Trash:
                 # its permission bits come back with it (the trash itself is 0700)
                 os.fchmod(dst, stat.S_IMODE(os.fstat(src).st_mode) & 0o777)
                 os.fsync(dst)
+            except OSError as err:
+                raise explain(err, dst, os.fstat(src).st_size, f"in {self.directory}") from None
             finally:
                 os.close(dst)
         finally:

@@ -18,13 +18,15 @@ Invariants owned here:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -33,12 +35,15 @@ from yeet.endpoint.api import Op, OpResult
 from yeet.engine.entries import Entry
 from yeet.fs import durable as durability
 from yeet.fs import meta
+from yeet.fs.inuse import Dropped, InUse
 from yeet.fs.meta import MetaOptions
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
+from yeet.fs.space import allocated, check_room, explain, is_full
 from yeet.paths import join, parent_of
 from yeet.scan.ignore import IgnoreRules
-from yeet.scan.statcache import StatCache, sig_of
+from yeet.scan.statcache import StatCache, StatSig, sig_of
 from yeet.transfer import partial
+from yeet.transfer.tempnames import TempNames
 from yeet.transfer.trash import Trash, copy_into
 from yeet.watch.own import OwnWrites
 
@@ -65,6 +70,7 @@ class Staged:
     in_target_dir: bool
     fd: int = -1
     leaves: list[bytes] | None = None  # tree leaves of the content (large files)
+    use: InUse = field(default_factory=InUse)  # chunk writes in flight (large files)
 
 
 class Writer:
@@ -101,6 +107,8 @@ class Writer:
         self._partials: dict[int, partial.Partial] = {}
         self._next_handle = 1
         self._made: dict[str, Entry] = {}  # what a path holds when it is not its op's entry
+        self.temps = TempNames(trash.conn, trash.lock, trash.side, self._trash_leftover)
+        self._temps_left = False  # an in-tree temporary file could not be removed
         self._clean_stage_dir()
 
     def close(self) -> None:
@@ -111,9 +119,14 @@ class Writer:
                 upload.close()
             else:
                 self._discard(item[0], item[1])
+        self.temps.close(clean=not self._temps_left)
         os.close(self.stage_fd)
         self.root.close()
         self.stage_root.close()
+
+    def _trash_leftover(self, dir_fd: int, name: str, path: str) -> None:
+        """A temporary file an earlier (crashed) run left in the tree goes to the trash."""
+        self.trash.preserve(dir_fd, name, path, None, move=True)
 
     def _clean_stage_dir(self) -> None:
         """Leftovers of a crashed run are never content anybody relies on; young
@@ -123,13 +136,14 @@ class Writer:
     # -- staging ----------------------------------------------------------------------
 
     def _stage_create(self, path: str, mode: int) -> Staged:
-        name = f".yeet-tmp-{secrets.token_hex(8)}"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self.same_device:
+            name = f".yeet-tmp-{secrets.token_hex(8)}"
             fd = os.open(name, flags, mode, dir_fd=self.stage_fd)
             staged = Staged(name, False, fd)
-        else:
+        else:  # next to its target: a name recorded as ours (``tempnames``)
             parent, _ = self.stage_root.locate(path)
+            name = self.temps.new()
             if self.own is not None:
                 self.own.temp(join(parent_of(path), name))
             fd = os.open(name, flags, mode, dir_fd=parent)
@@ -143,13 +157,16 @@ class Writer:
 
     def _discard(self, path: str, staged: Staged) -> None:
         with self._stage_lock:
+            staged.use.retire()  # chunk writes in flight finish first (never a reused fd)
             if staged.fd >= 0:
                 os.close(staged.fd)
                 staged.fd = -1
             try:
                 os.unlink(staged.name, dir_fd=self._stage_dir_fd(path, staged))
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError:
+                self._temps_left |= staged.in_target_dir  # its token stays recorded
 
     def stage_open(
         self, path: str, new: Entry
@@ -172,21 +189,30 @@ class Writer:
         if self.same_device:
             name = partial.partial_name(path, new)
             try:
-                os.stat(name, dir_fd=self.stage_fd)
+                held = os.stat(name, dir_fd=self.stage_fd).st_blocks * 512
                 older = None  # resuming this very upload
             except FileNotFoundError:
                 older = partial.previous(self.stage_fd, path, name)
+                held = 0
+            self._admit(new, held)
             upload = partial.Partial(self.stage_fd, name, new.size, mode, take_over=older)
             self._partials[handle] = upload
             staged = Staged(upload.name, False, upload.fd)
             have = list(upload.have)
             maybe = list(upload.maybe)
         else:
+            self._admit(new, 0)
             staged = self._stage_create(path, mode)
             os.ftruncate(staged.fd, new.size)
             have = []
         self._handles[handle] = (path, staged, new)
         return handle, have, maybe
+
+    def _admit(self, new: Entry, held: int) -> None:
+        """Refuse a large upload that cannot fit (``space.check_room``): a doomed one
+        would fill the disk for nothing and fail the small files behind it."""
+        pending = sum(max(0, e.size - allocated(s.fd)) for _p, s, e in self._handles.values())
+        check_room(self.stage_fd if self.same_device else self.root.fd, new.size, held, pending)
 
     def partial_path(self, handle: int) -> str:
         """Where a resumable upload's file is ("" if it is not one): another agent
@@ -194,25 +220,38 @@ class Writer:
         upload = self._partials.get(handle)
         return "" if upload is None else os.path.join(self.stage_dir, upload.name)
 
+    def _upload(self, handle: int) -> tuple[Staged, Entry, partial.Partial | None]:
+        """The upload ``handle`` while it is open; ``Dropped`` once it was aborted or
+        committed (another worker's chunk of it failed: an ordinary per-path failure)."""
+        with self._stage_lock:
+            item = self._handles.get(handle)
+            if item is None:
+                raise Dropped("the upload")
+            return item[1], item[2], self._partials.get(handle)
+
     def staged_fd(self, handle: int) -> int:
         """The open staging file of a large upload (written directly by delta patches)."""
-        return self._handles[handle][1].fd
+        return self._upload(handle)[0].fd
 
     def stage_write(self, handle: int, offset: int, data: bytes) -> None:
-        _path, staged, _new = self._handles[handle]
-        upload = self._partials.get(handle)
+        staged, new, upload = self._upload(handle)
         if upload is not None:
             upload.write(offset, data)
             return
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(staged.fd, view, offset)
-            view = view[n:]
-            offset += n
+        with staged.use.use():
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(staged.fd, view, offset)
+                    view = view[n:]
+                    offset += n
+            except OSError as err:
+                held = allocated(staged.fd)
+                raise explain(err, staged.fd, new.size, held=held) from None
 
     def stage_keep(self, handle: int, offset: int, length: int, expected: bytes) -> bool:
         """Keep a range taken over from an older upload if its hash is ``expected``."""
-        upload = self._partials.get(handle)
+        _staged, _new, upload = self._upload(handle)
         return upload is not None and upload.keep(offset, length, expected)
 
     def stage_abort(self, handle: int, keep: bool = False) -> None:
@@ -233,13 +272,18 @@ class Writer:
         """Stage the new content of a file op and verify its digest."""
         assert op.new is not None
         if op.stage is not None:
-            _path, staged, _new = self._handles.pop(op.stage)
+            item = self._handles.pop(op.stage, None)
             upload = self._partials.pop(op.stage, None)
+            if item is None:
+                raise Dropped("its upload")
+            staged = item[1]
             if upload is not None:
                 # A good partial becomes an ordinary staged file; a bad one is dropped.
                 staged.fd = os.dup(upload.fd)
-                upload.close()
+                upload.close()  # (after its last chunk writes)
                 upload.forget_log()
+            else:
+                staged.use.retire()  # its last chunk writes finish first
             os.lseek(staged.fd, 0, os.SEEK_SET)
             value, size, staged.leaves = digest.tree_of_fd(self.alg, staged.fd, op.new.size)
         else:
@@ -350,7 +394,7 @@ class Writer:
                         except Mismatch as err:
                             results[i] = OpResult(op.path, False, str(err), transient=True)
                         except OSError as err:
-                            results[i] = OpResult(op.path, False, _oserror(err))
+                            results[i] = self._failed(op, err)
             finally:
                 self.stage_root.forget()
         return Prepared(results, staged, each)
@@ -364,16 +408,19 @@ class Writer:
         """Phase 2 (one batch at a time, in order): check, trash, rename into place;
         then make it durable (``durable``: the barrier, unless per file)."""
         results, staged = prepared.results, prepared.staged
-        self._reserved = self.trash.reserve(
-            [
-                (op.path, op.old)
-                for i, op in enumerate(ops)
-                if results[i] is None
-                and op.old is not None
-                and not op.old.is_dir
-                and not self._meta_only(op)
-            ]
-        )
+        try:
+            self._reserved = self.trash.reserve(
+                [
+                    (op.path, op.old)
+                    for i, op in enumerate(ops)
+                    if results[i] is None
+                    and op.old is not None
+                    and not op.old.is_dir
+                    and not self._meta_only(op)
+                ]
+            )
+        except sqlite3.Error:  # (e.g. a full disk) each op then tries on its own
+            self._reserved = {}
         unsettled = {op.path for i, op in enumerate(ops) if results[i] is None}
         if self.own is not None:
             self.own.begin(unsettled)  # (the watcher holds their events until we are done)
@@ -391,7 +438,7 @@ class Writer:
                         results[i] = OpResult(op.path, False, str(err), transient=True)
                         continue
                     except OSError as err:
-                        results[i] = OpResult(op.path, False, _oserror(err))
+                        results[i] = self._failed(op, err)
                         continue
                 unsettled.discard(op.path)  # (``_apply_one`` tells ``own``)
                 results[i] = self._apply_one(op, s)
@@ -405,7 +452,8 @@ class Writer:
             for i, left in staged.items():
                 self._discard(ops[i].path, left)
             self.root.forget()
-            self.trash.release(self._reserved.values())
+            with contextlib.suppress(sqlite3.Error):  # unused rows: they list nothing stored
+                self.trash.release(self._reserved.values())
             self._reserved = {}
         return [r for r in results if r is not None]
 
@@ -460,11 +508,22 @@ class Writer:
         except OSError as err:
             if staged is not None:
                 self._discard(op.path, staged)
-            return OpResult(op.path, False, _oserror(err))
+            return self._failed(op, err)
+        except sqlite3.Error as err:  # the trash could not record what it would hold
+            if staged is not None:
+                self._discard(op.path, staged)
+            return OpResult(op.path, False, f"yeet's state cannot be updated: {err}")
         finally:
             if self.own is not None and not told:
                 self.own.end([op.path])  # it wrote nothing there
         return OpResult(op.path, True, applied=self._made.pop(op.path, None))
+
+    def _failed(self, op: Op, err: OSError) -> OpResult:
+        """An op that failed with ``err`` (a full filesystem says how much it needs)."""
+        if is_full(err):
+            needs = op.new.size if op.new is not None and op.new.is_file else None
+            err = explain(err, self.root.fd, needs)
+        return OpResult(op.path, False, _oserror(err))
 
     def _change(
         self, parent: int, name: str, op: Op, st: os.stat_result | None, staged: Staged | None
@@ -487,26 +546,43 @@ class Writer:
             meta.apply_at(parent, name, new, meta.file_mode(new, st, self.meta), self.meta)
             after = os.stat(name, dir_fd=parent, follow_symlinks=False)
             leaves = self.cache.blocks.of_content(op.path, self.alg, new.size, new.digest)
-            self.cache.store(op.path, sig_of(after), new.digest, leaves=leaves)
+            self._remember(op.path, sig_of(after), new.digest, leaves)
             return
         if old is not None and old.is_dir:
             self._remove(parent, name, op.path, old)
         elif old is not None:
             self._preserve(parent, name, op.path, old, move=False)
         if new.is_symlink:
-            tmp = f".yeet-tmp-{secrets.token_hex(8)}"
-            tmp_fd = self.stage_fd if self.same_device else parent
-            if self.own is not None and not self.same_device:
-                self.own.temp(join(parent_of(op.path), tmp))
+            if self.same_device:
+                tmp, tmp_fd = f".yeet-tmp-{secrets.token_hex(8)}", self.stage_fd
+            else:  # next to its target: a name recorded as ours (``tempnames``)
+                tmp, tmp_fd = self.temps.new(), parent
+                if self.own is not None:
+                    self.own.temp(join(parent_of(op.path), tmp))
             os.symlink(new.target, tmp, dir_fd=tmp_fd)
-            os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
-            self.cache.drop(op.path)
+            try:
+                os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=parent)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=tmp_fd)
+                raise
+            with contextlib.suppress(sqlite3.Error):  # (made: see ``_remember``)
+                self.cache.drop(op.path)
             return
         assert staged is not None
         src_fd = parent if staged.in_target_dir else self.stage_fd
         os.rename(staged.name, name, src_dir_fd=src_fd, dst_dir_fd=parent)
         after = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        self.cache.store(op.path, sig_of(after), new.digest, leaves=staged.leaves)
+        self._remember(op.path, sig_of(after), new.digest, staged.leaves)
+
+    def _remember(self, path: str, sig: StatSig, value: bytes, leaves: list[bytes] | None) -> None:
+        """Cache the digest of content just put in place. The change is made: a cache
+        that cannot be written (a full disk under yeet's state) only costs a hash."""
+        try:
+            self.cache.store(path, sig, value, leaves=leaves)
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.cache.drop(path)
 
     def _made_already(self, parent: int, name: str, op: Op) -> bool:
         """A directory to create is there already with its entry's metadata (the same

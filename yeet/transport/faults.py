@@ -46,7 +46,9 @@ def fault_of(err: BaseException) -> Fault:
 def exception_of(fault: Fault, where: str) -> BaseException:
     """The exception a failed remote call raises here (``where`` names the agent)."""
     if fault.kind in ("OSError", "BadPath"):
-        return OSError(fault.errno or errnos.EIO, fault.message)
+        # the agent sent ``str(err)``: "[Errno 28] ..." would read "[Errno 28] [Errno 28] ..."
+        number = fault.errno or errnos.EIO
+        return OSError(number, fault.message.removeprefix(f"[Errno {number}] "))
     if fault.kind == "ProtocolError":
         return errors.ProtocolError(
             f"the agent on {where} rejected our input: {fault.message}", local=True, hint=fault.hint

@@ -54,6 +54,8 @@ from yeet.endpoint.api import (
 )
 from yeet.engine.entries import Entry
 from yeet.errors import EndpointError, YeetError
+from yeet.fs.inuse import Dropped
+from yeet.fs.space import is_full
 from yeet.protocol.messages import Welcome
 from yeet.transport.bulk import BulkLink
 from yeet.transport.channel import Channel, Connector, drop_link
@@ -115,6 +117,7 @@ class RemoteEndpoint:
         self._bulk = 0  # bytes of uploads in flight (BULK_BYTES)
         self._bulk_freed = asyncio.Event()
         self._write_errors: dict[int, BaseException] = {}
+        self._settling: set[int] = set()  # uploads being committed or aborted
         self._ahead: dict[tuple[str, bytes, int, int], asyncio.Task[bytes]] = {}
         self._next_stage = 1
         self._wire = [0, 0]  # bytes sent, received by earlier links
@@ -373,12 +376,20 @@ class RemoteEndpoint:
         rpc, gen = await self._client()
         remote = self._agent_handle(handle, gen)
         if remote is None:
-            raise OSError(
-                errno.ECONNRESET,
-                f"the upload to {self.where} was interrupted by a lost connection; "
-                "it is sent again on the next pass",
-            )
+            raise self._gone(handle)
         return await rpc.call(name, remote, *args)
+
+    def _gone(self, handle: int) -> OSError:
+        """Why local stage ``handle`` has no agent handle: the upload was dropped here
+        (committed, or aborted after another of its chunks failed), or it was lost
+        with the agent that gave it out."""
+        if handle not in self._stages or handle in self._settling:
+            return Dropped("the upload")
+        return OSError(
+            errno.ECONNRESET,
+            f"the upload to {self.where} was interrupted by a lost connection; "
+            "it is sent again on the next pass",
+        )
 
     async def stage_write(self, handle: int, offset: int, data: bytes) -> None:
         """Write-behind: returns once the chunk is on its way, in pieces of
@@ -388,20 +399,15 @@ class RemoteEndpoint:
             await self._stage_piece(handle, offset + at, data[at : at + WRITE_PIECE])
 
     async def _stage_piece(self, handle: int, offset: int, data: bytes) -> None:
-        if self._agent_handle(handle) is None:
-            raise OSError(
-                errno.ECONNRESET,
-                f"the upload to {self.where} was interrupted by a lost connection; "
-                "it is sent again on the next pass",
-            )
-        pending = self._writes.setdefault(handle, [])
+        pending = self._open_writes(handle)
         while len(pending) >= STAGE_WINDOW:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            self._harvest(handle)
+            pending = self._open_writes(handle, pending)
         self._raise_write_error(handle)
         while self._bulk and self._bulk + len(data) > BULK_BYTES:
             self._bulk_freed.clear()
             await self._bulk_freed.wait()
+        pending = self._open_writes(handle, pending)
         self.sent_bytes += len(data)
         self._bulk += len(data)
         task = asyncio.ensure_future(self._stage_write(handle, offset, data))
@@ -418,6 +424,8 @@ class RemoteEndpoint:
 
     def _upload_done(self, handle: int) -> None:
         self._stages.pop(handle, None)
+        self._settling.discard(handle)
+        self._write_errors.pop(handle, None)
         target = self._partials.pop(handle, None)
         if target is not None:
             self.bulk.done(target[0])
@@ -425,6 +433,21 @@ class RemoteEndpoint:
     def _bulk_done(self, size: int, _task: asyncio.Future[Any]) -> None:
         self._bulk -= size
         self._bulk_freed.set()
+
+    def _open_writes(
+        self, handle: int, waited: list[asyncio.Task[Any]] | None = None
+    ) -> list[asyncio.Task[Any]]:
+        """The writes in flight of upload ``handle`` (finished ones harvested), if it is
+        still open; ``_gone`` if it is not. ``waited``: the list a caller waited on,
+        which must still be the upload's (an abort or apply meanwhile took it: waiting
+        for room in it would never end, and what is written on goes unheard)."""
+        if self._agent_handle(handle) is None or handle in self._settling:
+            raise self._gone(handle)
+        pending = self._writes.setdefault(handle, [])
+        if waited is not None and pending is not waited:
+            raise Dropped("the upload")
+        self._harvest(handle)
+        return pending
 
     def _harvest(self, handle: int) -> None:
         pending = self._writes.get(handle, [])
@@ -441,8 +464,8 @@ class RemoteEndpoint:
     async def _settle_writes(self, handle: int) -> BaseException | None:
         """Wait for an upload's chunks in flight; the first failure, if any."""
         pending = self._writes.pop(handle, [])
-        if pending:
-            await asyncio.wait(pending)
+        while any(not t.done() for t in pending):  # (all of them: the list may have grown)
+            await asyncio.wait([t for t in pending if not t.done()])
         for task in pending:
             if not task.cancelled() and task.exception() is not None:
                 self._write_errors.setdefault(handle, cast(BaseException, task.exception()))
@@ -454,6 +477,7 @@ class RemoteEndpoint:
         return bool(await self._staged("stage_keep", handle, offset, length, expected))
 
     async def stage_abort(self, handle: int, keep: bool = False) -> None:
+        self._settling.add(handle)  # no chunk is sent for it any more
         await self._settle_writes(handle)
         if self._agent_handle(handle) is not None:
             with contextlib.suppress(ConnectionLost, OSError):
@@ -464,6 +488,7 @@ class RemoteEndpoint:
         failed: dict[int, BaseException] = {}
         for op in ops:
             if op.stage is not None:
+                self._settling.add(op.stage)  # no chunk is sent for it any more
                 err = await self._settle_writes(op.stage)
                 if err is not None:
                     failed[op.stage] = err
@@ -479,9 +504,14 @@ class RemoteEndpoint:
                     continue
                 remote = self._agent_handle(op.stage, gen)
                 if op.stage in failed:
-                    lost[i] = OpResult(
-                        op.path, False, f"its upload failed: {failed[op.stage]}", transient=True
-                    )
+                    err = failed[op.stage]
+                    why = (err.strerror if isinstance(err, OSError) else None) or str(err)
+                    if is_full(err):  # the receiver's disk: not worth another pass now
+                        lost[i] = OpResult(op.path, False, why)
+                    else:
+                        lost[i] = OpResult(
+                            op.path, False, f"its upload failed: {why}", transient=True
+                        )
                 elif remote is None:
                     lost[i] = OpResult(
                         op.path,
@@ -586,7 +616,9 @@ class RemoteEndpoint:
         return local
 
     def _agent_patch(self, handle: int) -> int:
-        gen, remote = self._patches.get(handle, (-1, -1))
+        if handle not in self._patches:
+            raise Dropped("the delta")  # aborted: another piece of it failed
+        gen, remote = self._patches[handle]
         if gen != self._generation:
             raise OSError(
                 errno.ECONNRESET,

@@ -266,7 +266,7 @@ class AgentEndpoint:
     async def bulk_close(self, handle: int) -> None:
         upload = self._bulk.pop(handle, None)
         if upload is not None:
-            upload.close()
+            await asyncio.to_thread(upload.close)  # (after its writes in flight)
 
     async def bulk_read(self, source: ReadSource, offset: int, length: int) -> bytes:
         if not os.path.isabs(source.root) or "\x00" in source.root:
