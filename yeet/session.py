@@ -144,6 +144,7 @@ class _Pass:
     decided: set[str] = field(default_factory=set)
     decided_under: set[str] = field(default_factory=set)
     remembered: bool = False
+    arriving: dict[Side, set[bytes]] = field(default_factory=dict)  # file digests, per side
 
 
 def _state(conflicts: int, problems: int) -> str:
@@ -514,6 +515,8 @@ class Session:
             for d in decisions:
                 if isinstance(d, Change):
                     changes.append(d)
+                    if d.new is not None and d.new.is_file:
+                        result.arriving.setdefault(d.side, set()).add(d.new.digest)
                 elif isinstance(d, AncestorUpdate):
                     agreed.append(Update(d.path, d.entry, applied=False))
                 elif isinstance(d, Retry):
@@ -589,14 +592,20 @@ class Session:
         if agreed:
             store.record(agreed)
         result.decided, result.decided_under = rec.decided, rec.decided_under
-        result.halt = self._guard(root_empty, had_ancestor)
+        result.halt = self._guard(root_empty, had_ancestor, result.arriving)
         if result.halt is None:
             executor.release()
         store.refresh_digests()
         return result
 
-    def _guard(self, root_empty: Mapping[Side, bool], had_ancestor: bool) -> Halt | None:
-        """The held-back deletions of a pass may go ahead, or a reason to halt."""
+    def _guard(
+        self,
+        root_empty: Mapping[Side, bool],
+        had_ancestor: bool,
+        arriving: Mapping[Side, set[bytes]],
+    ) -> Halt | None:
+        """The held-back deletions of a pass may go ahead, or a reason to halt (a file
+        whose content arrives elsewhere on its side was moved, not lost)."""
         executor = self._executor
         assert executor is not None
         emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
@@ -609,7 +618,7 @@ class Session:
             return Halt(EMPTIED, reason, side.value)
         if self.allow.deletions or self.allow.empty:
             return None
-        held = executor.held_deletions()
+        held = executor.held_deletions(arriving)
         limit = self.max_delete
         if limit.count is None and not any(n > MIN_GUARDED for n in held.values()):
             return None  # (counting the ancestor's files costs a query)

@@ -140,3 +140,16 @@ def test_watch_halts_on_a_mass_deletion(yeet: Yeet, roots: tuple[Path, Path]) ->
     assert proc.returncode == 1, err
     assert "halted" in out
     assert len(list(b.rglob("*.txt"))) == 40
+
+
+def test_moving_most_files_is_no_mass_deletion(yeet: Yeet, roots: tuple[Path, Path]) -> None:
+    """A rename of the directory holding nearly everything (``git mv src lib``) deletes
+    nothing: the content arrives at its new names, so the guard lets it go."""
+    a, b = roots
+    for i in range(40):
+        write(a, f"src/m{i % 5}/f{i}.py", f"module {i}")
+    write(a, "README", "r")
+    yeet.sync(a, b)
+    (a / "src").rename(a / "lib")
+    yeet.sync(a, b, rc=0)
+    assert snapshot(b) == snapshot(a)

@@ -124,5 +124,5 @@ def test_a_killed_syncs_temp_file_goes_to_the_trash(
     assert not [p for p in a.iterdir() if _ours(p.name)]
     assert (b / USERS).read_text() == "a user's file\n"
     trashed = [line.split("\t") for line in yeet("trash", "s", rc=0).out.splitlines()]
-    assert {row[-1] for row in trashed} >= set(left), trashed  # in the trash, not unlinked
-    assert all(row[0] == "beta" for row in trashed if row[-1] in left)
+    assert {row[5] for row in trashed} >= set(left), trashed  # in the trash, not unlinked
+    assert all(row[0] == "beta" for row in trashed if row[5] in left)

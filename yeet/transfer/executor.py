@@ -237,9 +237,10 @@ class Executor:
     def deferred(self) -> int:
         return self.sched.held()
 
-    def held_deletions(self) -> dict[Side, int]:
-        """Files (and links) each side would lose when the held-back work is released."""
-        return self.sched.held_deletions()
+    def held_deletions(self, moved: Mapping[Side, set[bytes]]) -> dict[Side, int]:
+        """Files (and links) each side would lose when the held-back work is released
+        (not counting content that ``moved`` says arrives elsewhere on that side)."""
+        return self.sched.held_deletions(moved)
 
     def queued(self) -> int:
         return self.sched.queued()[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from yeet.engine.reconcile import Change, Side
@@ -192,12 +192,17 @@ class Scheduler:
     def held(self) -> int:
         return len(self._held[Phase.REMOVALS]) + len(self._held[Phase.REPLACE])
 
-    def held_deletions(self) -> dict[Side, int]:
-        """Files and links each side would lose by the held-back deletions."""
+    def held_deletions(self, moved: Mapping[Side, Collection[bytes]]) -> dict[Side, int]:
+        """Files and links each side would lose by the held-back deletions, leaving out
+        files whose content arrives elsewhere on that side (``moved``: renames)."""
         out: dict[Side, int] = {}
         for c in self._held[Phase.REMOVALS]:
-            if c.old is not None and not c.old.is_dir:
-                out[c.side] = out.get(c.side, 0) + 1
+            old = c.old
+            if old is None or old.is_dir:
+                continue
+            if old.is_file and old.digest in moved.get(c.side, ()):
+                continue
+            out[c.side] = out.get(c.side, 0) + 1
         return out
 
     def _is_large(self, c: Change) -> bool:
