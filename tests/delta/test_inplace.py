@@ -14,12 +14,11 @@ from blake3 import blake3
 
 from yeet.delta import Op, changed_ranges, delta, signature
 from yeet.transfer import inplace
+from yeet.transfer.clone import apply_reflinked, reflink_supported
 from yeet.transfer.inplace import (
     InplaceAborted,
     apply_inplace,
-    apply_reflinked,
     recover,
-    reflink_supported,
     should_apply_inplace,
 )
 
@@ -217,3 +216,33 @@ def test_reflink_unsupported_is_an_abort(tmp_path: Path) -> None:
         apply_reflinked(path, ops, len(new), digest(new), path + ".stage")
     assert Path(path).read_bytes() == base
     assert not os.path.exists(path + ".stage")
+
+
+def test_recover_leaves_a_journal_in_use_alone(tmp_path: Path) -> None:
+    """Journals are per root, shared by every session: a second yeet opening the root
+    while the first is mid-update must not roll that update back or forward."""
+    import threading
+
+    path, jdir, base, new, ops = setup(tmp_path, "blocks")
+    phases: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def on_phase(name: str) -> None:
+        phases.append(name)
+        if name == "journaled":  # before its commit point, journal written and locked
+            started.set()
+            release.wait(10)
+
+    worker = threading.Thread(
+        target=apply_inplace,
+        args=(path, ops, len(new), digest(new), jdir),
+        kwargs={"on_phase": on_phase},
+    )
+    worker.start()
+    assert started.wait(10)
+    assert recover(jdir) == []  # locked: another process's update in progress
+    assert len(os.listdir(jdir)) == 1
+    release.set()
+    worker.join(10)
+    assert Path(path).read_bytes() == new and os.listdir(jdir) == []
+    assert phases == ["journaled", "committed", "applied", "done"]

@@ -79,6 +79,7 @@ class LocalEndpoint:
         self._delta = LocalDelta(self)
         self._ranges: dict[str, tuple[tuple[int, int], ...]] = {}
         self._ranges_until = 0
+        self.reflinks = True  # until a clone of a large file fails: the in-place journal
         self.own_writes = OwnWrites()  # what our writer left where: not edits, for the watcher
 
     # -- lifecycle --------------------------------------------------------------------
@@ -146,7 +147,7 @@ class LocalEndpoint:
             meta=self.meta(),
             own=self.own_writes,
         )
-        notes.extend(recover_journals(self.storage))
+        notes.extend(recover_journals(self.storage, root))
         return EndpointInfo(
             root,
             True,

@@ -8,16 +8,22 @@ Invariants owned here:
 * ``patch_commit`` re-checks, under the endpoint's write lock and just before
   touching the file, that the path still holds the old entry (stat signature,
   else digest), exactly like every other mutation (``Writer._check``).
-* In-place patches leave no copy of the old content in the trash: old blocks
-  are overwritten (see docs/DESIGN-NOTES.md, "Deltas"). Staged patches go
-  through the ``Writer`` and so trash the old file like any replacement.
-* A journal left by a crash is rolled forward or back at ``open`` (``recover``),
-  before anything else touches the tree.
+* A large file is patched in a reflink clone renamed over it where the
+  filesystem can clone (``yeet.transfer.clone``: no reader ever sees a mix; the
+  old version goes to the trash when that costs a hard link), else in place
+  through the redo journal (``yeet.transfer.inplace``; old blocks are
+  overwritten, nothing goes to the trash). Staged patches go through the
+  ``Writer`` and so trash the old file like any replacement.
+* In-place journals live per root, not per session (``root_journal_dir``): a
+  journal left by a crash is rolled forward or back by the next yeet process
+  that opens that root (any session, the agent included), at ``open``, before
+  anything else touches the tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -27,35 +33,49 @@ from yeet import digest
 from yeet.delta.signature import Signature
 from yeet.endpoint.api import DeltaOp, Op, OpResult, PlanReply, SigReply
 from yeet.engine.entries import Entry
-from yeet.fs import meta
+from yeet.fs import durable, meta
 from yeet.fs.inuse import Dropped
 from yeet.fs.rootdir import NotADirectoryInRoot, RootDir
 from yeet.fs.space import explain, is_full
+from yeet.paths import join, parent_of
 from yeet.scan.statcache import sig_of
+from yeet.state.sessions import state_home
 from yeet.transfer import deltafile
 from yeet.transfer.writer import DIGEST_MISMATCH, Mismatch
 
 if TYPE_CHECKING:
     from yeet.endpoint.local import LocalEndpoint
+    from yeet.transfer.inplace import Stats
 
 UNSUPPORTED = "delta chunking is not available here (no pyfastcdc/blake3): whole files are sent"
 
 
 def journal_dir(storage: Path) -> str:
+    """The session side's own directory: delta spools (and journals of older yeets)."""
     path = storage / "journal"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return str(path)
 
 
-def recover_journals(storage: Path) -> list[str]:
+def root_journal_dir(root: str) -> str:
+    """Where in-place journals of files under ``root`` live on this host, whichever
+    session writes them: every yeet process that opens the root recovers them."""
+    key = hashlib.blake2b(os.fsencode(os.path.realpath(root)), digest_size=12).hexdigest()
+    path = state_home() / "inplace" / key
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(path)
+
+
+def recover_journals(storage: Path, root: str) -> list[str]:
     """Finish or undo in-place patches a crash interrupted; drop stale spools."""
     from yeet.transfer.inplace import recover
 
-    jdir = journal_dir(storage)
-    done = recover(jdir, verify=False)
-    for name in os.listdir(jdir):
+    done = recover(root_journal_dir(root), verify=False)
+    own = journal_dir(storage)
+    done += recover(own, verify=False)
+    for name in os.listdir(own):
         if name.endswith(".spool"):
-            os.unlink(os.path.join(jdir, name))
+            os.unlink(os.path.join(own, name))
     return [f"{r.path}: interrupted in-place update {r.action}" for r in done if r.path]
 
 
@@ -293,6 +313,7 @@ class LocalDelta:
         writer, cache = ep._writer, ep._cache
         assert writer is not None and cache is not None
         alg = self._alg()
+        opts = ep.meta()
         with ep._write_lock:
             ep.own_writes.begin([item.path])
             try:
@@ -301,17 +322,17 @@ class LocalDelta:
                 assert st is not None
                 if st.st_ino != os.fstat(item.patch.old_fd).st_ino:
                     raise Mismatch("file replaced since the delta started")
-                stats = apply_inplace(
-                    os.path.join(ep._root(), item.path),
-                    item.patch.ops(),
-                    item.new.size,
-                    item.new.digest,
-                    journal_dir(ep.storage),
-                    hasher=lambda: digest.new(alg, threads=True),
-                    tree=self._tree(item, st),
-                )
-                opts = ep.meta()
-                if item.new != item.old or opts.times:
+                stats = self._commit_cloned(item, parent, name, st) if ep.reflinks else None
+                if stats is None:  # this filesystem cannot clone: the journal
+                    stats = apply_inplace(
+                        os.path.join(ep._root(), item.path),
+                        item.patch.ops(),
+                        item.new.size,
+                        item.new.digest,
+                        root_journal_dir(ep._root()),
+                        hasher=lambda: digest.new(alg, threads=True),
+                        tree=self._tree(item, st),
+                    )
                     mode = meta.file_mode(item.new, st, opts)
                     meta.apply_at(parent, name, item.new, mode, opts)
                 after = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -323,9 +344,60 @@ class LocalDelta:
             except InplaceAborted as err:
                 return OpResult(item.path, False, f"in-place delta: {err}", whole=True)
             except OSError as err:
+                if is_full(err):
+                    err = explain(err, writer.root.fd, item.new.size - item.old.size)
                 return OpResult(item.path, False, f"in-place delta: {err.strerror or err}")
             finally:
                 if not item.wrote:
                     ep.own_writes.end([item.path])
                 writer.root.forget()
         return OpResult(item.path, True)
+
+    def _commit_cloned(
+        self, item: _Open, parent: int, name: str, st: os.stat_result
+    ) -> Stats | None:
+        """Patch a reflink clone of the file and rename it over the file (the old
+        version into the trash when that costs a link); None if this filesystem
+        cannot clone (then ``ep.reflinks`` is False from now on)."""
+        from yeet.transfer.clone import CloneUnsupported, patch_clone
+
+        ep, writer = self.ep, self.ep._writer
+        assert writer is not None
+        opts, alg = ep.meta(), self._alg()
+        if writer.same_device:  # the staging directory: nothing of ours in the tree
+            dir_fd, tmp = writer.stage_fd, f".yeet-tmp-clone-{os.getpid()}-{id(item):x}"
+        else:
+            dir_fd, tmp = parent, writer.temps.new()
+            ep.own_writes.temp(join(parent_of(item.path), tmp))
+        dst = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            try:
+                stats = patch_clone(
+                    item.patch.old_fd,
+                    dst,
+                    item.patch.ops(),
+                    item.new.size,
+                    item.new.digest,
+                    hasher=lambda: digest.new(alg, threads=True),
+                    tree=self._tree(item, st),
+                )
+            except CloneUnsupported:
+                ep.reflinks = False
+                os.unlink(tmp, dir_fd=dir_fd)
+                return None
+            meta.apply_fd(dst, item.new, meta.file_mode(item.new, st, opts), opts)
+            os.fsync(dst)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        finally:
+            os.close(dst)
+        try:
+            if writer.trash.dev == st.st_dev:
+                writer.trash.preserve(parent, name, item.path, item.old, move=False)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=parent)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        durable.sync_dirs((parent, dir_fd, writer.trash.fd))
+        return stats

@@ -223,7 +223,7 @@ class Patch:
             elif at in self._memory:
                 yield Data(self._memory[at])
             else:
-                yield Data(_pread_exact(self._spool_fd, n, at))
+                yield Data(pread_exact(self._spool_fd, n, at))
 
     def close(self) -> None:
         """Close the files once the writes in flight are done (later ones fail)."""
@@ -249,7 +249,7 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+def pread_exact(fd: int, length: int, offset: int) -> bytes:
     out = os.pread(fd, length, offset)
     while len(out) < length:
         more = os.pread(fd, length - len(out), offset + len(out))

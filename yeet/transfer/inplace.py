@@ -32,11 +32,15 @@ trailer means "not committed": truncate back to the old size (the old bytes
 were never touched) and drop the journal. A journal whose file was replaced
 (other device/inode) is dropped.
 
-Where the filesystem can share extents (btrfs, XFS: ``FICLONE``),
-``apply_reflinked`` clones the file into a staging name, writes the changed
-ranges into the clone and renames it over the original: the ordinary
-stage-and-rename, at O(change) cost. ext4 cannot, so the journal is the path
-used (and tested) on this project's machines.
+Where the filesystem can share extents (btrfs, XFS: ``FICLONE``), the journal is
+not used: ``yeet.transfer.clone`` clones the file, writes the changed ranges into
+the clone and renames it over the original (the ordinary stage-and-rename, at
+O(change) cost), so no reader ever sees a mix. ext4 cannot, so the journal is
+the path used there; between a crash after the commit point and the next
+``recover`` a reader can see a mix of old and new ranges.
+
+A journal being written or replayed is ``flock``-ed by its process:
+``recover`` leaves a locked journal alone (another yeet is applying it).
 
 Costs (journal path): writes ~= 2 x changed bytes (+ appended bytes once);
 reads = the whole new file once (for the digest) + the changed base ranges;
@@ -47,7 +51,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
@@ -100,7 +103,7 @@ class TreeUpdate(Protocol):
     def finish(self, read: Callable[[int, int], bytes]) -> tuple[bytes, list[bytes], int]: ...
 
 
-def _default_hasher() -> _Hasher:
+def default_hasher() -> _Hasher:
     return blake3(max_threads=blake3.AUTO)
 
 
@@ -155,7 +158,7 @@ def journal_path(journal_dir: str, path: str) -> str:
     return os.path.join(journal_dir, name + SUFFIX)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -163,7 +166,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+def pread_exact(fd: int, length: int, offset: int) -> bytes:
     out = os.pread(fd, length, offset)
     while len(out) < length:
         more = os.pread(fd, length - len(out), offset + len(out))
@@ -218,7 +221,7 @@ class _JournalWriter:
                 break
             lo, hi = max(off, start), min(off + n, end)
             if lo < hi:
-                data = _pread_exact(self.f.fileno(), hi - lo, jpos + lo - off)
+                data = pread_exact(self.f.fileno(), hi - lo, jpos + lo - off)
                 buf[lo - start : hi - start] = data
 
     def commit(self) -> None:
@@ -227,7 +230,7 @@ class _JournalWriter:
         os.fsync(self.f.fileno())
 
 
-def _new_content(
+def new_content(
     fd: int, ops: Iterable[Op], old_size: int, hasher: _Hasher | None, stats: Stats
 ) -> Iterator[tuple[int, bytes | None, int]]:
     """``(target_offset, bytes or None if unchanged, length)``, in target order.
@@ -248,7 +251,7 @@ def _new_content(
             done = 0
             while done < op.length:
                 n = min(PIECE * 4, op.length - done)
-                data = _pread_exact(fd, n, op.base_offset + done)
+                data = pread_exact(fd, n, op.base_offset + done)
                 stats.read_bytes += n
                 if hasher is not None:
                     hasher.update(data)
@@ -270,7 +273,7 @@ def apply_inplace(
     journal_dir: str | os.PathLike[str],
     *,
     max_journal: int | None = None,
-    hasher: HasherFactory = _default_hasher,
+    hasher: HasherFactory = default_hasher,
     on_phase: Callable[[str], None] | None = None,
     tree: TreeUpdate | None = None,
 ) -> Stats:
@@ -307,15 +310,16 @@ def apply_inplace(
             Header(os.path.abspath(path), st.st_dev, st.st_ino, old_size, new_size, expected_digest)
         )
         with open(jpath, "w+b", buffering=PIECE) as jf:
+            fcntl.flock(jf.fileno(), fcntl.LOCK_EX)  # ours until it is gone (``recover``)
             journal = _JournalWriter(jf)
             journal.raw(journal.magic + _HDRLEN.pack(len(header)) + header)
             jf.flush()
             os.fsync(jf.fileno())
-            _fsync_dir(journal_dir)
+            fsync_dir(journal_dir)
             try:
                 h = hasher() if tree is None else None
                 total = 0
-                for off, data, n in _new_content(fd, ops, old_size, h, stats):
+                for off, data, n in new_content(fd, ops, old_size, h, stats):
                     total = off + n
                     if data is None:
                         continue
@@ -348,8 +352,8 @@ def apply_inplace(
             phase("committed")
             _replay(fd, jf, len(_MAGIC) + _HDRLEN.size + len(header), new_size)
             phase("applied")
-        os.unlink(jpath)
-        _fsync_dir(journal_dir)
+            os.unlink(jpath)  # (still locked: no ``recover`` replays it meanwhile)
+        fsync_dir(journal_dir)
         phase("done")
         return stats
     finally:
@@ -359,7 +363,7 @@ def apply_inplace(
 def _new_bytes(fd: int, journal: _JournalWriter, start: int, length: int) -> bytes:
     """Bytes of the new content before the journal is replayed: the file (old bytes,
     and the appended tail already written) overlaid with the journaled changes."""
-    buf = bytearray(_pread_exact(fd, length, start))
+    buf = bytearray(pread_exact(fd, length, start))
     journal.overlay(start, buf)
     return bytes(buf)
 
@@ -370,7 +374,7 @@ def _stage(
     """Journal the really-changed bytes below ``old_size``; write the rest directly."""
     inside = max(0, min(len(data), old_size - off))
     if inside:
-        old = _pread_exact(fd, inside, off)
+        old = pread_exact(fd, inside, off)
         st.read_bytes += inside
         for o, n in narrow(off, old, data[:inside]):
             journal.record(o, data[o - off : o - off + n])
@@ -387,9 +391,9 @@ def _rollback(fd: int, old_size: int, jf: BinaryIO, jpath: str, journal_dir: str
     if os.fstat(fd).st_size != old_size:
         os.ftruncate(fd, old_size)
         os.fsync(fd)
+    os.unlink(jpath)  # (before the lock goes with the file)
     jf.close()
-    os.unlink(jpath)
-    _fsync_dir(journal_dir)
+    fsync_dir(journal_dir)
 
 
 def _records(jf: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -482,7 +486,7 @@ def recover(
     journal_dir: str | os.PathLike[str],
     *,
     verify: bool = True,
-    hasher: HasherFactory = _default_hasher,
+    hasher: HasherFactory = default_hasher,
 ) -> list[Recovered]:
     """Finish or undo every interrupted update that left a journal in ``journal_dir``.
 
@@ -495,16 +499,34 @@ def recover(
     for name in sorted(os.listdir(journal_dir)):
         if not name.endswith(SUFFIX):
             continue
-        jpath = os.path.join(journal_dir, name)
-        with open(jpath, "rb") as jf:
-            header, start, committed = _read_journal(jf)
-            if header is None:
-                out.append(Recovered("", "dropped"))  # crashed while writing the header
-            else:
-                out.append(_recover_one(header, jf, start, committed, verify, hasher))
-        os.unlink(jpath)
-        _fsync_dir(journal_dir)
+        done = _recover_journal(os.path.join(journal_dir, name), verify, hasher)
+        if done is not None:
+            out.append(done)
+            fsync_dir(journal_dir)
     return out
+
+
+def _recover_journal(jpath: str, verify: bool, hasher: HasherFactory) -> Recovered | None:
+    """Finish or undo the update of one journal; None if another yeet is applying it
+    (it holds the journal's lock) or it finished meanwhile."""
+    try:
+        jf = open(jpath, "rb")  # noqa: SIM115 (closed below, after the lock is known)
+    except FileNotFoundError:
+        return None
+    with jf:
+        try:
+            fcntl.flock(jf.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # another yeet is applying it right now
+        if os.fstat(jf.fileno()).st_nlink == 0:
+            return None  # it finished (and removed it) while we took the lock
+        header, start, committed = _read_journal(jf)
+        if header is None:
+            done = Recovered("", "dropped")  # crashed while writing the header
+        else:
+            done = _recover_one(header, jf, start, committed, verify, hasher)
+        os.unlink(jpath)
+    return done
 
 
 def _recover_one(
@@ -537,86 +559,3 @@ def _digest_of(fd: int, hasher: HasherFactory) -> bytes:
         h.update(data)
         pos += len(data)
     return h.digest()
-
-
-def reflink_supported(directory: str) -> bool:
-    """Whether files in ``directory`` can be cloned with ``FICLONE``."""
-    a = os.path.join(directory, f".yeet-reflink-probe-{os.getpid()}")
-    b = a + ".clone"
-    try:
-        fa = os.open(a, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        fb = os.open(b, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fa, b"x" * 4096)
-            fcntl.ioctl(fb, FICLONE, fa)
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fa)
-            os.close(fb)
-    finally:
-        for p in (a, b):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-
-
-def apply_reflinked(
-    path: str,
-    ops: Iterable[Op],
-    new_size: int,
-    expected_digest: bytes,
-    stage_path: str,
-    *,
-    hasher: HasherFactory = _default_hasher,
-) -> Stats:
-    """Clone ``path`` to ``stage_path``, write the changes into the clone, verify, rename.
-
-    ``stage_path`` must be on the same filesystem (and a name nobody else uses).
-    Raises ``InplaceAborted`` (nothing renamed) if cloning is not supported or
-    the result does not have ``expected_digest``.
-    """
-    stats = Stats()
-    src = os.open(path, os.O_RDONLY)
-    try:
-        old_size = os.fstat(src).st_size
-        dst = os.open(stage_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                fcntl.ioctl(dst, FICLONE, src)
-            except OSError as err:
-                why = os.strerror(err.errno or errno.EIO)
-                raise InplaceAborted(f"cannot clone: {why}") from err
-            h = hasher()
-            total = 0
-            for off, data, n in _new_content(src, ops, old_size, h, stats):
-                total = off + n
-                if data is None:
-                    continue
-                inside = max(0, min(len(data), old_size - off))
-                pieces = []
-                if inside:
-                    pieces = narrow(off, _pread_exact(src, inside, off), data[:inside])
-                if inside < len(data):
-                    pieces.append((off + inside, len(data) - inside))
-                for o, m in pieces:
-                    view = memoryview(data)[o - off : o - off + m]
-                    done = 0
-                    while done < m:
-                        done += os.pwrite(dst, view[done:], o + done)
-                    stats.inplace_bytes += m
-            if total != new_size or h.digest() != expected_digest:
-                raise InplaceAborted("delta result does not have the expected size and digest")
-            os.ftruncate(dst, new_size)
-            os.fchmod(dst, os.fstat(src).st_mode & 0o7777)
-            os.fsync(dst)
-        except BaseException:
-            os.unlink(stage_path)
-            raise
-        finally:
-            os.close(dst)
-        os.replace(stage_path, path)
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
-        return stats
-    finally:
-        os.close(src)
