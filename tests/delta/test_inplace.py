@@ -223,7 +223,7 @@ def test_recover_leaves_a_journal_in_use_alone(tmp_path: Path) -> None:
     while the first is mid-update must not roll that update back or forward."""
     import threading
 
-    path, jdir, base, new, ops = setup(tmp_path, "blocks")
+    path, jdir, _base, new, ops = setup(tmp_path, "blocks")
     phases: list[str] = []
     started, release = threading.Event(), threading.Event()
 
