@@ -68,6 +68,7 @@ from yeet.engine.reconcile import (
 )
 from yeet.errors import EndpointError
 from yeet.paths import is_within, join, parent_of
+from yeet.quoting import quote
 from yeet.state.store import SessionStore, Update
 from yeet.transfer.deltajob import INPLACE_MIN
 from yeet.transfer.executor import SMALL, Counters, Executor
@@ -210,7 +211,7 @@ class Session:
                     hint="check the path (only beta is created, on a session's first sync)",
                 )
             reason = (
-                f"{side} root {self.roots[side]} has vanished (unmounted disk?); "
+                f"{side} root {quote(self.roots[side])} has vanished (unmounted disk?); "
                 "nothing was synchronised or deleted"
             )
             self._halt(outcome, Halt(VANISHED, reason, side.value))
@@ -612,8 +613,8 @@ class Session:
         if emptied and executor.deferred() and not self.allow.empty:
             side = emptied[0]
             reason = (
-                f"{side} root {self.roots[side]} is empty but held synchronised content; "
-                "nothing was deleted"
+                f"{side} root {quote(self.roots[side])} is empty but held synchronised "
+                "content; nothing was deleted"
             )
             return Halt(EMPTIED, reason, side.value)
         if self.allow.deletions or self.allow.empty:
