@@ -123,7 +123,8 @@ def test_kill_9_during_inplace_delta_leaves_old_or_new(
     (a / "big").write_bytes(data)
     yeet.extra_env = {**(yeet.extra_env or {}), "YEET_INPLACE_MIN": str(8 * MIB)}
     yeet.sync(a, b)
-    journal = yeet.session_dir() / "beta" / "journal"
+    key = hashlib.blake2b(os.fsencode(os.path.realpath(b)), digest_size=12).hexdigest()
+    journal = yeet.home / "state" / "yeet" / "inplace" / key  # per root (root_journal_dir)
     outcomes: dict[str, int] = {}
     caught = 0
     for trial in range(4):
