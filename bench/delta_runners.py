@@ -36,7 +36,7 @@ from yeet.delta import (
     regions,
     signature,
 )
-from yeet.transfer.inplace import apply_inplace, should_apply_inplace
+from yeet.replica.write.inplace import apply_inplace, should_apply_inplace
 
 MiB = 1 << 20
 

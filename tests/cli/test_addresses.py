@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from yeet.endpoint.url import Location, legacy_canonical, migrate, parse
-from yeet.errors import UsageError
+from yeet.model.address import Location, legacy_canonical, migrate, parse
+from yeet.model.errors import UsageError
 
 CASES = [
     # typed, location, canonical

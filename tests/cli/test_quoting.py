@@ -9,7 +9,7 @@ import os
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from yeet.quoting import dumps, needs_quoting, quote, unquote
+from yeet.model.quoting import dumps, needs_quoting, quote, unquote
 
 # what a file name can be: any bytes but NUL and "/", as Python decodes them
 names = st.binary(min_size=1, max_size=40).map(

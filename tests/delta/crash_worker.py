@@ -10,7 +10,7 @@ import sys
 import msgspec
 
 from yeet.delta import Op
-from yeet.transfer.inplace import apply_inplace, recover
+from yeet.replica.write.inplace import apply_inplace, recover
 
 
 class Job(msgspec.Struct):

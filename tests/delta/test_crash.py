@@ -21,7 +21,7 @@ from blake3 import blake3
 
 from tests.delta.crash_worker import Job
 from yeet.delta import delta, signature
-from yeet.transfer.inplace import recover
+from yeet.replica.write.inplace import recover
 
 TRIALS = 30
 SIZE = 24 << 20

@@ -13,9 +13,9 @@ import pytest
 from blake3 import blake3
 
 from yeet.delta import Op, changed_ranges, delta, signature
-from yeet.transfer import inplace
-from yeet.transfer.clone import apply_reflinked, reflink_supported
-from yeet.transfer.inplace import (
+from yeet.replica.write import inplace
+from yeet.replica.write.clone import apply_reflinked, reflink_supported
+from yeet.replica.write.inplace import (
     InplaceAborted,
     apply_inplace,
     recover,

@@ -6,12 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from yeet import digest
-from yeet.engine.entries import Entry
-from yeet.fs.rootdir import RootDir
-from yeet.scan.blockcache import MIN_SIZE
-from yeet.scan.scanner import Scanner, ScanOptions
-from yeet.scan.statcache import StatCache
+from yeet.model import digest
+from yeet.model.entries import Entry
+from yeet.replica.fs.rootdir import RootDir
+from yeet.replica.scan.blockcache import MIN_SIZE
+from yeet.replica.scan.scanner import Scanner, ScanOptions
+from yeet.replica.scan.statcache import StatCache
 from yeet.state.store import SessionStore
 
 ALG = "blake3-tree"

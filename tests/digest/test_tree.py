@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yeet import digest
-from yeet.digest import BLOCK, TreeHasher, TreeUpdate
+from yeet.model import digest
+from yeet.model.digest import BLOCK, TreeHasher, TreeUpdate
 
 ALGS = ["blake3-tree", "blake2b-tree"]
 

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L, Tree, X, run_sync
-from yeet.engine.entries import Entry
-from yeet.engine.reconcile import Change, Conflict, Mode, Side
-from yeet.engine.trees import reconcile
-from yeet.paths import is_within, join
+from yeet.core.reconcile import Change, Conflict, Mode, Side
+from yeet.core.trees import reconcile
+from yeet.model.entries import Entry
+from yeet.model.paths import is_within, join
 
 NAMES = ("a", "b", "c")
 LEAVES = (F("1"), F("2"), X("1"), L("t1"), L("t2"))
@@ -178,14 +178,14 @@ def test_ancestor_digests_change_nothing_but_speed(
 
 
 def test_unchanged_directories_are_passed_over() -> None:
-    from yeet.engine.reconcile import Reconciler
-    from yeet.engine.trees import answer
+    from yeet.core.reconcile import Reconciler
+    from yeet.core.trees import answer
 
     t = {"d": D, "d/a": F("1"), "d/e": D, "d/e/b": F("2")}
     rec = Reconciler(Mode.TWO_WAY_SAFE, None)
     asked: list[str] = []
-    from yeet.engine.entries import listing_digest
-    from yeet.engine.trees import children_of, listings_of
+    from yeet.core.trees import children_of, listings_of
+    from yeet.model.entries import listing_digest
 
     digests = {p: listing_digest(children_of(t, p)) for p in ("", "d", "d/e")}
     rec = Reconciler(Mode.TWO_WAY_SAFE, digests)
@@ -205,7 +205,7 @@ def test_scoped_reconcile_of_dirty_directories_equals_full(
     s: tuple[Tree, Tree, Tree], mode: Mode
 ) -> None:
     """Re-deciding only what a watcher reports dirty gives the full pass's result."""
-    from yeet.engine.trees import dirty_dirs, reconcile_scoped
+    from yeet.core.trees import dirty_dirs, reconcile_scoped
 
     anc, x, y = s
     full = reconcile(anc, x, y, mode)
@@ -216,7 +216,7 @@ def test_scoped_reconcile_of_dirty_directories_equals_full(
 
 
 def test_scoped_reconcile_with_empty_scope_does_nothing() -> None:
-    from yeet.engine.trees import reconcile_scoped
+    from yeet.core.trees import reconcile_scoped
 
     t = {"d": D, "d/a": F("1")}
     assert reconcile_scoped(t, t, t, Mode.TWO_WAY_SAFE, set()).empty

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.trees import D, F, L, Tree, X, run_sync, tree
-from yeet.engine.reconcile import Mode
+from yeet.core.reconcile import Mode
 
 SAFE, RESOLVED, OWS, REPLICA = (
     Mode.TWO_WAY_SAFE,
@@ -190,7 +190,7 @@ def test_conflict_reports_actions() -> None:
 
 
 def test_special_content_blocks_deletion_of_its_directory() -> None:
-    from yeet.engine.entries import special_entry
+    from yeet.model.entries import special_entry
 
     anc = tree(p=D, p__c=F("c"))
     alpha: Tree = {}
@@ -201,7 +201,7 @@ def test_special_content_blocks_deletion_of_its_directory() -> None:
 
 
 def test_special_entry_itself_is_left_alone() -> None:
-    from yeet.engine.entries import special_entry
+    from yeet.model.entries import special_entry
 
     sock = special_entry("socket")
     _a, x, y, conflicts, plan = run_sync({}, tree(s=sock), {})
@@ -209,8 +209,8 @@ def test_special_entry_itself_is_left_alone() -> None:
 
 
 def test_unreadable_directory_is_never_taken_for_deleted() -> None:
-    from yeet.engine.reconcile import Reconciler, Side
-    from yeet.engine.trees import Plan, answer
+    from yeet.core.reconcile import Reconciler, Side
+    from yeet.core.trees import Plan, answer
 
     anc = tree(p=D, p__c=F("c"))
     rec = Reconciler(Mode.TWO_WAY_SAFE)
@@ -229,8 +229,8 @@ def test_unreadable_directory_is_never_taken_for_deleted() -> None:
 
 def test_decisions_stream_before_scans_finish() -> None:
     """A new directory on alpha flows to beta listing by listing."""
-    from yeet.engine.reconcile import Change, Reconciler, Side
-    from yeet.engine.trees import answer
+    from yeet.core.reconcile import Change, Reconciler, Side
+    from yeet.core.trees import answer
 
     rec = Reconciler(Mode.TWO_WAY_SAFE)
     answer(rec, {})

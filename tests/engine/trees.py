@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import blake3
 
-from yeet.engine.entries import DIRECTORY, Entry, dir_entry, file_entry, is_dir, symlink_entry
-from yeet.engine.reconcile import Change, Conflict, Mode, Side
-from yeet.engine.trees import Plan, applied_update, apply_ancestor_update, reconcile
-from yeet.paths import is_within
+from yeet.core.reconcile import Change, Conflict, Mode, Side
+from yeet.core.trees import Plan, applied_update, apply_ancestor_update, reconcile
+from yeet.model.entries import DIRECTORY, Entry, dir_entry, file_entry, is_dir, symlink_entry
+from yeet.model.paths import is_within
 
 D = DIRECTORY
 
@@ -68,7 +68,7 @@ def apply_changes(t: Tree, changes: list[Change]) -> list[Change]:
 def order_for_executor(changes: list[Change]) -> list[Change]:
     """Creations/updates first (parents first), removals after (deepest first),
     then replacements of directories, as the real executor schedules them."""
-    from yeet.paths import sort_key
+    from yeet.model.paths import sort_key
 
     def replaces_dir(c: Change) -> bool:
         return c.old is not None and c.old.is_dir and (c.new is None or not c.new.is_dir)

@@ -1,4 +1,4 @@
-"""Per-batch durability: one ``syncfs``, or each file and directory (``yeet.fs.durable``)."""
+"""Per-batch durability: one ``syncfs``, or each file and directory (``replica.fs.durable``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from yeet.fs import durable
+from yeet.replica.fs import durable
 
 GIB = 1 << 30
 
@@ -39,15 +39,15 @@ def test_dirty_bytes_reads_the_kernel_counters() -> None:
 SCRIPT = textwrap.dedent(
     """
     import sys, threading
-    from yeet.endpoint.api import Op
-    from yeet.engine.entries import DIRECTORY, file_entry, symlink_entry
-    from yeet.scan.ignore import IgnoreRules
-    from yeet.scan.statcache import StatCache
+    from yeet.contract.values import Op
+    from yeet.model.entries import DIRECTORY, file_entry, symlink_entry
+    from yeet.replica.scan.ignore import IgnoreRules
+    from yeet.replica.scan.statcache import StatCache
     from yeet.state.store import SessionStore
-    from yeet.transfer.trash import Trash
-    from yeet.transfer.writer import Writer
-    from yeet import digest
-    from yeet.fs.durable import barrier
+    from yeet.replica.write.trash import Trash
+    from yeet.replica.write.writer import Writer
+    from yeet.model import digest
+    from yeet.replica.fs.durable import barrier
 
     root, state, dirty = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = SessionStore(__import__("pathlib").Path(state) / "s.db")

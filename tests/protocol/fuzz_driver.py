@@ -17,9 +17,8 @@ from typing import Any
 
 import msgspec
 
-from yeet.delta.chunking import Params
-from yeet.delta.signature import Signature
-from yeet.endpoint.api import (
+from yeet.contract.calls import ENDPOINT
+from yeet.contract.values import (
     COPY,
     DATA,
     DeltaOp,
@@ -29,13 +28,14 @@ from yeet.endpoint.api import (
     ReadSource,
     ScanBatch,
 )
-from yeet.engine.entries import DIRECTORY, Problem, file_entry, symlink_entry
-from yeet.errors import ProtocolError
+from yeet.delta.chunking import Params
+from yeet.delta.signature import Signature
+from yeet.model.entries import DIRECTORY, Problem, file_entry, symlink_entry
+from yeet.model.errors import ProtocolError
 from yeet.protocol.banner import banner_line
 from yeet.protocol.connection import AgentConnection, ClientConnection, State
 from yeet.protocol.frames import Kind, encode_frame
 from yeet.protocol.messages import Fault, Hello, Welcome
-from yeet.protocol.methods import ENDPOINT
 
 MAX_FRAME = 1 << 16
 E = file_entry(b"\x01" * 32, 3, True)
@@ -44,7 +44,7 @@ SIG = Signature(Params(1024, 512, 4096), 0, 3, b"\x02\x00", b"\x01\x02\x03\x04",
 
 def _seeds() -> list[bytes]:
     enc = msgspec.msgpack.encode
-    agent = AgentConnection("v", max_frame=MAX_FRAME)
+    agent = AgentConnection("v", ENDPOINT, max_frame=MAX_FRAME)
     out = [
         banner_line("v", ["blake2b"]),
         encode_frame(
@@ -139,7 +139,7 @@ def _mutate(rng: random.Random, data: bytes, seeds: list[bytes]) -> bytes:
 
 
 def _client(state: State, compression: str) -> ClientConnection:
-    c = ClientConnection("v", max_frame=MAX_FRAME)
+    c = ClientConnection("v", ENDPOINT, max_frame=MAX_FRAME)
     if state is State.BANNER:
         return c
     c.receive_data(banner_line("v", ["blake2b"]))
@@ -160,7 +160,7 @@ def _client(state: State, compression: str) -> ClientConnection:
 
 
 def _agent(state: State, compression: str) -> AgentConnection:
-    a = AgentConnection("v", max_frame=MAX_FRAME, compressions=(compression, "none"))
+    a = AgentConnection("v", ENDPOINT, max_frame=MAX_FRAME, compressions=(compression, "none"))
     a.banner()
     if state is State.HELLO:
         return a

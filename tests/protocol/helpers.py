@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from yeet.endpoint.api import EndpointConfig
-from yeet.engine.entries import file_entry
+from yeet.contract.calls import ENDPOINT
+from yeet.contract.values import EndpointConfig
+from yeet.model.entries import file_entry
 from yeet.protocol.connection import AgentConnection, ClientConnection, State
 from yeet.protocol.frames import Kind, encode_frame
 from yeet.protocol.messages import Fault, Hello, Welcome
-from yeet.protocol.methods import ENDPOINT
 
 VERSION = "0.0-test"
 import msgspec  # noqa: E402
@@ -61,7 +61,7 @@ def welcome_frame(compression: str = "none", **over: Any) -> bytes:
 
 def client_in(state: State, compression: str = "none") -> ClientConnection:
     """A client connection brought to ``state`` by a real handshake."""
-    c = ClientConnection(VERSION, max_frame=1 << 20)
+    c = ClientConnection(VERSION, ENDPOINT, max_frame=1 << 20)
     if state is State.BANNER:
         return c
     c.receive_data(b"YEET-AGENT/1 0.0-test blake2b\n")
@@ -80,7 +80,7 @@ def client_in(state: State, compression: str = "none") -> ClientConnection:
 
 
 def agent_in(state: State, compression: str = "none") -> AgentConnection:
-    a = AgentConnection(VERSION, max_frame=1 << 20)
+    a = AgentConnection(VERSION, ENDPOINT, max_frame=1 << 20)
     if state is State.BANNER:
         return a
     a.banner()

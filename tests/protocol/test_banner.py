@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 from yeet.protocol.banner import BannerScanner, banner_line
 
 LINE = banner_line("1.2.3", ["blake3", "zstd"])

@@ -10,7 +10,7 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 from yeet.protocol import codec
 from yeet.protocol.frames import FLAG_ZLIB, FLAG_ZSTD
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 from yeet.protocol.frames import HEADER_SIZE, FrameDecoder, Kind, encode_frame
 
 frames = st.lists(

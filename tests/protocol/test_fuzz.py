@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.protocol import fuzz_driver
-from yeet.transport import zipapp
+from yeet.remote.client import zipapp
 
 BARE_PYTHON = "/root/.pyenv/versions/3.9.18/bin/python3"
 REPO = Path(__file__).resolve().parents[2]

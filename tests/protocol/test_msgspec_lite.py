@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from yeet.compat import msgspec_lite as lite
 from yeet.compat.msgspec_lite import msgpack as lite_msgpack
-from yeet.endpoint import api
-from yeet.engine import entries
-from yeet.protocol import annotations, messages
-from yeet.transport import zipapp
+from yeet.contract import values as api
+from yeet.model import annotations, entries
+from yeet.protocol import messages
+from yeet.remote.client import zipapp
 
 BARE = "/root/.pyenv/versions/3.9.18/bin/python3"
 
@@ -69,8 +69,8 @@ sys.path[:0] = [sys.argv[1]]
 from yeet.compat import install_msgspec_fallback
 assert install_msgspec_fallback()
 import msgspec
-from yeet.endpoint import api
-from yeet.engine import entries
+from yeet.contract import values as api
+from yeet.model import entries
 types = {"ScanBatch": api.ScanBatch, "Op": api.Op, "EndpointConfig": api.EndpointConfig,
          "Entry": entries.Entry, "Problem": entries.Problem}
 items = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode(sys.stdin.buffer.read())

@@ -7,7 +7,7 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yeet.endpoint.api import PathStat
+from yeet.contract.values import PathStat
 from yeet.protocol import names
 from yeet.protocol.connection import CallReceived, ResultReceived, State
 

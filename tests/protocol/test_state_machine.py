@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from yeet.errors import ProtocolError
+from yeet.contract.calls import ENDPOINT
+from yeet.model.errors import ProtocolError
 from yeet.protocol.connection import (
     STREAM_WINDOW,
     AgentConnection,
@@ -20,7 +21,6 @@ from yeet.protocol.connection import (
 )
 from yeet.protocol.frames import Kind, encode_frame
 from yeet.protocol.messages import Fault
-from yeet.protocol.methods import ENDPOINT
 
 from .helpers import SAMPLE_ARGS, agent_in, client_in, enc, frames_of_every_kind
 

@@ -143,7 +143,7 @@ def test_large_file_goes_through_staging(yeet: Yeet, roots: tuple[Path, Path]) -
 
 
 def test_names_like_temp_files_are_user_files(yeet: Yeet, roots: tuple[Path, Path]) -> None:
-    """Only the temporary names yeet recorded are its own (``yeet.transfer.tempnames``;
+    """Only the temporary names yeet recorded are its own (``yeet.replica.write.tempnames``;
     its crash leftovers: tests/scenarios/test_temp_names.py)."""
     a, b = roots
     write(a, "x", "1")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_harness import Yeet
-from yeet.transfer.inplace import SUFFIX, recover
+from yeet.replica.write.inplace import SUFFIX, recover
 
 # The remote agent here is a bare python3 (no pyfastcdc: whole files, by design);
 # deltas over a real sshd with a full remote are in tests/transport/test_ssh_delta.py.
@@ -124,7 +124,7 @@ def test_kill_9_during_inplace_delta_leaves_old_or_new(
     yeet.extra_env = {**(yeet.extra_env or {}), "YEET_INPLACE_MIN": str(8 * MIB)}
     yeet.sync(a, b)
     key = hashlib.blake2b(os.fsencode(os.path.realpath(b)), digest_size=12).hexdigest()
-    journal = yeet.home / "state" / "yeet" / "inplace" / key  # per root (root_journal_dir)
+    journal = yeet.home / "state" / "yeet" / "inplace" / key  # per root (root_redo_dir)
     outcomes: dict[str, int] = {}
     caught = 0
     for trial in range(4):

@@ -26,12 +26,14 @@ from tests.cli_harness import Yeet, snapshot, write
 from tests.journal_service import journal_service
 from tests.pagecache import evict, resident_bytes
 from tests.scenarios.test_watch import wait_for
-from yeet.endpoint.api import Endpoint
-from yeet.endpoint.local import LocalEndpoint
-from yeet.engine.reconcile import Side
-from yeet.session import Session, Settings
+from yeet.contract.endpoint import Endpoint
+from yeet.core.reconcile import Side
+from yeet.model import settings as yeet_settings
+from yeet.remote.client.connect import subprocess_endpoint
+from yeet.replica.endpoint import LocalEndpoint
+from yeet.session.settings import Settings
+from yeet.session.sync import Session
 from yeet.state.store import SessionStore
-from yeet.transport.connect import subprocess_endpoint
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the change journal needs root")
 
@@ -157,6 +159,7 @@ def test_the_agent_asks_its_own_hosts_journal(
     """Beta served by its own ``yeet agent`` process (the wire protocol): it asks the
     journal of its host; the session gets both sides' dirty ranges as hints."""
     monkeypatch.setenv("YEET_TRACER_SOCKET", str(journal_socket))
+    yeet_settings.reload()
     a, b = tmp_path / "a", tmp_path / "b"
     _tree(a)
     store = SessionStore(tmp_path / "state.db")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_harness import Yeet, write
-from yeet.quoting import quote, unquote
+from yeet.model.quoting import quote, unquote
 
 # a tab, a newline, a byte that is not UTF-8, a leading dash, a leading quote
 ODD = ["tab\there", "new\nline", "caf" + os.fsdecode(b"\xe9"), "-dash", '"quoted']
@@ -113,9 +113,7 @@ def _stored_trash(yeet: Yeet) -> list[list[str]]:
     return yeet("trash", "s", rc=0).lines()
 
 
-def test_out_of_range_option_values_are_usage_errors(
-    yeet: Yeet, roots: tuple[Path, Path]
-) -> None:
+def test_out_of_range_option_values_are_usage_errors(yeet: Yeet, roots: tuple[Path, Path]) -> None:
     a, b = roots
     write(a, "keep", "0")
     write(a, "x", "1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yeet.scan.statcache import StatCache
+from yeet.replica.scan.statcache import StatCache
 from yeet.state.store import SessionStore
 
 SIG = (1, 10, 5, 5, 0o100644)

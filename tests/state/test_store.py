@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L
-from yeet.engine.entries import Entry, Problem, listing_digest
-from yeet.engine.reconcile import Conflict
-from yeet.engine.trees import apply_ancestor_update
-from yeet.errors import StateError
-from yeet.paths import name_of, parent_of
+from yeet.core.reconcile import Conflict
+from yeet.core.trees import apply_ancestor_update
+from yeet.model.entries import Entry, Problem, listing_digest
+from yeet.model.errors import StateError
+from yeet.model.paths import name_of, parent_of
 from yeet.state.db import StateDamaged, open_database
 from yeet.state.store import SessionStore, Update
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli_harness import Yeet
 from tests.journal_service import journal_service
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer import Tracer
 
 

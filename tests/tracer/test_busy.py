@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from yeet.endpoint.journal import ask
+from yeet.replica.changes import ask
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the change journal needs root")
 

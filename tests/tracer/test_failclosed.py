@@ -175,7 +175,7 @@ def test_a_failure_while_the_service_waits_is_remembered(
 ) -> None:
     """Name events are read as they come (the event loop's reader callback), not only
     when someone asks: a failure there must still reach the next answer."""
-    from yeet.endpoint.journal import ask
+    from yeet.replica.changes import ask
 
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)

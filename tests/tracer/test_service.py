@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.journal_service import REPO, journal_service
-from yeet.endpoint.api import Changes
-from yeet.endpoint.journal import ask
+from yeet.contract.values import Changes
+from yeet.replica.changes import ask
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the journal service needs root")
 
@@ -111,7 +111,7 @@ def test_no_service_is_incomplete_not_an_error(base: Path) -> None:
 CLIENT = textwrap.dedent("""
     import json, os, sys
     sys.path.insert(0, {repo!r})
-    from yeet.endpoint.journal import ask  # imported before dropping root
+    from yeet.replica.changes import ask  # imported before dropping root
     uid, gid = int(sys.argv[1]), int(sys.argv[2])
     os.setgroups([gid]); os.setgid(gid); os.setuid(uid)
     out = {{}}

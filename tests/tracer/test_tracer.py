@@ -18,7 +18,7 @@ from kio import Aio, Uring
 from oracle import file_id
 from workload import fallocate
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer import END, WHOLE, RangeSet, Tracer
 from yeet.tracer.paths import mount_of
 

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from yeet import digest
-from yeet.endpoint.api import Endpoint, EndpointConfig
-from yeet.endpoint.local import LocalEndpoint
-from yeet.engine.entries import Entry, Problem
-from yeet.engine.reconcile import Change, Side
+from yeet.contract.endpoint import Endpoint
+from yeet.contract.values import EndpointConfig
+from yeet.core.localindex import LocalIndex
+from yeet.core.reconcile import Change, Side
+from yeet.model import digest
+from yeet.model.entries import Entry, Problem
+from yeet.remote.client.connect import subprocess_endpoint
+from yeet.replica.endpoint import LocalEndpoint
+from yeet.replica.write import deltafile
+from yeet.session.executor import Executor
 from yeet.state.store import SessionStore, Update
-from yeet.transfer import deltafile
-from yeet.transfer.executor import Executor
-from yeet.transfer.localindex import LocalIndex
-from yeet.transport.connect import subprocess_endpoint
 
 MIB = 1 << 20
 

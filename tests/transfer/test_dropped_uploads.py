@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from yeet import digest
-from yeet.endpoint.api import EndpointConfig, Op
-from yeet.engine.entries import Entry, file_entry
-from yeet.scan.ignore import IgnoreRules
-from yeet.scan.statcache import StatCache
+from yeet.contract.values import EndpointConfig, Op
+from yeet.model import digest
+from yeet.model.entries import Entry, file_entry
+from yeet.remote.client.endpoint import RemoteEndpoint
+from yeet.remote.client.local_process import SubprocessConnector
+from yeet.replica.scan.ignore import IgnoreRules
+from yeet.replica.scan.statcache import StatCache
+from yeet.replica.write.trash import Trash
+from yeet.replica.write.writer import Writer
 from yeet.state.store import SessionStore
-from yeet.transfer.trash import Trash
-from yeet.transfer.writer import Writer
-from yeet.transport.local_process import SubprocessConnector
-from yeet.transport.remote import RemoteEndpoint
 
 ALG = "blake2b"
 MiB = 1 << 20

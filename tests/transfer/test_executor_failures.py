@@ -12,11 +12,12 @@ from typing import Any, cast
 
 import pytest
 
-from yeet.endpoint.api import Endpoint, Op, OpResult
-from yeet.engine.entries import DIRECTORY
-from yeet.engine.reconcile import Change, Side
-from yeet.transfer.executor import Executor
-from yeet.transfer.localindex import LocalIndex
+from yeet.contract.endpoint import Endpoint
+from yeet.contract.values import Op, OpResult
+from yeet.core.localindex import LocalIndex
+from yeet.core.reconcile import Change, Side
+from yeet.model.entries import DIRECTORY
+from yeet.session.executor import Executor
 
 
 class _Broken:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from yeet.transfer.localindex import LocalIndex, capacity_from_env
+from yeet.core.localindex import LocalIndex
+from yeet.model.settings import Environment
 
 
 def test_bounded_oldest_first_and_first_path_wins() -> None:
@@ -18,10 +17,8 @@ def test_bounded_oldest_first_and_first_path_wins() -> None:
     assert idx.get(b"x" * 32, "default") == "default"
 
 
-def test_capacity_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("YEET_COPY_INDEX", "0")
-    idx = LocalIndex(capacity_from_env())
+def test_capacity_zero_remembers_nothing() -> None:
+    idx = LocalIndex(Environment.read({"YEET_COPY_INDEX": "0"}).copy_index)
     idx.add(b"a" * 32, "p")
     assert len(idx) == 0
-    monkeypatch.setenv("YEET_COPY_INDEX", "nonsense")
-    assert capacity_from_env() == 50_000
+    assert Environment.read({"YEET_COPY_INDEX": "nonsense"}).copy_index == 50_000

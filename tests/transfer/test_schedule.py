@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F
-from yeet.engine.entries import Entry, file_entry
-from yeet.engine.reconcile import Change, Side
-from yeet.paths import depth, is_within, parent_of
-from yeet.transfer.schedule import Batch, Chunk, Commit, Scheduler, Work, missing
+from yeet.core.reconcile import Change, Side
+from yeet.core.schedule import Batch, Chunk, Commit, Scheduler, Work, missing
+from yeet.model.entries import Entry, file_entry
+from yeet.model.paths import depth, is_within, parent_of
 
 B = Side.BETA
 MiB = 1 << 20

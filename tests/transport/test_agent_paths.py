@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from tests.sshd import REPO
-from yeet import digest
-from yeet.endpoint.api import EndpointConfig, Op, ReadRequest
-from yeet.engine.entries import DIRECTORY, file_entry, symlink_entry
-from yeet.paths import BadPath
+from yeet.contract.calls import ENDPOINT
+from yeet.contract.values import EndpointConfig, Op, ReadRequest
+from yeet.model import digest
+from yeet.model.entries import DIRECTORY, file_entry, symlink_entry
+from yeet.model.paths import BadPath
 from yeet.protocol.connection import ClientConnection
 from yeet.protocol.frames import Kind, encode_frame
-from yeet.transport.serve import AgentEndpoint
+from yeet.remote.agent.endpoint import AgentEndpoint
 
 ALG = "blake2b"
 
@@ -155,7 +156,7 @@ async def _consume(it: Any) -> None:
 
 def test_malformed_input_ends_the_connection_with_a_protocol_error(tmp_path: Path) -> None:
     """Garbage after the handshake: the agent says why (an error frame) and exits cleanly."""
-    client = ClientConnection("x")
+    client = ClientConnection("x", ENDPOINT)
     proc = subprocess.Popen(
         [sys.executable, "-m", "yeet", "agent", "--state", str(tmp_path)],
         stdin=subprocess.PIPE,

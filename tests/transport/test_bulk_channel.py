@@ -1,4 +1,4 @@
-"""Large uploads go on a channel of their own (``yeet.transport.bulk``).
+"""Large uploads go on a channel of their own (``yeet.remote.client.bulk``).
 
 Real agent processes on real pipes: the session's agent and a bulk agent. The
 bulk agent is stopped (SIGSTOP) in the middle of an upload, which is what a
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from yeet import digest
-from yeet.endpoint.api import EndpointConfig, Op, ReadRequest
-from yeet.engine.entries import Entry, file_entry
-from yeet.transfer import partial
-from yeet.transport.bulk import ENV
-from yeet.transport.local_process import ProcessChannel, SubprocessConnector
-from yeet.transport.remote import BULK_BYTES, WRITE_PIECE, RemoteEndpoint
+from yeet.contract.values import EndpointConfig, Op, ReadRequest
+from yeet.model import digest, settings
+from yeet.model.entries import Entry, file_entry
+from yeet.remote.client.bulk import ENV
+from yeet.remote.client.endpoint import BULK_BYTES, WRITE_PIECE, RemoteEndpoint
+from yeet.remote.client.local_process import ProcessChannel, SubprocessConnector
+from yeet.replica.write import partial
 
 ALG = "blake2b"
 MiB = 1 << 20
@@ -100,6 +100,7 @@ def test_without_a_bulk_channel_uploads_share_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV, "0")
+    settings.reload()
     data = os.urandom(6 * MiB)
     entry = file_entry(digest.of_bytes(ALG, data), len(data))
 

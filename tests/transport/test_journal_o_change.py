@@ -23,7 +23,7 @@ from tests.journal_service import journal_service
 from tests.pagecache import evict, resident_bytes
 from tests.sshd import SshWorld
 from tests.transport.conftest import yeet
-from yeet import digest
+from yeet.model import digest
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the change journal needs root"),

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 from tests.transport.conftest import make_tree, tree
-from yeet.endpoint.api import Endpoint
-from yeet.endpoint.local import LocalEndpoint
-from yeet.engine.reconcile import Side
-from yeet.session import Outcome, Session, Settings
+from yeet.contract.endpoint import Endpoint
+from yeet.core.reconcile import Side
+from yeet.remote.client.connect import subprocess_endpoint
+from yeet.remote.client.endpoint import RemoteEndpoint
+from yeet.replica.endpoint import LocalEndpoint
+from yeet.session.settings import Settings
+from yeet.session.sync import Outcome, Session
 from yeet.state.store import SessionStore
-from yeet.transport.connect import subprocess_endpoint
-from yeet.transport.remote import RemoteEndpoint
 
 
 async def sync(
@@ -117,8 +118,8 @@ def test_lost_agent_is_restarted_and_nothing_is_lost(tmp_path: Path, cut_side: s
 
 
 def test_reconnect_gives_up_with_a_clear_error(tmp_path: Path) -> None:
-    from yeet.errors import EndpointError
-    from yeet.transport.local_process import SubprocessConnector
+    from yeet.model.errors import EndpointError
+    from yeet.remote.client.local_process import SubprocessConnector
 
     ep = RemoteEndpoint(SubprocessConnector(python="/nonexistent/python"), reconnect_for=1)
     with pytest.raises(EndpointError, match="cannot reach a local agent process"):

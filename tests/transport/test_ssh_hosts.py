@@ -138,7 +138,7 @@ def _unused_port() -> int:
 
 
 def test_known_hosts_explanations_without_a_server(tmp_path: Path) -> None:
-    from yeet.transport import hostkeys
+    from yeet.remote.client import hostkeys
 
     kh = tmp_path / "known_hosts"
     kh.write_text(

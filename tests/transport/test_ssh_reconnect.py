@@ -15,10 +15,11 @@ import pytest
 from tests.sshd import SshServer, SshWorld
 from tests.transport.conftest import BARE_DEBIAN, make_tree, tree
 from tests.transport.test_local_process import _local, sync
-from yeet.endpoint.api import Endpoint
-from yeet.endpoint.url import parse
-from yeet.engine.reconcile import Side
-from yeet.transport.connect import remote_endpoint
+from yeet.contract.endpoint import Endpoint
+from yeet.core.reconcile import Side
+from yeet.model import settings
+from yeet.model.address import parse
+from yeet.remote.client.connect import remote_endpoint
 
 FILES = 600
 SIZE = 32 << 10
@@ -38,6 +39,7 @@ def test_cut_mid_transfer_in_process(
 ) -> None:
     for key, value in world.env(YEET_REMOTE_PYTHON=BARE_DEBIAN).items():
         monkeypatch.setenv(key, value)
+        settings.reload()
     a, b = world.root / "alpha", world.root / "beta"
     total = _data(a)
     side = Side(remote_side)

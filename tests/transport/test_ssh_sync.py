@@ -126,9 +126,9 @@ def test_bare_remote_python_uses_uploaded_zipapp_and_fallbacks(
     # it unpacked and byte-compiled itself once, for this python, and runs from there
     (lib,) = cached[0].parent.glob("lib-*")
     assert not list(cached[0].parent.glob("lib-*.tmp-*"))
-    assert list(lib.glob("yeet/transport/__pycache__/agent.*.pyc"))
-    assert (lib / "yeet" / "transport" / "agent.py").read_bytes() == (
-        Path(yeet_pkg.__file__).parent / "transport" / "agent.py"
+    assert list(lib.glob("yeet/remote/agent/__pycache__/main.*.pyc"))
+    assert (lib / "yeet" / "remote" / "agent" / "main.py").read_bytes() == (
+        Path(yeet_pkg.__file__).parent / "remote" / "agent" / "main.py"
     ).read_bytes()
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from yeet import digest
-from yeet.endpoint.api import EndpointConfig, Op
-from yeet.engine.entries import Entry, file_entry
-from yeet.transport.bulk import ENV
-from yeet.transport.local_process import ProcessChannel, SubprocessConnector
-from yeet.transport.remote import RemoteEndpoint
+from yeet.contract.values import EndpointConfig, Op
+from yeet.model import digest, settings
+from yeet.model.entries import Entry, file_entry
+from yeet.remote.client.bulk import ENV
+from yeet.remote.client.endpoint import RemoteEndpoint
+from yeet.remote.client.local_process import ProcessChannel, SubprocessConnector
 
 ALG = "blake2b"
 CLIENT_SIDE = "interrupted by a lost connection"
@@ -111,6 +111,7 @@ def test_stage_write_of_an_upload_lost_with_its_agent(
 ) -> None:
     """Chunks on the session's channel (no bulk channel): an old handle fails."""
     monkeypatch.setenv(ENV, "0")
+    settings.reload()
 
     async def scenario() -> None:
         ep = await _open(tmp_path)

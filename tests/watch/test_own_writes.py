@@ -9,9 +9,9 @@ from pathlib import Path
 
 import blake3
 
-from yeet.endpoint.api import DirtySet, EndpointConfig, Op
-from yeet.endpoint.local import LocalEndpoint
-from yeet.engine.entries import Entry, dir_entry, file_entry
+from yeet.contract.values import DirtySet, EndpointConfig, Op
+from yeet.model.entries import Entry, dir_entry, file_entry
+from yeet.replica.endpoint import LocalEndpoint
 from yeet.state.store import SessionStore
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 
-from yeet.errors import YeetError
+from yeet.model.errors import YeetError
 from yeet.state.db import StateDamaged
 from yeet.state.sessions import SessionLock, existing_session_dir
 from yeet.state.store import SessionStore
@@ -16,7 +16,7 @@ from yeet.state.store import SessionStore
 
 def resume(name: str) -> int:
     """Mark the session's halt acknowledged: the next sync goes ahead once."""
-    from yeet.engine.guard import Halt
+    from yeet.core.guard import Halt
 
     directory = existing_session_dir(name)
     with SessionLock(directory):

@@ -19,17 +19,18 @@ from typing import TextIO
 from yeet.cli.pathargs import local_roots, path_argument
 from yeet.cli.report import human_bytes, iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
-from yeet.endpoint.api import Endpoint, ReadRequest
-from yeet.engine.entries import DIRECTORY, Entry, Problem
-from yeet.engine.reconcile import Change, Mode, Side
-from yeet.engine.trees import reconcile
-from yeet.errors import EndpointError, UsageError, YeetError
-from yeet.paths import is_within, join, parent_of
-from yeet.quoting import quote
-from yeet.session import Session
+from yeet.contract.endpoint import Endpoint
+from yeet.contract.values import ReadRequest
+from yeet.core.localindex import LocalIndex
+from yeet.core.reconcile import Change, Mode, Side
+from yeet.core.trees import reconcile
+from yeet.model.entries import DIRECTORY, Entry, Problem
+from yeet.model.errors import EndpointError, UsageError, YeetError
+from yeet.model.paths import is_within, join, parent_of
+from yeet.model.quoting import quote
+from yeet.session.executor import SMALL, Executor
+from yeet.session.sync import Session
 from yeet.state.store import SessionStore, Update
-from yeet.transfer.executor import SMALL, Executor
-from yeet.transfer.localindex import LocalIndex
 
 TEXT_LIMIT = 4 << 20
 

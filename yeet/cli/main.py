@@ -21,8 +21,9 @@ from typing import Annotated, TypeVar
 import typer
 
 from yeet import __version__
-from yeet.engine.reconcile import Mode
-from yeet.errors import YeetError
+from yeet.core.reconcile import Mode
+from yeet.model.errors import YeetError
+from yeet.model.settings import PERMISSION_CHOICES, SYMLINK_CHOICES, environment
 
 MAX_ID = (1 << 63) - 1
 N = TypeVar("N", int, float)
@@ -216,16 +217,16 @@ def sync(
     """
     from yeet.cli.runner import Overrides
     from yeet.cli.sync_cmd import sync as run_sync
-    from yeet.quoting import unquote
+    from yeet.model.quoting import unquote
 
     alpha = None if alpha is None else unquote(alpha)  # as `yeet status` prints it
     beta = None if beta is None else unquote(beta)
-    if symlinks is not None and symlinks not in ("portable", "raw", "ignore"):
+    if symlinks is not None and symlinks not in SYMLINK_CHOICES:
         raise typer.BadParameter("must be portable, raw or ignore", param_hint="--symlinks")
-    if permissions is not None and permissions not in ("preserve", "portable"):
+    if permissions is not None and permissions not in PERMISSION_CHOICES:
         raise typer.BadParameter("must be preserve or portable", param_hint="--permissions")
     if max_delete is not None:
-        from yeet.engine.guard import parse_limit
+        from yeet.core.guard import parse_limit
 
         try:
             parse_limit(max_delete)
@@ -499,13 +500,14 @@ def agent(
     ] = None,
 ) -> None:
     """Serve one side of a session on stdin/stdout (started by yeet, over SSH or pipes)."""
-    from yeet.transport.agent import main as agent_main
+    from yeet.remote.agent.main import main as agent_main
 
     raise typer.Exit(agent_main(["--state", state] if state else []))
 
 
 def main() -> None:
     try:
+        environment()  # read once, now: a bad value is a usage error before anything runs
         app()  # standalone: the CLI library handles usage errors (exit 2) and exits
     except YeetError as err:
         print(f"yeet: error: {err.user_message()}", file=sys.stderr)
@@ -514,7 +516,7 @@ def main() -> None:
         print("yeet: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as err:  # a bug: say so once, in one line, never a traceback
-        if os.environ.get("YEET_DEBUG"):
+        if environment().debug:
             traceback.print_exc()
         text = " ".join(str(err).split())  # one line, whatever the message holds
         print(

@@ -3,7 +3,7 @@
 Invariant owned here: a PATH argument becomes a relpath inside the session's
 roots or the command fails with a usage error (exit 2) saying why; it is never
 silently reinterpreted. The argument may be in the quoted form yeet prints
-(``yeet.quoting``); ``.`` is the root itself; a trailing ``/`` marks "what
+(``yeet.model.quoting``); ``.`` is the root itself; a trailing ``/`` marks "what
 is under it"; an absolute path is taken relative to a *local* root it lies in
 (as given or through symlinks of its parent directories), and refused otherwise.
 """
@@ -15,11 +15,11 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yeet.endpoint.url import parse
-from yeet.engine.reconcile import Side
-from yeet.errors import UsageError
-from yeet.paths import BadPath, check_relpath
-from yeet.quoting import quote, unquote
+from yeet.core.reconcile import Side
+from yeet.model.address import parse
+from yeet.model.errors import UsageError
+from yeet.model.paths import BadPath, check_relpath
+from yeet.model.quoting import quote, unquote
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Invariant owned here: line formats that scripts parse (``status``,
 ``conflicts``, ``trash``) are tab-separated, one record per line, fields in the
 documented order; new fields are only ever appended. Every name, address or
-free text in a field is printed through ``yeet.quoting`` (so a tab, a
+free text in a field is printed through ``yeet.model.quoting`` (so a tab, a
 newline or a byte that is not UTF-8 in a name never splits a record), and every
 hint that names a PATH puts ``--`` before it (a name may start with ``-``).
 """
@@ -14,12 +14,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from yeet.engine.guard import DELETIONS, EMPTIED, Halt
-from yeet.engine.reconcile import Side
-from yeet.quoting import dumps, quote
+from yeet.core.guard import DELETIONS, EMPTIED, Halt
+from yeet.core.reconcile import Side
+from yeet.model.quoting import dumps, quote
 
 if TYPE_CHECKING:
-    from yeet.session import Outcome
+    from yeet.session.sync import Outcome
 
 
 def human_bytes(n: float) -> str:

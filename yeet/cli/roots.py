@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from yeet import digest as digests
-from yeet.endpoint.api import RootInfo
-from yeet.endpoint.rootinfo import overlap, probe_root
-from yeet.endpoint.url import Location, parse
-from yeet.engine.reconcile import Side
-from yeet.errors import EndpointError, UsageError
+from yeet.contract.values import RootInfo
+from yeet.core.reconcile import Side
+from yeet.model import digest as digests
+from yeet.model.address import Location, parse
+from yeet.model.errors import EndpointError, UsageError
+from yeet.replica.rootinfo import overlap, probe_root
 
 
 def where(location: Location, info: RootInfo) -> str:
@@ -75,7 +75,7 @@ async def _probe_pair(
         if loc.is_local:
             infos[side] = await asyncio.to_thread(probe_root, loc.path)
         else:
-            from yeet.transport.connect import remote_endpoint  # asyncssh: only when needed
+            from yeet.remote.client.connect import remote_endpoint  # asyncssh: only when needed
 
             ep = remote_endpoint(loc, via)
             try:
@@ -100,6 +100,6 @@ async def check_new_pair(alpha: str, beta: str, via: Sequence[str]) -> str:
     check_apart(infos)
     if not theirs:
         return digests.available()[0]
-    from yeet.transport.connect import best_digest
+    from yeet.remote.client.connect import best_digest
 
     return best_digest(theirs)

@@ -26,13 +26,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from yeet.cli.roots import check_apart
-from yeet.endpoint.api import Endpoint
-from yeet.endpoint.local import LocalEndpoint
-from yeet.endpoint.url import ADDRESS_FORMAT, Location, legacy_canonical, migrate, parse
-from yeet.engine.guard import DEFAULT_LIMIT
-from yeet.engine.reconcile import Mode, Side
-from yeet.errors import SessionNotFound, StateError, UsageError
-from yeet.session import Settings
+from yeet.contract.endpoint import Endpoint
+from yeet.core.reconcile import Mode, Side
+from yeet.model.address import ADDRESS_FORMAT, Location, legacy_canonical, migrate, parse
+from yeet.model.errors import SessionNotFound, StateError, UsageError
+from yeet.replica.endpoint import LocalEndpoint
+from yeet.session.settings import Settings
 from yeet.state import identity
 from yeet.state.db import StateDamaged, failed
 from yeet.state.sessions import (
@@ -192,21 +191,7 @@ def settings_for(
                 f"session {name!r} synchronises {sa} and {sb}, not {alpha} and {beta}",
                 hint="use another --name for another pair, or `yeet forget` the old session",
             )
-        s = Settings(
-            name,
-            alpha,
-            beta,
-            Mode(store.get_meta("mode", Mode.TWO_WAY_SAFE.value)),
-            tuple(store.get_meta("ignores", [])),
-            bool(store.get_meta("ignore_vcs", False)),
-            store.get_meta("symlinks", "portable"),
-            float(store.get_meta("trash_days", 30.0)),
-            store.get_meta("digest", "blake3"),
-            store.get_meta("permissions", "preserve"),
-            bool(store.get_meta("owner", False)),
-            bool(store.get_meta("times", False)),
-            str(store.get_meta("max_delete", DEFAULT_LIMIT)),
-        )
+        s = Settings.from_meta(name, alpha, beta, store.get_meta)
     if o.mode is not None:
         s = replace(s, mode=o.mode)
     if o.ignores is not None:
@@ -225,17 +210,7 @@ def settings_for(
         s = replace(s, times=o.times)
     if o.max_delete is not None:
         s = replace(s, max_delete=o.max_delete)
-    store.set_meta(
-        mode=s.mode.value,
-        ignores=list(s.ignores),
-        ignore_vcs=s.ignore_vcs,
-        symlinks=s.symlinks,
-        trash_days=s.trash_days,
-        permissions=s.permissions,
-        owner=s.owner,
-        times=s.times,
-        max_delete=s.max_delete,
-    )
+    store.set_meta(**s.meta())
     notice = store.set_aside_notice()  # every command that meets the session says so
     if notice:
         print(f"yeet: warning: {notice}", file=sys.stderr)
@@ -262,7 +237,7 @@ def locked_store(name: str, *, create: bool) -> Iterator[SessionStore]:
 def make_endpoint(store: SessionStore, name: str, side: Side, location: Location) -> Endpoint:
     if location.is_local:
         return LocalEndpoint(store.conn, store.lock, session_dir(name) / side.value)
-    from yeet.transport.connect import remote_endpoint  # asyncssh: only when needed
+    from yeet.remote.client.connect import remote_endpoint  # asyncssh: only when needed
 
     return remote_endpoint(location, tuple(store.get_meta("via", [])))
 

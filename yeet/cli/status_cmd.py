@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 from yeet.cli.report import iso
-from yeet.endpoint.url import ADDRESS_FORMAT, migrate
-from yeet.engine.entries import Problem
-from yeet.errors import SessionNotFound, WaitTimeout
-from yeet.quoting import dumps, quote
+from yeet.model.address import ADDRESS_FORMAT, migrate
+from yeet.model.entries import Problem
+from yeet.model.errors import SessionNotFound, WaitTimeout
+from yeet.model.quoting import dumps, quote
 from yeet.state import identity
 from yeet.state.db import StateDamaged
 from yeet.state.sessions import lock_holder, pick_sessions, session_dir

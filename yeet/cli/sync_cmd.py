@@ -22,8 +22,9 @@ from yeet.cli.runner import (
     resolve_name,
     settings_for,
 )
-from yeet.engine.guard import Acknowledged
-from yeet.session import Outcome, Session, Settings
+from yeet.core.guard import Acknowledged
+from yeet.session.settings import Settings
+from yeet.session.sync import Outcome, Session
 from yeet.state.store import SessionStore
 
 

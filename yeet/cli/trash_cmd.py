@@ -24,11 +24,12 @@ import msgspec
 from yeet.cli.pathargs import PathArg, local_roots, path_argument
 from yeet.cli.report import human_bytes, iso
 from yeet.cli.runner import endpoints, locked_store, stored_settings
-from yeet.endpoint.api import Endpoint, OpResult, TrashItem
-from yeet.engine.reconcile import Side
-from yeet.errors import EndpointError, UsageError, YeetError
-from yeet.paths import is_within, sort_key
-from yeet.quoting import dumps, quote
+from yeet.contract.endpoint import Endpoint
+from yeet.contract.values import OpResult, TrashItem
+from yeet.core.reconcile import Side
+from yeet.model.errors import EndpointError, UsageError, YeetError
+from yeet.model.paths import is_within, sort_key
+from yeet.model.quoting import dumps, quote
 from yeet.state.store import SessionStore
 
 RESTORE_BATCH = 1000

@@ -16,7 +16,7 @@ from typing import Union
 
 import msgspec
 
-from yeet.errors import YeetError
+from yeet.model.errors import YeetError
 
 PIECE = 1 << 20
 """Largest buffer ``patch`` asks ``read`` for, and largest ``Data`` that
@@ -51,7 +51,7 @@ class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
     length: int
 
 
-Op = Union[Copy, Data]  # noqa: UP007 (evaluated at import: must work on a bare python 3.9)
+Op = Union[Copy, Data]
 Reader = Callable[[int, int], bytes]
 """``read(offset, length)`` on the base: returns ``length`` bytes (fewer only at EOF)."""
 

@@ -50,7 +50,7 @@ class Signature(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
         if len(lengths) != len(weaks) or len(self.strong) != STRONG_LEN * len(weaks):
             raise ValueError("malformed signature: column lengths differ")
         pos = self.offset
-        for i, (n1, w) in enumerate(zip(lengths, weaks, strict=True)):
+        for i, (n1, w) in enumerate(zip(lengths, weaks)):  # (equal lengths: checked above)
             n = n1 + 1
             yield pos, n, w, self.strong[i * STRONG_LEN : (i + 1) * STRONG_LEN]
             pos += n

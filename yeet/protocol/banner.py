@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 
 PROTOCOL = 1
 MAGIC = b"YEET-AGENT/"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 from types import ModuleType
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 from yeet.protocol.frames import FLAG_ZLIB, FLAG_ZSTD
 
 _zstd: ModuleType | None

@@ -27,7 +27,7 @@ from typing import Any, Union
 
 import msgspec
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 from yeet.protocol import codec, names
 from yeet.protocol.banner import PROTOCOL, Banner, BannerScanner, banner_line
 from yeet.protocol.frames import (
@@ -41,7 +41,7 @@ from yeet.protocol.frames import (
     encode_frame,
 )
 from yeet.protocol.messages import Fault, Hello, Welcome
-from yeet.protocol.methods import ENDPOINT, Method, Registry
+from yeet.protocol.registry import Method, Registry
 
 STREAM_WINDOW = 8
 MAX_CREDIT = 1 << 20
@@ -279,7 +279,7 @@ class ClientConnection(_Side):
     def __init__(
         self,
         version: str,
-        registry: Registry = ENDPOINT,
+        registry: Registry,
         max_frame: int = DEFAULT_MAX_FRAME,
         noise_limit: int | None = None,
     ) -> None:
@@ -466,7 +466,7 @@ class AgentConnection(_Side):
     def __init__(
         self,
         version: str,
-        registry: Registry = ENDPOINT,
+        registry: Registry,
         max_frame: int = DEFAULT_MAX_FRAME,
         compressions: Sequence[str] | None = None,
     ) -> None:

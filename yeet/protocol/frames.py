@@ -15,7 +15,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from yeet.errors import ProtocolError
+from yeet.model.errors import ProtocolError
 
 HEADER = struct.Struct(">IBBHQ")
 HEADER_SIZE = HEADER.size  # 16

@@ -2,7 +2,7 @@
 
 Invariant owned here: these structs are encoded as msgpack maps (named fields),
 so either end may add optional fields without breaking the other; everything
-else on the wire is typed by the method table (``yeet.protocol.methods``).
+else on the wire is typed by the method table (``yeet.contract.calls``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from yeet.errors import StateError
+from yeet.model.errors import StateError
 
 SCHEMA_VERSION = 1
 

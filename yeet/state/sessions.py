@@ -14,15 +14,15 @@ import os
 import re
 from pathlib import Path
 
-from yeet.errors import SessionBusy, SessionNotFound, UsageError
+from yeet.model.errors import SessionBusy, SessionNotFound, UsageError
+from yeet.model.settings import environment
 
 IDENTITY_FILE = "session.json"  # yeet.state.identity
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def state_home() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
-    return Path(base) / "yeet"
+    return environment().state_home
 
 
 def sessions_dir() -> Path:

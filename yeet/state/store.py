@@ -1,14 +1,14 @@
 """A session's persistent state: ancestor, conflicts, problems, settings, progress.
 
 Invariant owned here: the ancestor only ever records what both sides verifiably
-agreed on, with the update rule of ``yeet.engine.reconcile.apply_ancestor_update``
+agreed on, with the update rule of ``yeet.core.reconcile.apply_ancestor_update``
 (tested to be equivalent), and every batch of updates is one transaction.
 
 What a run is about to change on a side is recorded first (``intend``), and
 forgotten in the same transaction as the ancestor update that follows it
 (``record(..., settled=...)``): after a crash, an intent whose side holds exactly
 its new entry was yeet's own work, not an edit of that side
-(``yeet.session`` turns it into an agreement).
+(``yeet.session.sync`` turns it into an agreement).
 
 A database that was set aside as damaged (``yeet.state.db``) is replaced by one
 that starts from the session's identity file (``yeet.state.identity``), with a
@@ -34,10 +34,10 @@ from typing import Any
 
 import msgspec
 
-from yeet.engine.entries import Entry, Problem, listing_digest
-from yeet.engine.reconcile import Conflict
-from yeet.errors import StateError
-from yeet.paths import join, name_of, parent_of
+from yeet.core.reconcile import Conflict
+from yeet.model.entries import Entry, Problem, listing_digest
+from yeet.model.errors import StateError
+from yeet.model.paths import join, name_of, parent_of
 from yeet.state import identity
 from yeet.state.db import open_database, transaction
 

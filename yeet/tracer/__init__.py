@@ -4,7 +4,7 @@ See ``loader.Tracer`` (kernel side: ``bpf/yeet_trace.bpf.c``). Everything here
 is a hint that narrows work; when in doubt it widens (whole file, rescan).
 """
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer.loader import DirtyFiles, FileId, TraceEvent, Tracer
 from yeet.tracer.ranges import END, WHOLE, Ranges, RangeSet, Whole, merge
 

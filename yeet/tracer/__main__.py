@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer.trace_cmd import run_trace
 
 

@@ -28,7 +28,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 
 FAN_CLOEXEC = 0x1
 FAN_NONBLOCK = 0x2

@@ -15,7 +15,7 @@ import platform
 import sys
 from importlib import resources
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer import libbpf
 
 OBJECT_NAME = "yeet_trace.bpf.o"

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
 from yeet.tracer import abi, kernel, libbpf
 from yeet.tracer.paths import (
     Found,

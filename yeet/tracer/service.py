@@ -4,7 +4,7 @@ One root-owned process keeps, per watched root, what changed: written byte
 ranges from the BPF write tracer (``loader.Tracer``) and name changes from
 fanotify (``fanotify.NameWatcher``: create, delete, rename, link, mkdir,
 rmdir, chmod...). Sessions of any user ask it over a Unix socket "what
-changed under ROOT since my cursor?" (``yeet.endpoint.journal`` is the
+changed under ROOT since my cursor?" (``yeet.replica.changes`` is the
 client); a one-shot ``yeet sync`` then re-lists only the directories named
 and reads only the ranges named, instead of scanning the whole tree.
 
@@ -52,7 +52,8 @@ import socket
 import sys
 import uuid
 
-from yeet.errors import TracerUnavailable
+from yeet.model.errors import TracerUnavailable
+from yeet.model.settings import TRACER_SOCKET, environment
 from yeet.tracer import fanotify
 from yeet.tracer.drain import Drain, Root
 from yeet.tracer.inodes import InodeIndex
@@ -62,7 +63,7 @@ from yeet.tracer.peers import READ, SEE, Peer, allowed_as, peer_of
 from yeet.tracer.ranges import END, WHOLE, Ranges, RangeSet
 from yeet.tracer.roots import describe_change, layout_of
 
-DEFAULT_SOCKET = "/run/yeet/tracer.sock"
+DEFAULT_SOCKET = TRACER_SOCKET
 MAX_LINE = 1 << 20
 MAX_ANSWER = 1_000_000  # more names than this: "rescan" is the cheaper answer
 SETTLE = 0.05  # drain the write tracer this long after it first says "dirty"
@@ -392,7 +393,7 @@ def run(socket_path: str | None = None, *, max_files: int = 65536) -> int:
             "whole filesystems with fanotify)",
             hint="run it as a systemd service; sessions of any user then ask it",
         )
-    path = socket_path or os.environ.get("YEET_TRACER_SOCKET") or DEFAULT_SOCKET
+    path = socket_path or environment().tracer_socket
     parent = os.path.dirname(path) or "."
     os.makedirs(parent, mode=0o755, exist_ok=True)
     service = TracerService(path, max_files=max_files)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from yeet.quoting import quote
+from yeet.model.quoting import quote
 from yeet.tracer import abi
 from yeet.tracer.loader import FileId, TraceEvent, Tracer
 from yeet.tracer.ranges import END, WHOLE, Ranges, RangeSet, merge
@@ -58,7 +58,7 @@ def format_ranges(path: str, r: Ranges) -> str:
 
 
 def _quote(path: str) -> str:
-    """yeet's quoting of names (``yeet.quoting``); a space forces it too here, where
+    """yeet's quoting of names (``yeet.model.quoting``); a space forces it too here, where
     the fields of a line are separated by spaces."""
     return quote(path, also=" ")
 

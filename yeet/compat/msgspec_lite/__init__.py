@@ -23,7 +23,7 @@ import enum
 import typing
 from typing import Any, ClassVar
 
-from yeet.protocol.annotations import class_hints
+from yeet.model.annotations import class_hints
 
 __all__ = [
     "DecodeError",

@@ -1,0 +1,656 @@
+"""Three-way reconcile of two replicas against their last agreed state, streamed.
+
+Invariant owned here: a decision for a path is made only from complete
+knowledge of what it depends on, and it never loses content:
+
+* a side that did not change since the ancestor takes the other side's change;
+* identical changes on both sides are agreements, not conflicts;
+* a deletion never wins over a modification (two-way modes): the modified
+  subtree is propagated back instead;
+* anything else is a ``Conflict`` that touches neither side and blocks only its
+  own path and subtree (``two-way-resolved`` lets alpha win instead; one-way
+  modes follow Mutagen's one-way rules);
+* a subtree holding content that cannot be synchronised (``SPECIAL`` entries or
+  unreadable directories) is never replaced or deleted: that becomes a conflict;
+* permission bits are part of an entry: a ``chmod`` is a change like any other.
+  Where both sides hold the same content with different bits (two-way modes), the
+  side that kept the ancestor's bits takes the other's; if the ancestor does not
+  know the bits (a new path, or a session recorded before permissions were
+  synced), the *narrower* bits win, so an update never widens a file; bits
+  changed differently on both sides are a conflict. A directory whose bits
+  differ is decided on its own and its children are still reconciled;
+* with ``portable`` permissions only the exec bit is compared (filesystems
+  without modes); the bits of new content are the writer's business;
+* a path the caller says is *stale* (``stale``: work of an earlier pass landed on
+  it, or above it, or below a directory, after this pass began reading) is not
+  decided from listings and ancestor data that may straddle that write: it
+  becomes a ``Retry`` (look at its directory again), never a change.
+
+The semantics are Mutagen's ``Reconcile`` (pkg/synchronization/core), but the
+input arrives as *directory listings* from each side's scanner, in any order
+(a directory's listing before its descendants'), and decisions are emitted as
+soon as the listings they depend on are known. So a transfer can start long
+before a scan of millions of files ends. Only a disagreement where a directory
+faces its own deleted/replaced self needs the whole subtree first.
+
+Sans-IO: the reconciler asks for ancestor data (and, when scoped, for listings)
+through ``wants()``. ``yeet.core.trees.reconcile`` wraps it for complete
+in-memory trees.
+
+*Scoped* mode re-decides only *dirty* directories (from a watcher or a change
+journal): every other directory is assumed to still hold what the ancestor
+says, so it is neither listed nor reconciled. Paths on the way to dirty
+directories are descended through without listing; a directory that is new,
+or a subtree that changed wholesale, is asked for with a ``ListingRequest``
+(a recursive scan) and decided completely.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from yeet.model.entries import (
+    Entry,
+    describe_change,
+    is_dir,
+    is_special,
+    kept,
+    listing_digest,
+    narrower,
+    portable,
+    same_content,
+)
+from yeet.model.paths import is_within, join, parent_of, sort_key
+
+
+class Mode(enum.StrEnum):
+    TWO_WAY_SAFE = "two-way-safe"
+    TWO_WAY_RESOLVED = "two-way-resolved"
+    ONE_WAY_SAFE = "one-way-safe"
+    ONE_WAY_REPLICA = "one-way-replica"
+
+
+class Side(enum.StrEnum):
+    ALPHA = "alpha"
+    BETA = "beta"
+
+    @property
+    def other(self) -> Side:
+        return Side.BETA if self is Side.ALPHA else Side.ALPHA
+
+
+Listing = Mapping[str, Entry]
+"""The children of one directory: name -> entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Make ``path`` on ``side`` go from ``old`` (what the plan saw) to ``new``."""
+
+    side: Side
+    path: str
+    old: Entry | None
+    new: Entry | None
+
+
+@dataclass(frozen=True, slots=True)
+class AncestorUpdate:
+    """Both sides already agree at ``path``: record it (``None``: forget the path)."""
+
+    path: str
+    entry: Entry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    path: str
+    ancestor: Entry | None
+    alpha: Entry | None
+    beta: Entry | None
+
+    @property
+    def alpha_action(self) -> str:
+        return describe_change(self.ancestor, self.alpha)
+
+    @property
+    def beta_action(self) -> str:
+        return describe_change(self.ancestor, self.beta)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """``path`` could not be decided from consistent data: list its directory again."""
+
+    path: str
+
+
+Decision = Change | AncestorUpdate | Conflict | Retry
+
+Stale = Callable[[str, bool], bool]
+"""``stale(path, subtree)``: work not decided by this pass changed ``path`` or a
+directory above it (or, with ``subtree``, something below it) since the pass began."""
+
+
+@dataclass(frozen=True, slots=True)
+class AncestorRequest:
+    """The reconciler needs the ancestor's children of ``path`` (or its whole subtree)."""
+
+    path: str
+    subtree: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListingRequest:
+    """(Scoped mode) scan ``path`` on ``side`` recursively and feed its listings,
+    then call ``scanned(side, path)``."""
+
+    side: Side
+    path: str
+
+
+Want = AncestorRequest | ListingRequest
+
+
+class _Delta(enum.Enum):
+    """How one side differs from the ancestor below (and at) a path."""
+
+    EMPTY = 0  # unchanged
+    DELETIONS = 1  # only deletions
+    OTHER = 2  # creations or modifications
+
+
+_Handler = Callable[[str, Listing | None], None]
+_AncHandler = Callable[[dict[str, Entry]], None]
+
+
+@dataclass(slots=True)
+class _Subtree:
+    """A side's subtree below a path, collected listing by listing."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    listings: dict[str, Listing] = field(default_factory=dict)
+    outstanding: int = 0
+    complete: bool = True
+
+
+class Reconciler:
+    """Streaming three-way reconcile. Feed listings, drain decisions with ``take``."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        ancestor_digests: Mapping[str, bytes] | None = None,
+        scope: Collection[str] | None = None,
+        *,
+        portable_modes: bool = False,
+        stale: Stale | None = None,
+    ) -> None:
+        """``ancestor_digests`` (directory -> ``listing_digest`` of its ancestor
+        children), when given, lets a directory whose three listings are equal be
+        passed over without asking for the ancestor's children.
+
+        ``scope``: re-decide only these directories (their listings are fed by
+        the caller, non-recursively, then ``scanned(side, d, recursive=False)``).
+
+        ``portable_modes``: compare only the exec bit of files, not the other
+        permission bits (``--permissions portable``). ``stale``: see ``Stale``.
+        """
+        self.mode = mode
+        self.portable = portable_modes
+        self._stale = stale or (lambda _path, _subtree: False)
+        self._digests = ancestor_digests or {}
+        self._out: list[Decision] = []
+        self._inbox: dict[Side, dict[str, Listing | None]] = {Side.ALPHA: {}, Side.BETA: {}}
+        self._waiting: dict[tuple[Side, str], _Handler] = {}
+        self._finished: set[Side] = set()
+        self._wants: list[Want] = []
+        self._anc_children: dict[str, _AncHandler] = {}
+        self._anc_subtree: dict[str, _AncHandler] = {}
+        self._started: set[str] = set()
+        self._scope = None if scope is None else set(scope)
+        self._covered: dict[Side, set[str]] = {Side.ALPHA: set(), Side.BETA: set()}
+        self._kids: dict[str, set[str]] = {}
+        for d in self._scope or ():
+            child = d
+            while child:
+                parent = parent_of(child)
+                self._kids.setdefault(parent, set()).add(child)
+                child = parent
+        self.decided: set[str] = set()  # directories whose children were decided
+        self.decided_under: set[str] = set()  # subtrees decided as a whole
+        self._agree_dir("", ancestor_is_dir=True, full=self._scope is None)
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def listing(self, side: Side, path: str, entries: Listing | None) -> None:
+        """A directory listing from ``side``'s scan (``None``: the directory is unreadable)."""
+        handler = self._waiting.pop((side, path), None)
+        if handler is not None:
+            handler(path, entries)
+        else:
+            self._inbox[side][path] = entries
+
+    def finish(self, side: Side) -> None:
+        """``side``'s full scan is complete: listings still awaited will never come."""
+        self._finished.add(side)
+        self.scanned(side, "")
+
+    def scanned(self, side: Side, path: str, recursive: bool = True) -> None:
+        """A scan of ``path`` on ``side`` (and below, if ``recursive``) is complete."""
+        if not recursive:
+            handler = self._waiting.pop((side, path), None)
+            if handler is not None:
+                handler(path, None)
+            return
+        for key in sorted(k for k in self._waiting if k[0] is side and is_within(k[1], path)):
+            handler = self._waiting.pop(key, None)
+            if handler is not None:
+                handler(key[1], None)
+
+    def ancestor_children(self, path: str, entries: Listing) -> None:
+        self._anc_children.pop(path)(dict(entries))
+
+    def ancestor_subtree(self, path: str, entries: Mapping[str, Entry]) -> None:
+        """All ancestor entries strictly below ``path``, keyed by full relpath."""
+        self._anc_subtree.pop(path)(dict(entries))
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def wants(self) -> list[Want]:
+        wants, self._wants = self._wants, []
+        return wants
+
+    def take(self) -> list[Decision]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def done(self) -> bool:
+        return (
+            not self._waiting
+            and not self._anc_children
+            and not self._anc_subtree
+            and (self._scope is not None or len(self._finished) == 2)
+        )
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _wait(self, side: Side, path: str, handler: _Handler, *, ask: bool = True) -> None:
+        inbox = self._inbox[side]
+        if path in inbox:
+            handler(path, inbox.pop(path))
+        elif side in self._finished:
+            handler(path, None)
+        elif self._scope is None or path in self._scope or self._is_covered(side, path):
+            self._waiting[(side, path)] = handler
+        elif ask:
+            self._covered[side].add(path)
+            self._wants.append(ListingRequest(side, path))
+            self._waiting[(side, path)] = handler
+
+    def _is_covered(self, side: Side, path: str) -> bool:
+        covered = self._covered[side]
+        p = path
+        while True:
+            if p in covered:
+                return True
+            if p == "":
+                return False
+            p = parent_of(p)
+
+    def _discard(self, side: Side, path: str) -> None:
+        """Listings of ``side`` at and below ``path`` are not needed."""
+
+        def drop(p: str, listing: Listing | None) -> None:
+            for name, entry in (listing or {}).items():
+                if entry.is_dir:
+                    self._wait(side, join(p, name), drop, ask=False)
+
+        self._wait(side, path, drop, ask=False)
+
+    def _ask_children(self, path: str, handler: _AncHandler) -> None:
+        self._anc_children[path] = handler
+        self._wants.append(AncestorRequest(path, subtree=False))
+
+    def _ask_subtree(self, path: str, handler: _AncHandler) -> None:
+        self._anc_subtree[path] = handler
+        self._wants.append(AncestorRequest(path, subtree=True))
+
+    # -- comparing entries ------------------------------------------------------------
+
+    def _eq(self, x: Entry | None, y: Entry | None) -> bool:
+        """The two sides (or the ancestor and a side) hold the same."""
+        if self.portable:
+            return portable(x) == portable(y)
+        return x == y
+
+    def _kept(self, a: Entry | None, e: Entry | None) -> bool:
+        """``e`` is unchanged since the ancestor ``a`` (as far as ``a`` knows)."""
+        if self.portable:
+            return kept(portable(a), portable(e))
+        return kept(a, e)
+
+    # -- agreement: both sides hold a directory ----------------------------------------
+
+    def _agree_dir(self, path: str, *, ancestor_is_dir: bool, full: bool) -> None:
+        """Both sides hold a directory at ``path``: decide its children.
+
+        In scoped mode, a directory outside the scope that was a directory in the
+        ancestor too is assumed unchanged: only the way to dirty ones is followed.
+        """
+        if path in self._started:
+            return
+        self._started.add(path)
+        if not full and ancestor_is_dir and self._scope is not None and path not in self._scope:
+            for child in sorted(self._kids.get(path, ())):
+                self._agree_dir(child, ancestor_is_dir=True, full=False)
+            return
+        parts: dict[str, Listing | None] = {}
+
+        def got(part: str, listing: Listing | None) -> None:
+            parts[part] = listing
+            if len(parts) == 2:
+                x, y = parts["x"], parts["y"]
+                if not ancestor_is_dir:
+                    got("a", {})
+                elif x is not None and y is not None and self._unchanged(path, x, y):
+                    self.decided.add(path)
+                    for name, entry in x.items():
+                        if entry.is_dir:
+                            self._agree_dir(join(path, name), ancestor_is_dir=True, full=full)
+                else:
+                    self._ask_children(path, lambda lst: got("a", lst))
+            elif len(parts) == 3:
+                self._reconcile_dir(path, parts["a"], parts["x"], parts["y"], full)
+
+        self._wait(Side.ALPHA, path, lambda _p, lst: got("x", lst))
+        self._wait(Side.BETA, path, lambda _p, lst: got("y", lst))
+
+    def _unchanged(self, path: str, x: Listing, y: Listing) -> bool:
+        """Both listings equal the ancestor's (by digest): nothing to do here."""
+        known = self._digests.get(path)
+        if known is None or len(x) != len(y):
+            return False
+        return listing_digest(x) == known and listing_digest(y) == known
+
+    def _reconcile_dir(
+        self, path: str, a: Listing | None, x: Listing | None, y: Listing | None, full: bool
+    ) -> None:
+        if x is None or y is None:
+            # One side could not be read: decide nothing below here.
+            for side, listing in ((Side.ALPHA, x), (Side.BETA, y)):
+                for name, entry in (listing or {}).items():
+                    if entry.is_dir:
+                        self._discard(side, join(path, name))
+            return
+        a = a or {}
+        self.decided.add(path)
+        for name in sorted(a.keys() | x.keys() | y.keys()):
+            self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name), full)
+
+    def _retry(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> bool:
+        """If ``p`` is stale, emit a ``Retry`` and drop what lies below it."""
+        if not self._stale(p, is_dir(a) or is_dir(x) or is_dir(y)):
+            return False
+        self._out.append(Retry(p))
+        self._discard_dirs(p, x, y)
+        return True
+
+    def _reconcile_path(
+        self, p: str, a: Entry | None, x: Entry | None, y: Entry | None, full: bool
+    ) -> None:
+        if self._retry(p, a, x, y):
+            return
+        if is_special(x) or is_special(y):
+            self._discard_dirs(p, x, y)
+            return
+        if x is None and y is None:
+            if a is not None:
+                self._out.append(AncestorUpdate(p, None))
+            return
+        if self._eq(x, y):
+            assert x is not None
+            if not self._eq(a, x):
+                self._out.append(AncestorUpdate(p, x))
+            if x.is_dir:
+                # A directory new to the ancestor must be listed in full.
+                self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
+            return
+        if x is not None and y is not None and x.is_dir and y.is_dir:
+            # The same directory on both sides with other permission bits: decide the
+            # bits on their own; the children are reconciled as usual.
+            self._dir_meta(p, a, x, y)
+            self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
+            return
+        self.decided_under.add(p)
+        self._disagree(p, a, x, y)
+
+    def _discard_dirs(
+        self, p: str, x: Entry | None, y: Entry | None, collected: Side | None = None
+    ) -> None:
+        """Drop the listings below ``p`` of each side holding a directory there."""
+        if is_dir(x) and collected is not Side.ALPHA:
+            self._discard(Side.ALPHA, p)
+        if is_dir(y) and collected is not Side.BETA:
+            self._discard(Side.BETA, p)
+
+    def _dir_meta(self, p: str, a: Entry | None, x: Entry, y: Entry) -> None:
+        dx = _Delta.EMPTY if is_dir(a) and self._kept(a, x) else _Delta.OTHER
+        dy = _Delta.EMPTY if is_dir(a) and self._kept(a, y) else _Delta.OTHER
+        winner = self._winner(a, x, y, dx, dy)
+        if winner is None:
+            self._out.append(Conflict(p, a, x, y))
+        elif winner is Side.ALPHA:
+            self._out.append(Change(Side.BETA, p, y, x))
+        else:
+            self._out.append(Change(Side.ALPHA, p, x, y))
+
+    # -- disagreement -----------------------------------------------------------------
+
+    def _disagree(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> None:
+        dir_side = Side.ALPHA if is_dir(x) else Side.BETA if is_dir(y) else None
+        if dir_side is None:
+            self._decide(p, a, x, y, None, None, {})
+            return
+        if not is_dir(a):
+            # The directory side is certainly a creation; decide without its subtree
+            # unless that subtree turns out to be the loser (then it must be listed).
+            winner = self._winner(
+                a,
+                x,
+                y,
+                _Delta.OTHER if dir_side is Side.ALPHA else None,
+                _Delta.OTHER if dir_side is Side.BETA else None,
+            )
+            if winner is not dir_side.other:
+                self._decide(p, a, x, y, None, None, {})
+                return
+        sub = _Subtree(outstanding=1)
+        anc: dict[str, dict[str, Entry]] = {}
+        pending = [2 if is_dir(a) else 1]
+
+        def finished() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                self._decide(p, a, x, y, dir_side, sub, anc.get("sub", {}))
+
+        def got(q: str, listing: Listing | None) -> None:
+            if listing is None:
+                sub.complete = False
+            else:
+                sub.listings[q] = listing
+                children = []
+                for name, entry in listing.items():
+                    child = join(q, name)
+                    sub.entries[child] = entry
+                    if entry.is_dir:
+                        children.append(child)
+                sub.outstanding += len(children)
+                for child in children:
+                    self._wait(dir_side, child, got)
+            # Count this listing done only after its children are registered, so
+            # that re-entrant completion below cannot finish the subtree twice.
+            sub.outstanding -= 1
+            if sub.outstanding == 0:
+                finished()
+
+        def got_ancestor(entries: dict[str, Entry]) -> None:
+            anc["sub"] = entries
+            finished()
+
+        if is_dir(a):
+            self._ask_subtree(p, got_ancestor)
+        self._wait(dir_side, p, got)
+
+    def _side_delta(
+        self, a: Entry | None, e: Entry | None, sub: _Subtree | None, anc_sub: dict[str, Entry]
+    ) -> _Delta:
+        if self._kept(a, e):
+            if sub is None or not is_dir(e):
+                return _Delta.EMPTY
+        elif not (is_dir(e) and is_dir(a)):
+            return _Delta.DELETIONS if e is None else _Delta.OTHER
+        elif sub is None:
+            return _Delta.OTHER  # the directory's own bits changed
+        # Both directories: compare the synchronisable part of the subtrees.
+        assert sub is not None
+        if not self._kept(a, e):
+            return _Delta.OTHER  # its own bits changed: that is a modification too
+        mine = {k: v for k, v in sub.entries.items() if not v.is_special}
+        if any(not self._kept(anc_sub.get(k), v) for k, v in mine.items()):
+            return _Delta.OTHER
+        return _Delta.DELETIONS if len(mine) != len(anc_sub) else _Delta.EMPTY
+
+    def _winner(
+        self,
+        a: Entry | None,
+        x: Entry | None,
+        y: Entry | None,
+        dx: _Delta | None,
+        dy: _Delta | None,
+    ) -> Side | None:
+        """The side whose content wins at this path, or ``None`` for a conflict/untrack.
+
+        ``dx``/``dy`` are passed when known from subtrees; otherwise derived from the
+        entries themselves (valid whenever that side holds no directory).
+        """
+        if dx is None:
+            dx = self._side_delta(a, x, None, {})
+        if dy is None:
+            dy = self._side_delta(a, y, None, {})
+        if self.mode is Mode.ONE_WAY_REPLICA:
+            return Side.ALPHA
+        if self.mode is Mode.ONE_WAY_SAFE:
+            return Side.ALPHA if dy is not _Delta.OTHER else None
+        if x is not None and y is not None and _bits_only(x, y) and not self.portable:
+            return self._bits_winner(a, x, y)
+        if dy is _Delta.EMPTY:
+            return Side.ALPHA
+        if dx is _Delta.EMPTY:
+            return Side.BETA
+        if dx is _Delta.DELETIONS and dy is _Delta.DELETIONS:
+            return Side.ALPHA if x is None else Side.BETA
+        if dy is _Delta.DELETIONS:
+            return Side.ALPHA
+        if dx is _Delta.DELETIONS:
+            return Side.BETA
+        return Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
+
+    def _bits_winner(self, a: Entry | None, x: Entry, y: Entry) -> Side | None:
+        """Same content, other permission bits: a one-sided change wins; without an
+        ancestor that knows the bits, the narrower bits win; else a conflict."""
+        resolved = Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
+        if a is not None and a.kind is x.kind and a.mode:
+            if x.mode == a.mode:
+                return Side.BETA
+            if y.mode == a.mode:
+                return Side.ALPHA
+            return resolved
+        if narrower(x, y):
+            return Side.ALPHA
+        if narrower(y, x):
+            return Side.BETA
+        return resolved
+
+    def _decide(
+        self,
+        p: str,
+        a: Entry | None,
+        x: Entry | None,
+        y: Entry | None,
+        dir_side: Side | None,
+        sub: _Subtree | None,
+        anc_sub: dict[str, Entry],
+    ) -> None:
+        collected = dir_side if sub is not None else None
+        if sub is not None and self._stale(p, True):  # (the subtree took a while)
+            self._out.append(Retry(p))
+            self._discard_dirs(p, x, y, collected)
+            return
+        dx = self._side_delta(a, x, sub if dir_side is Side.ALPHA else None, anc_sub)
+        dy = self._side_delta(a, y, sub if dir_side is Side.BETA else None, anc_sub)
+        winner = self._winner(a, x, y, dx, dy)
+        untrack = self.mode is Mode.ONE_WAY_SAFE and x is None and not (is_dir(a) and is_dir(y))
+        if winner is None and untrack:
+            # Beta's own content where alpha has nothing: leave it, stop tracking it.
+            if a is not None:
+                self._out.append(AncestorUpdate(p, None))
+            self._discard_dirs(p, x, y, collected)
+            return
+        loser = winner.other if winner is not None else None
+        blocked = sub is not None and (
+            not sub.complete or any(e.is_special for e in sub.entries.values())
+        )
+        if loser is not None and loser is dir_side and blocked:
+            winner = None  # cannot wipe what cannot be synchronised
+        if winner is None:
+            self._out.append(Conflict(p, a, x, y))
+            self._discard_dirs(p, x, y, collected)
+            return
+        assert loser is not None
+        w_entry, l_entry = (x, y) if winner is Side.ALPHA else (y, x)
+        if is_dir(l_entry):
+            assert sub is not None
+            for q in sorted(sub.entries, key=sort_key, reverse=True):
+                self._out.append(Change(loser, q, sub.entries[q], None))
+        self._out.append(Change(loser, p, l_entry, w_entry))
+        if is_dir(w_entry):
+            if sub is not None and dir_side is winner:
+                # Replay the listings we already collected into the flow.
+                self._inbox[winner].update(sub.listings)
+            self._flow(winner, p)
+
+    def _flow(self, source: Side, root: str) -> None:
+        """Copy ``source``'s subtree below ``root`` onto the other side (which has none)."""
+        target = source.other
+
+        def got(q: str, listing: Listing | None) -> None:
+            for name in sorted(listing or {}):
+                entry = (listing or {})[name]
+                if entry.is_special:
+                    continue
+                child = join(q, name)
+                if self._stale(child, entry.is_dir):
+                    self._out.append(Retry(child))
+                    if entry.is_dir:
+                        self._discard(source, child)
+                    continue
+                self._out.append(Change(target, child, None, entry))
+                if entry.is_dir:
+                    self._wait(source, child, got)
+
+        self._wait(source, root, got)
+
+
+def _bits_only(x: Entry, y: Entry) -> bool:
+    """Same content and owner and time: only the permission bits differ."""
+    return (
+        same_content(x, y)
+        and x.mode != y.mode
+        and x.mode != 0
+        and y.mode != 0
+        and x.owner == y.owner
+        and x.mtime == y.mtime
+    )

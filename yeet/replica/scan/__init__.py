@@ -1,0 +1,1 @@
+"""Scanning a root: streaming listings, the stat cache, block digests, ignores."""
