@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 
 from tests.layout.layers import FLOORS, cycles, graph, modules, room, violations
 from yeet.contract.calls import CALLS, ENDPOINT
@@ -85,3 +86,19 @@ def test_the_agent_and_the_client_derive_from_the_contract() -> None:
     # the calls neither overrides are carried by the contract's forwarding bodies
     inherited = {c.name for c in calls_of(Endpoint)} - set(vars(RemoteEndpoint))
     assert {"probe", "changes", "stat_paths", "trash_list", "trash_restore"} <= inherited
+
+
+def test_sql_is_written_in_the_state_folder() -> None:
+    statement = re.compile(
+        r"^\s*(SELECT .* FROM|INSERT (OR \w+ )?INTO|DELETE FROM|UPDATE \w+ SET"
+        r"|CREATE (TABLE|INDEX))"
+    )
+    outside = []
+    for name, path in modules().items():
+        if name.startswith("yeet.state"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and statement.match(text):
+                outside.append(f"{name}:{node.lineno}")
+    assert outside == []

@@ -15,8 +15,9 @@ from yeet.core.reconcile import Side
 from yeet.remote.client.connect import subprocess_endpoint
 from yeet.remote.client.endpoint import RemoteEndpoint
 from yeet.replica.endpoint import LocalEndpoint
+from yeet.session.outcome import Outcome
 from yeet.session.settings import Settings
-from yeet.session.sync import Outcome, Session
+from yeet.session.sync import Session
 from yeet.state.store import SessionStore
 
 

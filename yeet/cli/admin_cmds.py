@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 
 from yeet.model.errors import YeetError
+from yeet.state import replica_tables as sql
 from yeet.state.db import StateDamaged
 from yeet.state.sessions import SessionLock, existing_session_dir
 from yeet.state.store import SessionStore
@@ -52,7 +53,7 @@ def forget(name: str, force: bool) -> int:
             trashed = 0
         else:
             try:
-                trashed = store.conn.execute("SELECT count(*) FROM trash").fetchone()[0]
+                trashed = store.conn.execute(sql.TRASH_COUNT).fetchone()[0]
             finally:
                 store.close()
         if trashed and not force:

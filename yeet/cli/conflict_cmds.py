@@ -1,36 +1,34 @@
 """``yeet diff`` and ``yeet resolve``: explain and settle one conflict.
 
-Invariant owned here: ``resolve`` makes the losing side equal to the kept side
-at that path (and below) through the same checked, trashed, durable writes as a
-sync, so the losing content can be restored from the trash; it looks at the
-trees as they are *now*, not as they were when the conflict was recorded.
+Invariant owned here: both run under the Ctrl-C handling of ``yeet sync``
+(``interrupt.run``); ``resolve`` is the session's operation
+(``yeet.session.resolve``), this module only finds the path and reports.
 ``diff`` answers 0 (same) or 1 (different) only about a path that exists on at
 least one side; a path on neither side is an error (exit 2), never "same".
 """
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import sys
-import time
 from typing import TextIO
 
+from yeet.cli import interrupt
 from yeet.cli.pathargs import local_roots, path_argument
 from yeet.cli.report import human_bytes, iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import ReadRequest
-from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import Change, Mode, Side
-from yeet.core.trees import reconcile
-from yeet.model.entries import DIRECTORY, Entry, Problem
-from yeet.model.errors import EndpointError, UsageError, YeetError
-from yeet.model.paths import is_within, join, parent_of
+from yeet.core.reconcile import Side
+from yeet.model.entries import Entry, Problem
+from yeet.model.errors import UsageError, YeetError
+from yeet.model.paths import is_within
 from yeet.model.quoting import quote
-from yeet.session.executor import SMALL, Executor
+from yeet.session.executor import SMALL
+from yeet.session.resolve import resolve as session_resolve
+from yeet.session.resolve import subtree
 from yeet.session.sync import Session
-from yeet.state.store import SessionStore, Update
+from yeet.state.store import SessionStore
 
 TEXT_LIMIT = 4 << 20
 
@@ -38,24 +36,6 @@ TEXT_LIMIT = 4 << 20
 def _relpath(store: SessionStore, text: str) -> str:
     addresses = {Side.ALPHA: store.get_meta("alpha") or "", Side.BETA: store.get_meta("beta") or ""}
     return path_argument(text, local_roots(addresses)).path
-
-
-def _with_parents(path: str, tree: dict[str, Entry]) -> dict[str, Entry]:
-    p = parent_of(path)
-    while p:
-        tree[p] = DIRECTORY
-        p = parent_of(p)
-    return tree
-
-
-async def subtree(ep: Endpoint, path: str) -> dict[str, Entry]:
-    """The entry at ``path`` and everything below it (plus its parent directories)."""
-    tree: dict[str, Entry] = {}
-    async for batch in ep.scan([path], partial_parent=True):
-        for d, entries in batch.listings:
-            for name, e in (entries or {}).items():
-                tree[join(d, name)] = e
-    return _with_parents(path, tree)
 
 
 async def _read(ep: Endpoint, path: str, entry: Entry) -> bytes | None:
@@ -144,54 +124,13 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
 def diff(name: str, text: str) -> int:
     with locked_store(name, create=False) as store:
         path = _relpath(store, text)
-        return asyncio.run(_diff(store, name, path, sys.stdout))
+        return interrupt.run(_diff(store, name, path, sys.stdout))
 
 
 async def _resolve(store: SessionStore, name: str, path: str, keep: Side) -> list[Problem]:
     settings = stored_settings(store, name)
     async with endpoints(store, settings) as (eps, roots):
-        infos = await Session(settings, store, eps, roots).open()
-        for s in Side:
-            if not infos[s].root_exists:
-                raise EndpointError(f"{s} root {roots[s]} does not exist")
-        trees = {s: await subtree(eps[s], path) for s in Side}
-        anc = _with_parents(path, store.ancestor_subtree(path))
-        here = store.ancestor_get(path)
-        if here is not None:
-            anc[path] = here
-        loser = keep.other
-        plan = reconcile(
-            anc,
-            trees[keep],
-            trees[loser],
-            Mode.ONE_WAY_REPLICA,
-            portable_modes=settings.permissions == "portable",
-        )
-        if plan.conflicts:
-            c = plan.conflicts[0]
-            raise YeetError(
-                f"cannot make {loser} equal to {keep} at {c.path}: it holds content yeet "
-                "cannot remove (a socket, device or unreadable directory)",
-                hint="remove it by hand, then resolve again",
-            )
-        problems: list[Problem] = []
-        executor = Executor(
-            eps,
-            store.record,
-            lambda p, _t: problems.append(p),
-            {Side.ALPHA: LocalIndex(), Side.BETA: LocalIndex()},
-            intents=store,
-        )
-        executor.trash_pass = store.next_pass()
-        executor.start()
-        executor.submit(Change(loser, c.path, c.old, c.new) for c in plan.beta)
-        executor.release()
-        await executor.finish()
-        store.record(Update(u.path, u.entry, applied=False) for u in plan.ancestor)
-        store.refresh_digests()
-        if not problems:
-            store.replace_conflicts([], under=path)
-        return problems
+        return await session_resolve(Session(settings, store, eps, roots), path, keep)
 
 
 def resolve(name: str, text: str, keep: str) -> int:
@@ -206,14 +145,7 @@ def resolve(name: str, text: str, keep: str) -> int:
                 f"no conflict recorded at {quote(path)} in session {name!r}",
                 hint=f"`yeet conflicts {name}` lists them",
             )
-        problems = asyncio.run(_resolve(store, name, path, side))
-        store.set_meta(last_resolve=time.time())
-        if (
-            not store.conflicts()
-            and not store.problems()
-            and store.get_meta("last_state") in ("conflicts",)
-        ):
-            store.set_meta(last_state="synced")
+        problems = interrupt.run(_resolve(store, name, path, side))
     for p in problems:
         print(problem_line(p.side, p.path, p.reason))
     if problems:

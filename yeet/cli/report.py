@@ -19,7 +19,7 @@ from yeet.core.reconcile import Side
 from yeet.model.quoting import dumps, quote
 
 if TYPE_CHECKING:
-    from yeet.session.sync import Outcome
+    from yeet.session.outcome import Outcome
 
 
 def human_bytes(n: float) -> str:

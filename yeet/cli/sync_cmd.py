@@ -1,8 +1,8 @@
 """``yeet sync``: run a session until both sides agree, then exit.
 
 Invariant owned here: the exit status says whether the trees are in sync
-(0) or not (1: conflicts, problems or halted); the verdict is recorded in the
-session state so ``yeet status`` can report it later.
+(0) or not (1: conflicts, problems or halted). (The session records its verdict
+for ``yeet status``: ``yeet.session.outcome``.)
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from yeet.cli.runner import (
     settings_for,
 )
 from yeet.core.guard import Acknowledged
+from yeet.session.outcome import Outcome
 from yeet.session.settings import Settings
-from yeet.session.sync import Outcome, Session
+from yeet.session.sync import Session
 from yeet.state.store import SessionStore
 
 
@@ -46,8 +47,7 @@ async def _run(
     last: list[str] = []
 
     def on_settled(outcome: Outcome) -> None:
-        """Watching: the session caught up; tell the user and ``yeet status``."""
-        _record(store, outcome)
+        """Watching: the session caught up (and recorded it); tell the user."""
         settled[:] = [outcome.state]
         store.set_progress({"state": outcome.state, "time": time.time()})
         line = report.summary(settings.name, outcome)
@@ -61,16 +61,6 @@ async def _run(
         if watch:
             return await session.watch(on_settled)
         return await session.run()
-
-
-def _record(store: SessionStore, outcome: Outcome) -> None:
-    """The verdict for ``yeet status``; a halt is kept until a run goes ahead."""
-    halt = outcome.halt.to_meta() if outcome.halt is not None else None
-    store.set_meta(
-        last_state=outcome.state, last_sync=time.time(), halted=outcome.halted, halt=halt
-    )
-    if store.get_meta("set_aside") is not None:
-        store.set_meta(set_aside=None)  # a sync completed on the new state: nothing to tell
 
 
 def sync(
@@ -99,10 +89,6 @@ def sync(
             outcome = interrupt.run(_run(store, settings, allow, progress, watch, quiet))
         finally:
             progress.done()
-        if not watch:
-            store.replace_conflicts(outcome.conflicts)
-            store.replace_problems(outcome.problems)
-        _record(store, outcome)
         store.set_progress({})  # nobody is syncing: status reads the recorded state
     for note in outcome.notes:
         print(f"yeet: {note}", file=sys.stderr)

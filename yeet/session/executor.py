@@ -120,13 +120,14 @@ class Executor:
         delta_min: int | None = SMALL,
         inplace_min: int = deltajob.INPLACE_MIN,
         intents: IntentLog | None = None,
+        counters: dict[Side, Counters] | None = None,
     ) -> None:
         self.ep = endpoints
         self.record = record
         self.intents = intents
         self.report = report
         self.index = local_index
-        self.counters = {Side.ALPHA: Counters(), Side.BETA: Counters()}
+        self.counters = counters or {Side.ALPHA: Counters(), Side.BETA: Counters()}
         self.sched = Scheduler(workers=workers, small_limit=SMALL, chunk=4 << 20)
         self.sched.delta_min = delta_min
         self.inplace_min = inplace_min
@@ -227,8 +228,13 @@ class Executor:
         """Dirty byte ranges of ``path`` since the last sync (from the kernel tracer of
         the *source* host), for the change that updates it on ``side``: the delta
         then sends just those pages. A wrong hint costs a whole-file retry, never a
-        wrong file (the receiver verifies the digest)."""
-        self.hints[(side, path)] = ranges
+        wrong file (the receiver verifies the digest). A hint not yet taken (a change
+        still queued) grows by the new ranges."""
+        self.hints[(side, path)] = ranges + self.hints.get((side, path), ())
+
+    def busy(self) -> bool:
+        """Some change is being carried out now."""
+        return self.sched.busy > 0
 
     def release(self) -> None:
         """The scans are complete: queue the held-back deletions and replacements."""

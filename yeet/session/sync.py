@@ -70,33 +70,13 @@ from yeet.model.quoting import quote
 from yeet.model.settings import environment
 from yeet.session import intents, journal_scope
 from yeet.session.executor import Counters, Executor
+from yeet.session.outcome import Outcome, record_verdict, state_of
 from yeet.session.settings import Settings
 from yeet.state.store import SessionStore, Update
 
 MAX_PASSES = 4
 BACKLOG = 20_000  # changes queued before a scan pauses (memory bound, not tree size)
 SETTLE_SECONDS = 0.05  # coalesce a burst of change events (only while events flow)
-
-
-@dataclass
-class Outcome:
-    state: str  # synced | conflicts | problems | halted
-    conflicts: list[Conflict] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    counters: dict[Side, Counters] = field(default_factory=dict)
-    halted: str = ""
-    halt: Halt | None = None
-    passes: int = 0
-    notes: list[str] = field(default_factory=list)
-    journal: bool = False  # the change journals scoped the first pass (no full scan)
-    listed: dict[Side, int] = field(default_factory=dict)  # directory listings read
-    hinted: dict[Side, int] = field(default_factory=dict)  # files with dirty ranges known
-    wire: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Per remote side: protocol bytes (sent, received) over its link."""
-
-    @property
-    def in_sync(self) -> bool:
-        return self.state == "synced"
 
 
 @dataclass
@@ -110,10 +90,6 @@ class _Pass:
     decided_under: set[str] = field(default_factory=set)
     remembered: bool = False
     arriving: dict[Side, set[bytes]] = field(default_factory=dict)  # file digests, per side
-
-
-def _state(conflicts: int, problems: int) -> str:
-    return "conflicts" if conflicts else "problems" if problems else "synced"
 
 
 class Session:
@@ -190,8 +166,8 @@ class Session:
             delta_min=delta_min,
             inplace_min=inplace_min,
             intents=self.store,
+            counters=self.counters,
         )
-        self._executor.counters = self.counters
         self._executor.trash_pass = self.store.next_pass()  # one-shot: the run is one pass
         self._executor.start()
         return True
@@ -227,12 +203,16 @@ class Session:
                 spans = tuple(
                     (start, (end if end >= 0 else 1 << 62) - start) for start, end in ranges
                 )
-                # a hint not yet taken (continuous mode: a change still queued) grows
-                spans += self._executor.hints.get((side.other, path), ())
                 self._executor.hint(side.other, path, spans)
 
     async def run(self) -> Outcome:
-        """Passes until both sides agree (or only conflicts/problems remain)."""
+        """Passes until both sides agree (or only conflicts/problems remain); what
+        they found and the verdict are recorded in the session's store."""
+        outcome = await self._run()
+        record_verdict(self.store, outcome)
+        return outcome
+
+    async def _run(self) -> Outcome:
         outcome = Outcome("synced")
         if not await self._start(outcome):
             return outcome
@@ -249,8 +229,7 @@ class Session:
                 outcome.passes = n
                 if scope is None:
                     outcome.conflicts, outcome.problems = result.conflicts, result.problems
-                else:  # keep what the pass did not look at
-                    self._remember(result, scope)
+                self._remember(result, scope)  # (a scoped pass keeps what it did not see)
                 if result.halt is not None:
                     self._halt(outcome, result.halt)
                     break
@@ -272,7 +251,7 @@ class Session:
         outcome.listed = dict(self.listed)
         outcome.hinted = {s: len(h) for s, h in self.hints.items()}
         if outcome.state != "halted":
-            outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
+            outcome.state = state_of(len(outcome.conflicts), len(outcome.problems))
         return outcome
 
     # -- continuous -------------------------------------------------------------------
@@ -280,8 +259,14 @@ class Session:
     async def watch(self, on_outcome: Callable[[Outcome], None]) -> Outcome:
         """Synchronise, then keep synchronising what changes, until cancelled or halted.
 
-        ``on_outcome`` is called whenever the session settles (nothing queued).
+        Whenever the session settles (nothing queued), the verdict is recorded and
+        ``on_outcome`` is called with it.
         """
+        outcome = await self._watch(on_outcome)
+        record_verdict(self.store, outcome)
+        return outcome
+
+    async def _watch(self, on_outcome: Callable[[Outcome], None]) -> Outcome:
         outcome = Outcome("synced")
         if not await self._start(outcome):
             return outcome
@@ -331,6 +316,7 @@ class Session:
                 # comes first: a big transfer in flight never delays the next pass.
                 def settle(done: Outcome, cursors: Mapping[Side, bytes | None]) -> None:
                     journal_scope.commit(self.store, self.settings, cursors)
+                    record_verdict(self.store, done)
                     on_outcome(done)
 
                 scope = await self._next_scope(
@@ -395,7 +381,7 @@ class Session:
         settled = False
         while True:
             executor.raise_fatal()
-            if result.transient and executor.sched.busy == 0:
+            if result.transient and not executor.busy():
                 # "modified since the scan": look at those directories again
                 return set(result.transient)
             if not events.empty():
@@ -420,7 +406,7 @@ class Session:
             self.store.refresh_digests()
             outcome.conflicts = self.store.conflicts()
             outcome.problems = self.store.problems()
-            outcome.state = _state(len(outcome.conflicts), len(outcome.problems))
+            outcome.state = state_of(len(outcome.conflicts), len(outcome.problems))
             outcome.counters = self.counters
             on_outcome(outcome)
 

@@ -24,10 +24,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from yeet.model.errors import StateError
+from yeet.state import replica_tables as sql
 
 SCHEMA_VERSION = 1
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ancestor (
     parent BLOB NOT NULL, name BLOB NOT NULL, entry BLOB NOT NULL,
@@ -42,28 +44,15 @@ CREATE TABLE IF NOT EXISTS conflicts (
 CREATE TABLE IF NOT EXISTS problems (
     side TEXT NOT NULL, path BLOB NOT NULL, reason TEXT NOT NULL, found REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS dircache (
-    side TEXT NOT NULL, path BLOB NOT NULL, entries BLOB NOT NULL,
-    PRIMARY KEY (side, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blockcache (
-    side TEXT NOT NULL, path BLOB NOT NULL, sig BLOB NOT NULL, leaves BLOB NOT NULL,
-    PRIMARY KEY (side, path)
-);
-CREATE TABLE IF NOT EXISTS trash (
-    id INTEGER PRIMARY KEY, side TEXT NOT NULL, path BLOB NOT NULL, stored TEXT NOT NULL,
-    kind TEXT NOT NULL, size INTEGER NOT NULL, digest BLOB, trashed REAL NOT NULL,
-    pass_id INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS trash_path ON trash (side, path);
-CREATE TABLE IF NOT EXISTS temp_names (
-    side TEXT NOT NULL, token TEXT NOT NULL, made REAL NOT NULL, PRIMARY KEY (side, token)
-);
 CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (
     side TEXT NOT NULL, path BLOB NOT NULL, old BLOB, new BLOB, PRIMARY KEY (side, path)
 ) WITHOUT ROWID;
 """
+    + sql.SCHEMA
+)
+"""The session's own tables (their statements: ``yeet.state.store``) and the replica's
+(``yeet.state.replica_tables``)."""
 
 
 SQLITE_CORRUPT = 11

@@ -22,6 +22,7 @@ import msgspec
 
 from yeet.model import digest
 from yeet.model.paths import join, name_of, parent_of
+from yeet.state import replica_tables as sql
 from yeet.state.db import transaction
 
 MIN_SIZE = 8 << 20
@@ -38,7 +39,7 @@ class BlockCache:
         self.lock = lock
         self.side = side
         with lock:
-            rows = conn.execute("SELECT path FROM blockcache WHERE side=?", (side,)).fetchall()
+            rows = conn.execute(sql.BLOCKCACHE_PATHS, (side,)).fetchall()
         self._names: dict[str, set[str]] = {}  # directory -> names with an entry
         for (p,) in rows:
             self._names.setdefault(parent_of(os.fsdecode(p)), set()).add(name_of(os.fsdecode(p)))
@@ -50,10 +51,7 @@ class BlockCache:
         if path not in self:
             return None
         with self.lock:
-            row = self.conn.execute(
-                "SELECT sig, leaves FROM blockcache WHERE side=? AND path=?",
-                (self.side, os.fsencode(path)),
-            ).fetchone()
+            row = self.conn.execute(sql.BLOCKCACHE_GET, (self.side, os.fsencode(path))).fetchone()
         if row is None:
             return None
         try:
@@ -84,7 +82,7 @@ class BlockCache:
             return
         with self.lock, transaction(self.conn):
             self.conn.execute(
-                "INSERT OR REPLACE INTO blockcache VALUES (?, ?, ?, ?)",
+                sql.BLOCKCACHE_PUT,
                 (self.side, os.fsencode(path), _sig.encode(sig), b"".join(leaves)),
             )
         self._names.setdefault(parent_of(path), set()).add(name_of(path))
@@ -94,9 +92,7 @@ class BlockCache:
             return
         self._names[parent_of(path)].discard(name_of(path))
         with self.lock, transaction(self.conn):
-            self.conn.execute(
-                "DELETE FROM blockcache WHERE side=? AND path=?", (self.side, os.fsencode(path))
-            )
+            self.conn.execute(sql.BLOCKCACHE_DROP, (self.side, os.fsencode(path)))
 
     def drop_under(self, directory: str, keep: set[str]) -> None:
         """A complete listing of ``directory`` holds only the file names ``keep``."""

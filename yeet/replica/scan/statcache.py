@@ -23,6 +23,7 @@ import msgspec
 
 from yeet.model.paths import name_of, parent_of
 from yeet.replica.scan.blockcache import BlockCache
+from yeet.state import replica_tables as sql
 from yeet.state.db import transaction
 
 RACY_NS = 2_000_000_000  # timestamps coarser than this are not trusted
@@ -57,9 +58,7 @@ class StatCache:
 
     def load(self) -> None:
         with self.lock:
-            rows = self.conn.execute(
-                "SELECT path FROM dircache WHERE side=?", (self.side,)
-            ).fetchall()
+            rows = self.conn.execute(sql.DIRCACHE_PATHS, (self.side,)).fetchall()
             self._known = {os.fsdecode(p) for (p,) in rows}  # directories with a row
             self._dirs = {}
             self._persist = {}
@@ -71,8 +70,7 @@ class StatCache:
             d = {}
             if path in self._known:
                 row = self.conn.execute(
-                    "SELECT entries FROM dircache WHERE side=? AND path=?",
-                    (self.side, os.fsencode(path)),
+                    sql.DIRCACHE_ENTRIES, (self.side, os.fsencode(path))
                 ).fetchone()
                 try:
                     if row is not None:
@@ -196,8 +194,8 @@ class StatCache:
             else:
                 deletes.append((self.side, key))
         with self.lock, transaction(self.conn):
-            self.conn.executemany("INSERT OR REPLACE INTO dircache VALUES (?, ?, ?)", upserts)
-            self.conn.executemany("DELETE FROM dircache WHERE side=? AND path=?", deletes)
+            self.conn.executemany(sql.DIRCACHE_PUT, upserts)
+            self.conn.executemany(sql.DIRCACHE_DROP, deletes)
         for _side, key, _blob in upserts:
             self._known.add(os.fsdecode(key))
         for _side, key in deletes:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from yeet.state import replica_tables as sql
 from yeet.state.db import transaction
 
 PREFIX = ".yeet-tmp-"
@@ -50,7 +51,7 @@ class TempNames:
         self._n = 0
         self.token: str | None = None  # this run's, once recorded
         with lock:
-            rows = conn.execute("SELECT token FROM temp_names WHERE side=?", (side,)).fetchall()
+            rows = conn.execute(sql.TEMP_TOKENS, (side,)).fetchall()
         self.earlier = {str(t) for (t,) in rows}  # tokens of runs that did not end cleanly
         self.kept = 0  # leftovers that could not be trashed (their tokens stay recorded)
 
@@ -60,9 +61,7 @@ class TempNames:
             if self.token is None:
                 token = secrets.token_hex(8)
                 with self.lock, transaction(self.conn):
-                    self.conn.execute(
-                        "INSERT INTO temp_names VALUES (?, ?, ?)", (self.side, token, time.time())
-                    )
+                    self.conn.execute(sql.TEMP_ADD, (self.side, token, time.time()))
                 self.token = token
             self._n += 1
             return f"{PREFIX}{self.token}.{self._n:x}"
@@ -92,15 +91,11 @@ class TempNames:
             return
         done, self.earlier = self.earlier, set()
         with self.lock, transaction(self.conn):
-            self.conn.executemany(
-                "DELETE FROM temp_names WHERE side=? AND token=?", [(self.side, t) for t in done]
-            )
+            self.conn.executemany(sql.TEMP_DROP, [(self.side, t) for t in done])
 
     def close(self, clean: bool) -> None:
         """The endpoint closes; ``clean``: none of this run's names is left in the tree."""
         if clean and self.token is not None:
             with self.lock, transaction(self.conn):
-                self.conn.execute(
-                    "DELETE FROM temp_names WHERE side=? AND token=?", (self.side, self.token)
-                )
+                self.conn.execute(sql.TEMP_DROP, (self.side, self.token))
             self.token = None

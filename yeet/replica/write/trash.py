@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from yeet.contract.values import TrashItem
 from yeet.model.entries import Entry
 from yeet.replica.fs.space import explain
+from yeet.state import replica_tables as sql
 from yeet.state.db import transaction
 
 
@@ -100,12 +101,11 @@ class Trash:
     def _insert(self, path: str, entry: Entry | None, kind: str, when: float) -> int:
         """A row for an item (inside the caller's transaction); stored under its id."""
         cur = self.conn.execute(
-            "INSERT INTO trash (side, path, stored, kind, size, digest, trashed, pass_id) "
-            "VALUES (?, ?, '', ?, ?, ?, ?, ?)",
+            sql.TRASH_INSERT,
             (self.side, os.fsencode(path), kind, *_size_digest(entry), when, self.pass_id),
         )
         item = int(cur.lastrowid or 0)
-        self.conn.execute("UPDATE trash SET stored=? WHERE id=?", (str(item), item))
+        self.conn.execute(sql.TRASH_SET_STORED, (str(item), item))
         return item
 
     def reserve(self, wanted: Sequence[tuple[str, Entry]]) -> dict[str, int]:
@@ -127,11 +127,11 @@ class Trash:
         items = list(items)
         if items:
             with self.lock, transaction(self.conn):
-                self.conn.executemany("DELETE FROM trash WHERE id=?", [(i,) for i in items])
+                self.conn.executemany(sql.TRASH_DROP, [(i,) for i in items])
 
     def _forget(self, item: int) -> None:
         with self.lock, transaction(self.conn):
-            self.conn.execute("DELETE FROM trash WHERE id=?", (item,))
+            self.conn.execute(sql.TRASH_DROP, (item,))
 
     def preserve(
         self,
@@ -243,11 +243,7 @@ class Trash:
 
     def items(self) -> list[TrashItem]:
         with self.lock:
-            rows = self.conn.execute(
-                "SELECT id, side, path, kind, size, trashed, stored, pass_id FROM trash "
-                "WHERE side=? ORDER BY trashed, id",
-                (self.side,),
-            ).fetchall()
+            rows = self.conn.execute(sql.TRASH_ITEMS, (self.side,)).fetchall()
         return [
             TrashItem(i, s, os.fsdecode(p), k, z, t, os.path.join(self.directory, st), n)
             for i, s, p, k, z, t, st, n in rows
@@ -256,9 +252,7 @@ class Trash:
     def take(self, item: int) -> tuple[str, str]:
         """``(original path, stored name)`` of an item, for restoring."""
         with self.lock:
-            row = self.conn.execute(
-                "SELECT path, stored FROM trash WHERE id=? AND side=?", (item, self.side)
-            ).fetchone()
+            row = self.conn.execute(sql.TRASH_ITEM, (item, self.side)).fetchone()
         if row is None:
             raise KeyError(item)
         return os.fsdecode(row[0]), row[1]
@@ -274,9 +268,7 @@ class Trash:
             days = math.inf  # nonsense from a stored setting: keep everything
         cutoff = time.time() - days * 86400 if math.isfinite(days) else -math.inf
         with self.lock:
-            rows = self.conn.execute(
-                "SELECT id, stored, trashed FROM trash WHERE side=?", (self.side,)
-            ).fetchall()
+            rows = self.conn.execute(sql.TRASH_AGES, (self.side,)).fetchall()
         old = [(item, stored) for item, stored, trashed in rows if trashed < cutoff]
         for item, stored in old:
             self._remove_stored(stored)
