@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yeet.delta import (
     Data,
-    Op,
+    DeltaOp,
     changed_ranges,
     fine_params,
     finish,
@@ -58,13 +58,13 @@ def io_delta(before: dict[str, int]) -> dict[str, int]:
 class Counted:
     """Counts the encoded size of the ops passing through."""
 
-    def __init__(self, ops: Iterator[Op]) -> None:
+    def __init__(self, ops: Iterator[DeltaOp]) -> None:
         self.ops = ops
         self.bytes = 0
         self.literal = 0
         self.count = 0
 
-    def __iter__(self) -> Iterator[Op]:
+    def __iter__(self) -> Iterator[DeltaOp]:
         enc = msgspec.msgpack.Encoder()
         for op in self.ops:
             self.bytes += len(enc.encode(op))

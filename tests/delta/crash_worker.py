@@ -9,12 +9,12 @@ import sys
 
 import msgspec
 
-from yeet.delta import Op
+from yeet.delta import DeltaOp
 from yeet.replica.write.inplace import apply_inplace, recover
 
 
 class Job(msgspec.Struct):
-    ops: list[Op]
+    ops: list[DeltaOp]
     new_size: int
     digest: bytes
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from yeet.delta import Op, changed_ranges, delta, signature
+from yeet.delta import DeltaOp, changed_ranges, delta, signature
 from yeet.replica.write import inplace
 from yeet.replica.write.clone import apply_reflinked, reflink_supported
 from yeet.replica.write.inplace import (
@@ -47,7 +47,7 @@ def edits(base: bytes, kind: str, rnd: random.Random) -> bytes:
     return bytes(new)
 
 
-def setup(tmp_path: Path, kind: str, seed: int = 0) -> tuple[str, str, bytes, bytes, list[Op]]:
+def setup(tmp_path: Path, kind: str, seed: int = 0) -> tuple[str, str, bytes, bytes, list[DeltaOp]]:
     rnd = random.Random(seed)
     base = rnd.randbytes(4 * MiB)
     new = edits(base, kind, rnd)

@@ -16,8 +16,8 @@ from tests.delta.strategies import SMALL, Edit, apply_all, blobs, edits, splits
 from yeet.delta import (
     Copy,
     Data,
+    DeltaOp,
     Literal,
-    Op,
     Signature,
     changed_ranges,
     chunking,
@@ -42,11 +42,11 @@ def reader(b: bytes):  # type: ignore[no-untyped-def]
     return lambda o, n: b[o : o + n]
 
 
-def rebuild(base: bytes, ops: list[Op]) -> bytes:
+def rebuild(base: bytes, ops: list[DeltaOp]) -> bytes:
     return b"".join(patch(reader(base), ops))
 
 
-def two_round(base: bytes, new: bytes, params: Params, fine: Params) -> list[Op]:
+def two_round(base: bytes, new: bytes, params: Params, fine: Params) -> list[DeltaOp]:
     sig = signature(base, len(base), params=params)
     plan = list(match(new, sig))
     want = regions(plan, sig)
@@ -165,7 +165,7 @@ def test_wire_roundtrip(base: bytes, es: list[Edit]) -> None:
     sig2 = msgspec.msgpack.decode(wire, type=Signature)
     assert sig2 == sig
     ops = list(delta(new, sig2))
-    ops2 = msgspec.msgpack.decode(msgspec.msgpack.encode(ops), type=list[Op])
+    ops2 = msgspec.msgpack.decode(msgspec.msgpack.encode(ops), type=list[DeltaOp])
     assert ops2 == ops
     plan = list(match(new, sig))
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(plan), type=list[Copy | Literal]) == plan

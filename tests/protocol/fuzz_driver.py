@@ -19,9 +19,6 @@ import msgspec
 
 from yeet.contract.calls import ENDPOINT
 from yeet.contract.values import (
-    COPY,
-    DATA,
-    DeltaOp,
     EndpointConfig,
     Op,
     ReadRequest,
@@ -29,6 +26,7 @@ from yeet.contract.values import (
     ScanBatch,
 )
 from yeet.delta.chunking import Params
+from yeet.delta.ops import Copy, Data
 from yeet.delta.signature import Signature
 from yeet.model.entries import DIRECTORY, Problem, file_entry, symlink_entry
 from yeet.model.errors import ProtocolError
@@ -75,7 +73,7 @@ def _seeds() -> list[bytes]:
         "delta_plan": ("a", E, SIG),
         "delta_ops": ("a", E, 0, 3, [SIG]),
         "patch_open": ("a", E, E, True),
-        "patch_write": (1, 0, [DeltaOp(COPY, 0, 3), DeltaOp(DATA, data=b"abc")]),
+        "patch_write": (1, 0, [Copy(0, 3), Data(b"abc")]),
         "patch_commit": (1,),
         "patch_abort": (1,),
         "bulk_open": ("/s/stage/partial-1-2-3", 3),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from yeet.compat import msgspec_lite as lite
 from yeet.compat.msgspec_lite import msgpack as lite_msgpack
 from yeet.contract import values as api
+from yeet.delta import ops
 from yeet.model import annotations, entries
 from yeet.protocol import messages
 from yeet.remote.client import zipapp
@@ -60,7 +61,14 @@ config = st.builds(
     st.lists(names, max_size=3).map(tuple),
     st.booleans(),
 )
-values = st.one_of(batch, op, config, entry, problem)
+sizes = st.integers(0, 2**40)
+plan = st.builds(
+    api.PlanReply,
+    st.lists(
+        st.builds(ops.Copy, sizes, sizes) | st.builds(ops.Literal, sizes, sizes), max_size=5
+    ).map(tuple),
+)
+values = st.one_of(batch, op, config, entry, problem, plan)
 
 
 ROUND_TRIP = """
@@ -72,7 +80,7 @@ import msgspec
 from yeet.contract import values as api
 from yeet.model import entries
 types = {"ScanBatch": api.ScanBatch, "Op": api.Op, "EndpointConfig": api.EndpointConfig,
-         "Entry": entries.Entry, "Problem": entries.Problem}
+         "Entry": entries.Entry, "Problem": entries.Problem, "PlanReply": api.PlanReply}
 items = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode(sys.stdin.buffer.read())
 out = []
 for name, data in items:
@@ -161,3 +169,11 @@ def test_annotations_union_syntax_everywhere() -> None:
     with pytest.raises(annotations.BadAnnotation):
         annotations.evaluate("__import__('os')", {})
     assert annotations.class_hints(messages.Fault)["errno"] == int | None
+
+
+def test_tagged_delta_ops_decode_like_msgspec() -> None:
+    """The one delta-op type is a tagged union: the stand-in picks the class by tag."""
+    wire = msgspec.msgpack.encode([ops.Copy(5, 6), ops.Data(b"xy")])
+    assert lite_msgpack.Decoder(list[Any]).decode(wire) == [[0, 5, 6], [1, b"xy"]]
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.msgpack.Decoder(list[ops.DeltaOp]).decode(msgspec.msgpack.encode([[2, 1, 1]]))

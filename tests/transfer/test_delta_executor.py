@@ -19,6 +19,7 @@ from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import EndpointConfig
 from yeet.core.localindex import LocalIndex
 from yeet.core.reconcile import Change, Side
+from yeet.delta.ops import Copy
 from yeet.model import digest
 from yeet.model.entries import Entry, Problem
 from yeet.remote.client.connect import subprocess_endpoint
@@ -197,12 +198,12 @@ def test_receiver_changed_during_the_delta_is_not_overwritten(
             handle = await dst.patch_open("f", old, new, inplace)
             pos = 0
             for step in plan.plan:
-                if step.kind == 0:
+                if isinstance(step, Copy):
                     await dst.patch_write(handle, pos, [step])
                 else:
-                    ops = await src.delta_ops("f", new, step.a, step.b, [])
+                    ops = await src.delta_ops("f", new, step.offset, step.length, [])
                     await dst.patch_write(handle, pos, ops)
-                pos += step.b
+                pos += step.length
             _poke(b, [7 * MIB])  # the user writes now
             mine = b.read_bytes()
             result = await dst.patch_commit(handle)

@@ -28,7 +28,6 @@ from typing import Any, TypeVar, cast
 
 from yeet.contract.values import (
     Changes,
-    DeltaOp,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -45,6 +44,7 @@ from yeet.contract.values import (
     StageInfo,
     TrashItem,
 )
+from yeet.delta.ops import DeltaOp
 from yeet.delta.signature import Signature
 from yeet.model.entries import Entry
 
@@ -227,7 +227,7 @@ class Endpoint:
     async def delta_ops(
         self, path: str, expected: Entry, offset: int, length: int, fine: list[Signature]
     ) -> list[DeltaOp]:
-        """Source: ops (``COPY``/``DATA``) for the new bytes ``[offset, offset + length)``,
+        """Source: ops (``Copy``/``Data``) for the new bytes ``[offset, offset + length)``,
         matched against the fine signatures; at most ``length`` bytes of data."""
         return cast(
             list[DeltaOp],

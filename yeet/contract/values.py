@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
+from yeet.delta.ops import PlanOp
 from yeet.delta.signature import Signature
 from yeet.model import settings as defaults
 from yeet.model.entries import Entry, Problem
@@ -143,27 +144,6 @@ class OpResult(msgspec.Struct, frozen=True):
     applied: Entry | None = None  # what the path holds now, when it is not the op's ``new``
 
 
-COPY, DATA, LITERAL = 0, 1, 2
-
-
-class DeltaOp(msgspec.Struct, frozen=True, array_like=True):
-    """One delta operation on the wire (``yeet.delta.ops`` without tagged unions, so
-    the stdlib stand-in for msgspec decodes it too).
-
-    ``COPY``: ``b`` bytes of the old file from offset ``a``; ``DATA``: ``data``;
-    ``LITERAL`` (plans only): new bytes ``[a, a + b)`` that matched nothing yet.
-    """
-
-    kind: int
-    a: int = 0
-    b: int = 0
-    data: bytes = b""
-
-    @property
-    def length(self) -> int:
-        return len(self.data) if self.kind == DATA else self.b
-
-
 class SigReply(msgspec.Struct, frozen=True):
     """The receiver's coarse signature of its current (old) version of a file.
 
@@ -177,9 +157,9 @@ class SigReply(msgspec.Struct, frozen=True):
 
 
 class PlanReply(msgspec.Struct, frozen=True):
-    """The source's first-round delta: ``COPY`` runs and ``LITERAL`` gaps."""
+    """The source's first-round delta: ``Copy`` runs and ``Literal`` gaps."""
 
-    plan: tuple[DeltaOp, ...] = ()
+    plan: tuple[PlanOp, ...] = ()
     problem: str | None = None
     unsupported: bool = False
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
 from yeet.delta.chunking import Source, chunks, params_for
-from yeet.delta.ops import PIECE, Copy, Data, Literal, Op
+from yeet.delta.ops import PIECE, Copy, Data, DeltaOp, Literal
 from yeet.delta.signature import Index, Signature
 
 
@@ -108,7 +108,7 @@ def delta(
     size_hint: int = 0,
     offset: int = 0,
     threads: bool = True,
-) -> Iterator[Op]:
+) -> Iterator[DeltaOp]:
     """Ops that turn the base described by ``sig`` into ``new`` (one pass).
 
     ``new`` is chunked with the signature's parameters; ``offset`` is the

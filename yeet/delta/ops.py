@@ -51,7 +51,10 @@ class Literal(msgspec.Struct, frozen=True, array_like=True, tag=2):
     length: int
 
 
-Op = Union[Copy, Data]
+DeltaOp = Union[Copy, Data]
+"""What a delta is made of: the one delta-op type, in memory and on the wire."""
+PlanOp = Union[Copy, Literal]
+"""What a first-round plan is made of (``diff.match``)."""
 Reader = Callable[[int, int], bytes]
 """``read(offset, length)`` on the base: returns ``length`` bytes (fewer only at EOF)."""
 
@@ -60,11 +63,11 @@ def op_length(op: Copy | Data | Literal) -> int:
     return len(op.data) if isinstance(op, Data) else op.length
 
 
-def target_size(ops: Iterable[Op]) -> int:
+def target_size(ops: Iterable[DeltaOp]) -> int:
     return sum(op_length(op) for op in ops)
 
 
-def merge(ops: Iterable[Op], max_data: int = PIECE) -> Iterator[Op]:
+def merge(ops: Iterable[DeltaOp], max_data: int = PIECE) -> Iterator[DeltaOp]:
     """Merge contiguous copies and adjacent small literals; drop empty ops."""
     copy: Copy | None = None
     data = bytearray()
@@ -101,7 +104,7 @@ def merge(ops: Iterable[Op], max_data: int = PIECE) -> Iterator[Op]:
         yield Data(bytes(data))
 
 
-def patch(read: Reader, ops: Iterable[Op], piece: int = PIECE) -> Iterator[bytes]:
+def patch(read: Reader, ops: Iterable[DeltaOp], piece: int = PIECE) -> Iterator[bytes]:
     """Stream the target: copies are read from the base in pieces of ``piece``."""
     for op in ops:
         if isinstance(op, Data):
@@ -143,7 +146,7 @@ def changed_ranges(ops: Iterable[Copy | Data | Literal]) -> list[tuple[int, int]
     return out
 
 
-def placed(ops: Iterable[Op]) -> Iterator[tuple[int, Op]]:
+def placed(ops: Iterable[DeltaOp]) -> Iterator[tuple[int, DeltaOp]]:
     """``(target_offset, op)`` for each op."""
     pos = 0
     for op in ops:

@@ -32,7 +32,7 @@ import msgspec
 
 from yeet.delta.chunking import SCALE_FINE, Params, params_for
 from yeet.delta.diff import delta
-from yeet.delta.ops import PIECE, Copy, Data, DeltaError, Literal, Op, Reader, merge
+from yeet.delta.ops import PIECE, Copy, Data, DeltaError, DeltaOp, Literal, Reader, merge
 from yeet.delta.signature import Index, Signature, signature
 
 
@@ -117,11 +117,11 @@ def finish(
     read_new: Reader,
     *,
     threads: bool = True,
-) -> Iterator[Op]:
+) -> Iterator[DeltaOp]:
     """Final ops: the plan's copies, its literals delta-ed against ``fine``."""
     index = Index(fine) if fine else None
 
-    def expand() -> Iterator[Op]:
+    def expand() -> Iterator[DeltaOp]:
         for op in plan:
             if isinstance(op, Copy):
                 yield op

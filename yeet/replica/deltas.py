@@ -29,7 +29,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from yeet.contract.values import DeltaOp, Op, OpResult, PlanReply, SigReply
+from yeet.contract.values import Op, OpResult, PlanReply, SigReply
+from yeet.delta.ops import DeltaOp
 from yeet.delta.signature import Signature
 from yeet.model import digest
 from yeet.model.entries import Entry

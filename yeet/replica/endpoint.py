@@ -24,7 +24,6 @@ from yeet import __version__
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import (
     Changes,
-    DeltaOp,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -41,6 +40,7 @@ from yeet.contract.values import (
     StageInfo,
     TrashItem,
 )
+from yeet.delta.ops import DeltaOp
 from yeet.delta.signature import Signature
 from yeet.model import digest
 from yeet.model.entries import Entry

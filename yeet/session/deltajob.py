@@ -7,7 +7,7 @@ one chunk (the source computes its final ops, the receiver stores them), then
 the ``Commit`` (``patch_commit``: old version re-checked, new digest verified).
 
     both:     signature(path, old|new)              coarse, ~56 KiB for 4 GiB, concurrently
-    client:   match_signatures(new sig, old sig)    COPY runs + LITERAL gaps (a join)
+    client:   match_signatures(new sig, old sig)    Copy runs + Literal gaps (a join)
     receiver: region_signatures(path, old, regions) fine, only around the gaps
     receiver: patch_open; patch_write(copies)
     per piece: source delta_ops -> receiver patch_write
@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from yeet.contract.endpoint import Endpoint
-from yeet.contract.values import COPY, DeltaOp
 from yeet.core.reconcile import Change
 from yeet.delta.diff import match_signatures
 from yeet.delta.ops import Copy, Literal, changed_ranges, hinted
@@ -160,12 +159,12 @@ async def prepare(
 
 
 async def _send_copies(target: Endpoint, handle: int, plan: Sequence[Copy | Literal]) -> int:
-    copies: list[tuple[int, DeltaOp]] = []
+    copies: list[tuple[int, Copy]] = []
     pos = 0
     for step in plan:
         if isinstance(step, Copy):
-            copies.append((pos, DeltaOp(COPY, step.base_offset, step.length)))
+            copies.append((pos, step))
         pos += step.length
-    for at, wire in copies:  # merged runs: about one per edit
-        await target.patch_write(handle, at, [wire])
-    return sum(op.b for _, op in copies)
+    for at, copy in copies:  # merged runs: about one per edit
+        await target.patch_write(handle, at, [copy])
+    return sum(op.length for _, op in copies)

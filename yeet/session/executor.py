@@ -48,6 +48,7 @@ from yeet.core.schedule import (
     missing,
 )
 from yeet.core.trees import applied_update
+from yeet.delta.ops import Data
 from yeet.model.entries import Entry, Problem
 from yeet.model.paths import parent_of
 from yeet.replica.write.partial import range_hash
@@ -503,7 +504,7 @@ class Executor:
             )
         with on(c.side):
             await self.ep[c.side].patch_write(d.handle, chunk.offset, ops)
-        sent = sum(len(op.data) for op in ops)
+        sent = sum(len(op.data) for op in ops if isinstance(op, Data))
         d.sent += sent
         self.counters[c.side].literal_bytes += sent
         self.rate.add(sent, time.monotonic() - t)

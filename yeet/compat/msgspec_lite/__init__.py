@@ -68,8 +68,9 @@ class Struct:
         for key in ("frozen", "array_like", "omit_defaults"):
             if key in options:
                 merged[key] = bool(options.pop(key))
-        if "tag" in options:  # kept for introspection; tagged unions are not decoded here
-            merged["tag"] = options.pop("tag")
+        if "tag" in options:  # array_like only: the tag is the array's first item
+            tag = options.pop("tag")
+            merged["tag"] = cls.__name__ if tag is True else tag
         if options:
             raise TypeError(f"unsupported Struct options: {sorted(options)}")
         super().__init_subclass__()
@@ -168,7 +169,7 @@ def struct_to_builtin(obj: Struct) -> Any:
     fields = cls.__struct_fields__
     values = [getattr(obj, f) for f in fields]
     if opts.get("array_like"):
-        return values
+        return [opts["tag"], *values] if "tag" in opts else values
     if opts.get("omit_defaults"):
         defaults = cls.__struct_defaults__
         return {
@@ -261,6 +262,16 @@ def _convert(obj: Any, tp: Any, path: str) -> Any:
 
 
 def _union(obj: Any, args: tuple[Any, ...], path: str) -> Any:
+    tagged = {
+        a.__struct_options__["tag"]: a
+        for a in args
+        if isinstance(a, type) and issubclass(a, Struct) and "tag" in a.__struct_options__
+    }
+    if tagged and isinstance(obj, (list, tuple)):  # a tagged struct: its tag says which
+        cls = tagged.get(obj[0]) if obj else None
+        if cls is None:
+            raise ValidationError(f"Invalid value {obj[0] if obj else None!r} - at `{path}[0]`")
+        return _struct(obj, cls, path)
     if obj is None:
         if type(None) in args:
             return None
@@ -357,6 +368,10 @@ def _struct(obj: Any, cls: type[Struct], path: str) -> Struct:
     if cls.__struct_options__.get("array_like"):
         if not isinstance(obj, (list, tuple)):
             raise _fail("array", obj, path)
+        if "tag" in cls.__struct_options__:
+            if not obj or obj[0] != cls.__struct_options__["tag"]:
+                raise ValidationError(f"Invalid value {obj[0] if obj else None!r} - at `{path}[0]`")
+            obj = obj[1:]
         if len(obj) > len(fields):
             raise ValidationError(
                 f"Expected `array` of length at most {len(fields)}, got {len(obj)} - at `{path}`"

@@ -35,7 +35,6 @@ import msgspec
 from yeet.contract.calls import CALLS
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import (
-    DeltaOp,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -49,6 +48,7 @@ from yeet.contract.values import (
     SigReply,
     StageInfo,
 )
+from yeet.delta.ops import Data, DeltaOp
 from yeet.delta.signature import Signature
 from yeet.model.entries import Entry
 from yeet.model.errors import EndpointError, YeetError
@@ -600,7 +600,7 @@ class RemoteEndpoint(Endpoint):
         ops = cast(
             list[DeltaOp], await self._call("delta_ops", path, expected, offset, length, fine)
         )
-        self.received_bytes += sum(len(op.data) for op in ops)
+        self.received_bytes += sum(len(op.data) for op in ops if isinstance(op, Data))
         return ops
 
     async def patch_open(self, path: str, old: Entry, new: Entry, inplace: bool) -> int:
@@ -624,7 +624,7 @@ class RemoteEndpoint(Endpoint):
 
     async def patch_write(self, handle: int, offset: int, ops: list[DeltaOp]) -> None:
         remote = self._agent_patch(handle)
-        self.sent_bytes += sum(len(op.data) for op in ops)
+        self.sent_bytes += sum(len(op.data) for op in ops if isinstance(op, Data))
         await self._call("patch_write", remote, offset, ops)
 
     async def patch_commit(self, handle: int) -> OpResult:

@@ -18,7 +18,7 @@ import fcntl
 import os
 from collections.abc import Iterable
 
-from yeet.delta.ops import Op, narrow
+from yeet.delta.ops import DeltaOp, narrow
 from yeet.replica.write.inplace import (
     HasherFactory,
     InplaceAborted,
@@ -63,7 +63,7 @@ def reflink_supported(directory: str) -> bool:
 def patch_clone(
     src: int,
     dst: int,
-    ops: Iterable[Op],
+    ops: Iterable[DeltaOp],
     new_size: int,
     expected_digest: bytes,
     *,
@@ -120,7 +120,7 @@ def patch_clone(
 
 def apply_reflinked(
     path: str,
-    ops: Iterable[Op],
+    ops: Iterable[DeltaOp],
     new_size: int,
     expected_digest: bytes,
     stage_path: str,

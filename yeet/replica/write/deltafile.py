@@ -21,9 +21,8 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from yeet.contract.values import COPY, DATA, LITERAL, DeltaOp
 from yeet.delta.chunking import available
-from yeet.delta.ops import Copy, Data, Literal, Op
+from yeet.delta.ops import Copy, Data, DeltaOp, Literal, PlanOp, op_length
 from yeet.delta.refine import finish, read_range, region_signature
 from yeet.delta.signature import Signature, signature
 from yeet.replica.fs.inuse import InUse
@@ -72,46 +71,18 @@ def sign_regions(fd: int, regions: Sequence[tuple[int, int]], size: int) -> list
     return [region_signature(reader(fd), Region(o, n), params) for o, n in regions if n > 0]
 
 
-def plan_file(fd: int, size: int, sig: Signature) -> list[DeltaOp]:
-    """First round: ``COPY`` runs and ``LITERAL`` gaps of the new file against ``sig``."""
+def plan_file(fd: int, size: int, sig: Signature) -> list[PlanOp]:
+    """First round: ``Copy`` runs and ``Literal`` gaps of the new file against ``sig``."""
     from yeet.delta.diff import match
 
-    out: list[DeltaOp] = []
-    for op in match(_stream(fd, size), sig, size_hint=size):
-        if isinstance(op, Copy):
-            out.append(DeltaOp(COPY, op.base_offset, op.length))
-        else:
-            out.append(DeltaOp(LITERAL, op.offset, op.length))
-    return out
+    return list(match(_stream(fd, size), sig, size_hint=size))
 
 
 def ops_for(fd: int, offset: int, length: int, fine: Sequence[Signature]) -> list[DeltaOp]:
     """Final ops for the new bytes ``[offset, offset + length)``: fine matches and data."""
-    out: list[DeltaOp] = []
     if fine:
-        ops: Iterator[Op] = finish([Literal(offset, length)], list(fine), reader(fd))
-    else:
-        ops = (Data(piece) for piece in read_range(reader(fd), offset, length))
-    for op in ops:
-        if isinstance(op, Copy):
-            out.append(DeltaOp(COPY, op.base_offset, op.length))
-        else:
-            out.append(DeltaOp(DATA, data=op.data))
-    return out
-
-
-def to_ops(wire: Sequence[DeltaOp]) -> list[Copy | Data | Literal]:
-    out: list[Copy | Data | Literal] = []
-    for w in wire:
-        if w.kind == COPY:
-            out.append(Copy(w.a, w.b))
-        elif w.kind == DATA:
-            out.append(Data(w.data))
-        elif w.kind == LITERAL:
-            out.append(Literal(w.a, w.b))
-        else:
-            raise ValueError(f"unknown delta op kind {w.kind}")
-    return out
+        return list(finish([Literal(offset, length)], list(fine), reader(fd)))
+    return [Data(piece) for piece in read_range(reader(fd), offset, length)]
 
 
 class PatchError(Exception):
@@ -162,33 +133,35 @@ class Patch:
         pos = offset
         taken = 0
         for op in ops:
-            n = op.length
-            if op.kind == COPY:
-                if op.a < 0 or n < 0 or op.a + n > self.old_size:
-                    raise PatchError(f"copy outside the old file: {op.a}+{n}")
-            elif op.kind != DATA:
+            if isinstance(op, Copy):
+                n = op.length
+                if op.base_offset < 0 or n < 0 or op.base_offset + n > self.old_size:
+                    raise PatchError(f"copy outside the old file: {op.base_offset}+{n}")
+            elif isinstance(op, Data):
+                n = len(op.data)
+                taken += n
+            else:
                 raise PatchError("only copy and data ops can be applied")
             if pos < 0 or pos + n > self.new_size:
                 raise PatchError(f"op beyond the new size at {pos}+{n}")
             if n:
                 self._put(pos, op)
-            taken += len(op.data)
             pos += n
         return taken
 
     def _put(self, pos: int, op: DeltaOp) -> None:
-        n = op.length
+        n = op_length(op)
         if self.stage_fd is not None:
-            if op.kind == COPY:
-                _copy_range(self.old_fd, op.a, self.stage_fd, pos, n)
+            if isinstance(op, Copy):
+                _copy_range(self.old_fd, op.base_offset, self.stage_fd, pos, n)
             else:
                 _pwrite_all(self.stage_fd, op.data, pos)
             with self._lock:
                 self._pieces.append((pos, n, -1, -1))
             return
-        if op.kind == COPY:
+        if isinstance(op, Copy):
             with self._lock:
-                self._pieces.append((pos, n, op.a, -1))
+                self._pieces.append((pos, n, op.base_offset, -1))
             return
         with self._lock:
             at = self._spool_end
@@ -215,7 +188,7 @@ class Patch:
         if pos != self.new_size:
             raise PatchError(f"delta pieces end at {pos}, the new file has {self.new_size} bytes")
 
-    def ops(self) -> Iterator[Op]:
+    def ops(self) -> Iterator[DeltaOp]:
         """The in-place ops in target order (data read back from the spool)."""
         for _off, n, base, at in sorted(self._pieces):
             if base >= 0:

@@ -66,7 +66,7 @@ try:
 except ImportError:  # a bare remote: recovery of an empty redo log directory still runs
     blake3 = None  # type: ignore[assignment,misc]
 
-from yeet.delta.ops import PIECE, Copy, Op, narrow
+from yeet.delta.ops import PIECE, Copy, DeltaOp, narrow
 from yeet.model.errors import YeetError
 
 INPLACE_MIN_SIZE = 64 << 20
@@ -231,7 +231,7 @@ class _RedoWriter:
 
 
 def new_content(
-    fd: int, ops: Iterable[Op], old_size: int, hasher: _Hasher | None, stats: Stats
+    fd: int, ops: Iterable[DeltaOp], old_size: int, hasher: _Hasher | None, stats: Stats
 ) -> Iterator[tuple[int, bytes | None, int]]:
     """``(target_offset, bytes or None if unchanged, length)``, in target order.
 
@@ -267,7 +267,7 @@ def new_content(
 
 def apply_inplace(
     path: str | os.PathLike[str],
-    ops: Iterable[Op],
+    ops: Iterable[DeltaOp],
     new_size: int,
     expected_digest: bytes,
     redo_dir: str | os.PathLike[str],
