@@ -31,7 +31,7 @@ import pytest
 from vmtests.conftest import lab_in
 from vmtests.lab import Host, Lab, Link
 from vmtests.trees import temp_names, write
-from yeet.remote.client.endpoint import BULK_BYTES
+from yeet.remote.client.uploads import BULK_BYTES
 from yeet.session.executor import MAX_CHUNK, WORKERS
 
 LARGE = 96 << 20

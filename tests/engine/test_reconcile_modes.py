@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.trees import DM, FM, F, Tree, run_sync, tree
-from yeet.core.reconcile import Mode
+from yeet.core.decisions import Mode
 
 SAFE, RESOLVED, OWS, REPLICA = (
     Mode.TWO_WAY_SAFE,

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F, L, Tree, X, run_sync
-from yeet.core.reconcile import Change, Conflict, Mode, Side
+from yeet.core.decisions import Change, Conflict, Mode, Side
 from yeet.core.trees import reconcile
 from yeet.model.entries import Entry
 from yeet.model.paths import is_within, join

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.trees import D, F, L, Tree, X, run_sync, tree
-from yeet.core.reconcile import Mode
+from yeet.core.decisions import Mode
 
 SAFE, RESOLVED, OWS, REPLICA = (
     Mode.TWO_WAY_SAFE,
@@ -209,7 +209,8 @@ def test_special_entry_itself_is_left_alone() -> None:
 
 
 def test_unreadable_directory_is_never_taken_for_deleted() -> None:
-    from yeet.core.reconcile import Reconciler, Side
+    from yeet.core.decisions import Side
+    from yeet.core.reconcile import Reconciler
     from yeet.core.trees import Plan, answer
 
     anc = tree(p=D, p__c=F("c"))
@@ -229,7 +230,8 @@ def test_unreadable_directory_is_never_taken_for_deleted() -> None:
 
 def test_decisions_stream_before_scans_finish() -> None:
     """A new directory on alpha flows to beta listing by listing."""
-    from yeet.core.reconcile import Change, Reconciler, Side
+    from yeet.core.decisions import Change, Side
+    from yeet.core.reconcile import Reconciler
     from yeet.core.trees import answer
 
     rec = Reconciler(Mode.TWO_WAY_SAFE)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import blake3
 
-from yeet.core.reconcile import Change, Conflict, Mode, Side
+from yeet.core.decisions import Change, Conflict, Mode, Side
 from yeet.core.trees import Plan, applied_update, apply_ancestor_update, reconcile
 from yeet.model.entries import DIRECTORY, Entry, dir_entry, file_entry, is_dir, symlink_entry
 from yeet.model.paths import is_within

@@ -27,7 +27,7 @@ from tests.journal_service import journal_service
 from tests.pagecache import evict, resident_bytes
 from tests.scenarios.test_watch import wait_for
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model import settings as yeet_settings
 from yeet.remote.client.connect import subprocess_endpoint
 from yeet.replica.endpoint import LocalEndpoint

@@ -17,8 +17,8 @@ import pytest
 
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import EndpointConfig
+from yeet.core.decisions import Change, Side
 from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import Change, Side
 from yeet.delta.ops import Copy
 from yeet.model import digest
 from yeet.model.entries import Entry, Problem

@@ -14,8 +14,8 @@ import pytest
 
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import Op, OpResult
+from yeet.core.decisions import Change, Side
 from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import Change, Side
 from yeet.model.entries import DIRECTORY
 from yeet.session.executor import Executor
 

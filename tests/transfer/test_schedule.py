@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.engine.trees import D, F
-from yeet.core.reconcile import Change, Side
+from yeet.core.decisions import Change, Side
 from yeet.core.schedule import Batch, Chunk, Commit, Scheduler, Work, missing
 from yeet.model.entries import Entry, file_entry
 from yeet.model.paths import depth, is_within, parent_of

@@ -20,8 +20,9 @@ from yeet.contract.values import EndpointConfig, Op, ReadRequest
 from yeet.model import digest, settings
 from yeet.model.entries import Entry, file_entry
 from yeet.remote.client.bulk import ENV
-from yeet.remote.client.endpoint import BULK_BYTES, WRITE_PIECE, RemoteEndpoint
+from yeet.remote.client.endpoint import RemoteEndpoint
 from yeet.remote.client.local_process import ProcessChannel, SubprocessConnector
+from yeet.remote.client.uploads import BULK_BYTES, WRITE_PIECE
 from yeet.replica.write import partial
 
 ALG = "blake2b"

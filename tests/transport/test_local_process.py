@@ -11,7 +11,7 @@ import pytest
 
 from tests.transport.conftest import make_tree, tree
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.remote.client.connect import subprocess_endpoint
 from yeet.remote.client.endpoint import RemoteEndpoint
 from yeet.replica.endpoint import LocalEndpoint

@@ -16,7 +16,7 @@ from tests.sshd import SshServer, SshWorld
 from tests.transport.conftest import BARE_DEBIAN, make_tree, tree
 from tests.transport.test_local_process import _local, sync
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model import settings
 from yeet.model.address import parse
 from yeet.remote.client.connect import remote_endpoint

@@ -19,7 +19,7 @@ from yeet.cli.report import human_bytes, iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import ReadRequest
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model.entries import Entry, Problem
 from yeet.model.errors import UsageError, YeetError
 from yeet.model.paths import is_within

@@ -21,7 +21,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from yeet import __version__
-from yeet.core.reconcile import Mode
+from yeet.core.decisions import Mode
 from yeet.model.errors import YeetError
 from yeet.model.settings import PERMISSION_CHOICES, SYMLINK_CHOICES, environment
 

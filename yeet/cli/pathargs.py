@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model.address import parse
 from yeet.model.errors import UsageError
 from yeet.model.paths import BadPath, check_relpath

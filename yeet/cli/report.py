@@ -14,8 +14,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from yeet.core.decisions import Side
 from yeet.core.guard import DELETIONS, EMPTIED, Halt
-from yeet.core.reconcile import Side
 from yeet.model.quoting import dumps, quote
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from yeet.contract.values import RootInfo
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model import digest as digests
 from yeet.model.address import Location, parse
 from yeet.model.errors import EndpointError, UsageError

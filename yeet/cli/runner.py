@@ -27,7 +27,7 @@ from typing import Any
 
 from yeet.cli.roots import check_apart
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Mode, Side
+from yeet.core.decisions import Mode, Side
 from yeet.model.address import ADDRESS_FORMAT, Location, legacy_canonical, migrate, parse
 from yeet.model.errors import SessionNotFound, StateError, UsageError
 from yeet.replica.endpoint import LocalEndpoint

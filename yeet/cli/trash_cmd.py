@@ -26,7 +26,7 @@ from yeet.cli.report import human_bytes, iso
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import OpResult, TrashItem
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model.errors import EndpointError, UsageError, YeetError
 from yeet.model.paths import is_within, sort_key
 from yeet.model.quoting import dumps, quote

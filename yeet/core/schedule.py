@@ -24,7 +24,7 @@ import itertools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from yeet.core.reconcile import Change, Side
+from yeet.core.decisions import Change, Side
 from yeet.model.paths import depth, parent_of
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from yeet.core.reconcile import (
+from yeet.core.decisions import (
     AncestorRequest,
     AncestorUpdate,
     Change,
@@ -19,10 +19,10 @@ from yeet.core.reconcile import (
     Decision,
     ListingRequest,
     Mode,
-    Reconciler,
     Retry,
     Side,
 )
+from yeet.core.reconcile import Reconciler
 from yeet.model.entries import Entry, is_dir, listing_digest
 from yeet.model.paths import parent_of, sort_key
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Change
+from yeet.core.decisions import Change
 from yeet.delta.diff import match_signatures
 from yeet.delta.ops import Copy, Literal, changed_ranges, hinted
 from yeet.delta.refine import regions

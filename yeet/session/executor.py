@@ -30,13 +30,12 @@ import contextlib
 import errno
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import Op, OpResult, ReadRequest, ReadResult
+from yeet.core.decisions import Change, Side
 from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import Change, Side
 from yeet.core.schedule import (
     Batch,
     Chunk,
@@ -53,6 +52,7 @@ from yeet.model.entries import Entry, Problem
 from yeet.model.paths import parent_of
 from yeet.replica.write.partial import range_hash
 from yeet.session import deltajob
+from yeet.session.counters import Counters, IntentLog, Rate
 from yeet.session.failure import SideFailure, on
 from yeet.state.store import Update
 
@@ -61,53 +61,6 @@ WORKERS = 4
 MIN_CHUNK, MAX_CHUNK = 1 << 20, 8 << 20
 CHUNK_SECONDS = 0.25  # chunk size follows the link: about this long per chunk
 ABORT_GRACE = 3.0  # seconds an interrupted apply may take to be answered and recorded
-
-
-class IntentLog(Protocol):
-    """Where the executor records what it is about to write, and what it did
-    (``yeet.state.store.SessionStore``)."""
-
-    def intend(
-        self, side: str, changes: Iterable[tuple[str, Entry | None, Entry | None]]
-    ) -> None: ...
-
-    def record(
-        self, updates: Iterable[Update], settled: tuple[str, Iterable[str]] | None = None
-    ) -> None: ...
-
-
-@dataclass
-class Counters:
-    files: int = 0
-    bytes: int = 0
-    dirs: int = 0
-    removed: int = 0
-    copied_locally: int = 0
-    failed: int = 0
-    transient: int = 0
-    kept: int = 0  # bytes of a changed large file the receiver already held (not sent)
-    delta_files: int = 0  # large files updated by a delta
-    delta_bytes: int = 0  # their sizes
-    literal_bytes: int = 0  # new bytes sent for them (the rest came from the old file)
-    signature_bytes: int = 0  # signatures sent back by the receiver
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Rate:
-    """Bytes per second, smoothed."""
-
-    value: float = 0.0
-    moved: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def add(self, nbytes: int, seconds: float) -> None:
-        self.moved += nbytes
-        if seconds > 0:
-            sample = nbytes / seconds
-            self.value = sample if self.value == 0 else 0.7 * self.value + 0.3 * sample
 
 
 class Executor:
@@ -141,7 +94,7 @@ class Executor:
         self._late: set[str] = set()  # applied this pass, decided by an earlier one
         self._late_under: set[str] = set()  # directories with such a path below them
         self.trash_pass = 0  # the pass number what this trashes is marked with
-        self.rate = _Rate()
+        self.rate = Rate()
         self._workers = workers
         self._wake = asyncio.Event()
         self._closed = False
@@ -669,19 +622,8 @@ class Executor:
             entry = r.applied or op.new
             updates.append(Update(r.path, entry, applied=applied_update(op.old, entry)))
             applied.append(Change(side, r.path, op.old, op.new))
-            self._count(counters, op.new, op.old)
+            counters.count(op.new, op.old)
             if op.new is not None and op.new.is_file:
                 self.index[side].add(op.new.digest, r.path)
         self._record(side, updates, list(by_path) if settle else [])
         return applied
-
-    @staticmethod
-    def _count(counters: Counters, new: Entry | None, old: Entry | None) -> None:
-        if new is None:
-            counters.removed += 1
-        elif new.is_dir:
-            counters.dirs += 1
-        else:
-            counters.files += 1
-            if new.is_file and not (old is not None and old.is_file and old.digest == new.digest):
-                counters.bytes += new.size

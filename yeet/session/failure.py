@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.replica.fs.space import is_full
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from yeet.contract.endpoint import Endpoint
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.core.trees import applied_update
 from yeet.model.entries import Entry
 from yeet.model.paths import join

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import Changes
-from yeet.core.reconcile import Side
+from yeet.core.decisions import Side
 from yeet.model.errors import YeetError
 from yeet.model.paths import is_within, parent_of
 from yeet.state.store import SessionStore

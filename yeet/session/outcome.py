@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from yeet.core.decisions import Conflict, Side
 from yeet.core.guard import Halt
-from yeet.core.reconcile import Conflict, Side
 from yeet.model.entries import Problem
-from yeet.session.executor import Counters
+from yeet.session.counters import Counters
 from yeet.state.store import SessionStore
 
 

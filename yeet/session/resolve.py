@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from yeet.contract.endpoint import Endpoint
+from yeet.core.decisions import Change, Mode, Side
 from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import Change, Mode, Side
 from yeet.core.trees import reconcile
 from yeet.model.entries import DIRECTORY, Entry, Problem
 from yeet.model.errors import EndpointError, YeetError

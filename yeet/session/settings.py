@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from yeet.contract.values import EndpointConfig
-from yeet.core.reconcile import Mode, Side
+from yeet.core.decisions import Mode, Side
 from yeet.model import settings as defaults
 
 DEFAULT_MODE = Mode(defaults.MODE)

@@ -42,6 +42,16 @@ from typing import Any
 
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import DirtySet, EndpointInfo, ScanBatch
+from yeet.core.decisions import (
+    AncestorRequest,
+    AncestorUpdate,
+    Change,
+    Conflict,
+    Decision,
+    ListingRequest,
+    Retry,
+    Side,
+)
 from yeet.core.guard import (
     DELETIONS,
     EMPTIED,
@@ -52,24 +62,15 @@ from yeet.core.guard import (
     parse_limit,
 )
 from yeet.core.localindex import LocalIndex
-from yeet.core.reconcile import (
-    AncestorRequest,
-    AncestorUpdate,
-    Change,
-    Conflict,
-    Decision,
-    ListingRequest,
-    Reconciler,
-    Retry,
-    Side,
-)
+from yeet.core.reconcile import Reconciler
 from yeet.model.entries import Problem
 from yeet.model.errors import EndpointError
 from yeet.model.paths import is_within, join, parent_of
 from yeet.model.quoting import quote
 from yeet.model.settings import environment
 from yeet.session import intents, journal_scope
-from yeet.session.executor import Counters, Executor
+from yeet.session.counters import Counters
+from yeet.session.executor import Executor
 from yeet.session.outcome import Outcome, record_verdict, state_of
 from yeet.session.settings import Settings
 from yeet.state.store import SessionStore, Update

@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from yeet.core.reconcile import Conflict
+from yeet.core.decisions import Conflict
 from yeet.model.entries import Entry, Problem, listing_digest
 from yeet.model.errors import StateError
 from yeet.model.paths import join, name_of, parent_of
