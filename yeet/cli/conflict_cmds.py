@@ -38,15 +38,15 @@ def _relpath(store: SessionStore, text: str) -> str:
     return path_argument(text, local_roots(addresses)).path
 
 
-async def _read(ep: Endpoint, path: str, entry: Entry) -> bytes | None:
+async def _read(endpoint: Endpoint, path: str, entry: Entry) -> bytes | None:
     if entry.size > TEXT_LIMIT:
         return None
     if entry.size <= SMALL:
-        (r,) = await ep.read_files([ReadRequest(path, entry)])
+        (r,) = await endpoint.read_files([ReadRequest(path, entry)])
         return r.data
     chunks = []
     for off in range(0, entry.size, SMALL):
-        chunks.append(await ep.read_range(path, entry, off, min(SMALL, entry.size - off)))
+        chunks.append(await endpoint.read_range(path, entry, off, min(SMALL, entry.size - off)))
     return b"".join(chunks)
 
 
@@ -70,8 +70,8 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
     async with endpoints(store, settings) as (eps, roots):
         await Session(settings, store, eps, roots).open()
         trees = {s: await subtree(eps[s], path) for s in Side}
-        x, y = trees[Side.ALPHA].get(path), trees[Side.BETA].get(path)
-        if path and x is None and y is None:
+        alpha, beta = trees[Side.ALPHA].get(path), trees[Side.BETA].get(path)
+        if path and alpha is None and beta is None:
             stats = {s: (await eps[s].stat_paths([path]))[0] for s in Side}
             there = [str(s) for s in Side if stats[s].exists]
             if there:
@@ -84,19 +84,19 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
                 hint=f"give a path relative to the roots; `yeet conflicts {name}` lists "
                 "the conflicting ones",
             )
-        if x is not None and y is not None and x.is_file and y.is_file:
-            if x == y:
+        if alpha is not None and beta is not None and alpha.is_file and beta.is_file:
+            if alpha == beta:
                 return 0
-            a_text = _as_text(await _read(eps[Side.ALPHA], path, x))
-            b_text = _as_text(await _read(eps[Side.BETA], path, y))
-            if a_text is not None and b_text is not None and x.digest != y.digest:
+            alpha_text = _as_text(await _read(eps[Side.ALPHA], path, alpha))
+            beta_text = _as_text(await _read(eps[Side.BETA], path, beta))
+            if alpha_text is not None and beta_text is not None and alpha.digest != beta.digest:
                 out.writelines(
                     difflib.unified_diff(
-                        a_text, b_text, f"alpha/{quote(path)}", f"beta/{quote(path)}"
+                        alpha_text, beta_text, f"alpha/{quote(path)}", f"beta/{quote(path)}"
                     )
                 )
-                if x.mode != y.mode or x.executable != y.executable:
-                    out.write(f"mode: alpha {_bits(x)}, beta {_bits(y)}\n")
+                if alpha.mode != beta.mode or alpha.executable != beta.executable:
+                    out.write(f"mode: alpha {_bits(alpha)}, beta {_bits(beta)}\n")
                 return 1
         stats = {s: (await eps[s].stat_paths([path]))[0] for s in Side}
         paths = sorted(
@@ -104,12 +104,12 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
         )
         differ = False
         for p in paths:
-            a, b = trees[Side.ALPHA].get(p), trees[Side.BETA].get(p)
-            if a == b:
+            on_alpha, on_beta = trees[Side.ALPHA].get(p), trees[Side.BETA].get(p)
+            if on_alpha == on_beta:
                 continue
             differ = True
-            out.write(f"{quote(p)}\n  alpha: {a.short() if a else 'absent'}\n")
-            out.write(f"  beta:  {b.short() if b else 'absent'}\n")
+            out.write(f"{quote(p)}\n  alpha: {on_alpha.short() if on_alpha else 'absent'}\n")
+            out.write(f"  beta:  {on_beta.short() if on_beta else 'absent'}\n")
         if differ:
             for s in Side:
                 st = stats[s]

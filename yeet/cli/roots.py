@@ -77,13 +77,13 @@ async def _probe_pair(
         else:
             from yeet.remote.client.connect import remote_endpoint  # asyncssh: only when needed
 
-            ep = remote_endpoint(loc, via)
+            endpoint = remote_endpoint(loc, via)
             try:
-                welcome = await ep.connect()
+                welcome = await endpoint.connect()
                 theirs.append(welcome.digests)
-                infos[side] = await ep.probe(loc.path)
+                infos[side] = await endpoint.probe(loc.path)
             finally:
-                await ep.close()
+                await endpoint.close()
         _usable(side, loc, infos[side])
     return infos, theirs
 

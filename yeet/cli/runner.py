@@ -260,7 +260,9 @@ async def endpoints(
             store.set_meta(**new)
         yield eps, {s: stored[s] or infos[s].path for s in Side}
     finally:
-        await asyncio.gather(*(ep.close() for ep in eps.values()), return_exceptions=True)
+        await asyncio.gather(
+            *(endpoint.close() for endpoint in eps.values()), return_exceptions=True
+        )
 
 
 def stored_settings(store: SessionStore, name: str) -> Settings:

@@ -151,12 +151,12 @@ def _newest(items: Iterable[TrashItem]) -> list[TrashItem]:
 
 
 async def _restore(
-    ep: Endpoint, items: list[TrashItem], force: bool, pass_id: int
+    endpoint: Endpoint, items: list[TrashItem], force: bool, pass_id: int
 ) -> list[tuple[TrashItem, OpResult]]:
     out: list[tuple[TrashItem, OpResult]] = []
     for start in range(0, len(items), RESTORE_BATCH):
         batch = items[start : start + RESTORE_BATCH]
-        results = await ep.trash_restore([i.id for i in batch], force, pass_id)
+        results = await endpoint.trash_restore([i.id for i in batch], force, pass_id)
         out.extend(zip(batch, results, strict=True))
     return out
 

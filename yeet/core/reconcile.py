@@ -245,17 +245,17 @@ class Reconciler:
 
     # -- comparing entries ------------------------------------------------------------
 
-    def _eq(self, x: Entry | None, y: Entry | None) -> bool:
+    def _eq(self, alpha: Entry | None, beta: Entry | None) -> bool:
         """The two sides (or the ancestor and a side) hold the same."""
         if self.portable:
-            return portable(x) == portable(y)
-        return x == y
+            return portable(alpha) == portable(beta)
+        return alpha == beta
 
-    def _kept(self, a: Entry | None, e: Entry | None) -> bool:
+    def _kept(self, ancestor: Entry | None, e: Entry | None) -> bool:
         """``e`` is unchanged since the ancestor ``a`` (as far as ``a`` knows)."""
         if self.portable:
-            return kept(portable(a), portable(e))
-        return kept(a, e)
+            return kept(portable(ancestor), portable(e))
+        return kept(ancestor, e)
 
     # -- agreement: both sides hold a directory ----------------------------------------
 
@@ -277,12 +277,12 @@ class Reconciler:
         def got(part: str, listing: Listing | None) -> None:
             parts[part] = listing
             if len(parts) == 2:
-                x, y = parts["x"], parts["y"]
+                alpha, beta = parts["x"], parts["y"]
                 if not ancestor_is_dir:
                     got("a", {})
-                elif x is not None and y is not None and self._unchanged(path, x, y):
+                elif alpha is not None and beta is not None and self._unchanged(path, alpha, beta):
                     self.decided.add(path)
-                    for name, entry in x.items():
+                    for name, entry in alpha.items():
                         if entry.is_dir:
                             self._agree_dir(join(path, name), ancestor_is_dir=True, full=full)
                 else:
@@ -293,113 +293,130 @@ class Reconciler:
         self._wait(Side.ALPHA, path, lambda _p, lst: got("x", lst))
         self._wait(Side.BETA, path, lambda _p, lst: got("y", lst))
 
-    def _unchanged(self, path: str, x: Listing, y: Listing) -> bool:
+    def _unchanged(self, path: str, alpha: Listing, beta: Listing) -> bool:
         """Both listings equal the ancestor's (by digest): nothing to do here."""
         known = self._digests.get(path)
-        if known is None or len(x) != len(y):
+        if known is None or len(alpha) != len(beta):
             return False
-        return listing_digest(x) == known and listing_digest(y) == known
+        return listing_digest(alpha) == known and listing_digest(beta) == known
 
     def _reconcile_dir(
-        self, path: str, a: Listing | None, x: Listing | None, y: Listing | None, full: bool
+        self,
+        path: str,
+        ancestor: Listing | None,
+        alpha: Listing | None,
+        beta: Listing | None,
+        full: bool,
     ) -> None:
-        if x is None or y is None:
+        if alpha is None or beta is None:
             # One side could not be read: decide nothing below here.
-            for side, listing in ((Side.ALPHA, x), (Side.BETA, y)):
+            for side, listing in ((Side.ALPHA, alpha), (Side.BETA, beta)):
                 for name, entry in (listing or {}).items():
                     if entry.is_dir:
                         self._discard(side, join(path, name))
             return
-        a = a or {}
+        ancestor = ancestor or {}
         self.decided.add(path)
-        for name in sorted(a.keys() | x.keys() | y.keys()):
-            self._reconcile_path(join(path, name), a.get(name), x.get(name), y.get(name), full)
+        for name in sorted(ancestor.keys() | alpha.keys() | beta.keys()):
+            self._reconcile_path(
+                join(path, name), ancestor.get(name), alpha.get(name), beta.get(name), full
+            )
 
-    def _retry(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> bool:
+    def _retry(
+        self, p: str, ancestor: Entry | None, alpha: Entry | None, beta: Entry | None
+    ) -> bool:
         """If ``p`` is stale, emit a ``Retry`` and drop what lies below it."""
-        if not self._stale(p, is_dir(a) or is_dir(x) or is_dir(y)):
+        if not self._stale(p, is_dir(ancestor) or is_dir(alpha) or is_dir(beta)):
             return False
         self._out.append(Retry(p))
-        self._discard_dirs(p, x, y)
+        self._discard_dirs(p, alpha, beta)
         return True
 
     def _reconcile_path(
-        self, p: str, a: Entry | None, x: Entry | None, y: Entry | None, full: bool
+        self, p: str, ancestor: Entry | None, alpha: Entry | None, beta: Entry | None, full: bool
     ) -> None:
-        if self._retry(p, a, x, y):
+        if self._retry(p, ancestor, alpha, beta):
             return
-        if is_special(x) or is_special(y):
-            self._discard_dirs(p, x, y)
+        if is_special(alpha) or is_special(beta):
+            self._discard_dirs(p, alpha, beta)
             return
-        if x is None and y is None:
-            if a is not None:
+        if alpha is None and beta is None:
+            if ancestor is not None:
                 self._out.append(AncestorUpdate(p, None))
             return
-        if self._eq(x, y):
-            assert x is not None
-            if not self._eq(a, x):
-                self._out.append(AncestorUpdate(p, x))
-            if x.is_dir:
+        if self._eq(alpha, beta):
+            assert alpha is not None
+            if not self._eq(ancestor, alpha):
+                self._out.append(AncestorUpdate(p, alpha))
+            if alpha.is_dir:
                 # A directory new to the ancestor must be listed in full.
-                self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
+                self._agree_dir(
+                    p, ancestor_is_dir=is_dir(ancestor), full=full or not is_dir(ancestor)
+                )
             return
-        if x is not None and y is not None and x.is_dir and y.is_dir:
+        if alpha is not None and beta is not None and alpha.is_dir and beta.is_dir:
             # The same directory on both sides with other permission bits: decide the
             # bits on their own; the children are reconciled as usual.
-            self._dir_meta(p, a, x, y)
-            self._agree_dir(p, ancestor_is_dir=is_dir(a), full=full or not is_dir(a))
+            self._dir_meta(p, ancestor, alpha, beta)
+            self._agree_dir(p, ancestor_is_dir=is_dir(ancestor), full=full or not is_dir(ancestor))
             return
         self.decided_under.add(p)
-        self._disagree(p, a, x, y)
+        self._disagree(p, ancestor, alpha, beta)
 
     def _discard_dirs(
-        self, p: str, x: Entry | None, y: Entry | None, collected: Side | None = None
+        self, p: str, alpha: Entry | None, beta: Entry | None, collected: Side | None = None
     ) -> None:
         """Drop the listings below ``p`` of each side holding a directory there."""
-        if is_dir(x) and collected is not Side.ALPHA:
+        if is_dir(alpha) and collected is not Side.ALPHA:
             self._discard(Side.ALPHA, p)
-        if is_dir(y) and collected is not Side.BETA:
+        if is_dir(beta) and collected is not Side.BETA:
             self._discard(Side.BETA, p)
 
-    def _dir_meta(self, p: str, a: Entry | None, x: Entry, y: Entry) -> None:
-        dx = _Delta.EMPTY if is_dir(a) and self._kept(a, x) else _Delta.OTHER
-        dy = _Delta.EMPTY if is_dir(a) and self._kept(a, y) else _Delta.OTHER
-        winner = self._winner(a, x, y, dx, dy)
+    def _dir_meta(self, p: str, ancestor: Entry | None, alpha: Entry, beta: Entry) -> None:
+        alpha_delta = (
+            _Delta.EMPTY if is_dir(ancestor) and self._kept(ancestor, alpha) else _Delta.OTHER
+        )
+        beta_delta = (
+            _Delta.EMPTY if is_dir(ancestor) and self._kept(ancestor, beta) else _Delta.OTHER
+        )
+        winner = self._winner(ancestor, alpha, beta, alpha_delta, beta_delta)
         if winner is None:
-            self._out.append(Conflict(p, a, x, y))
+            self._out.append(Conflict(p, ancestor, alpha, beta))
         elif winner is Side.ALPHA:
-            self._out.append(Change(Side.BETA, p, y, x))
+            self._out.append(Change(Side.BETA, p, beta, alpha))
         else:
-            self._out.append(Change(Side.ALPHA, p, x, y))
+            self._out.append(Change(Side.ALPHA, p, alpha, beta))
 
     # -- disagreement -----------------------------------------------------------------
 
-    def _disagree(self, p: str, a: Entry | None, x: Entry | None, y: Entry | None) -> None:
-        dir_side = Side.ALPHA if is_dir(x) else Side.BETA if is_dir(y) else None
+    def _disagree(
+        self, p: str, ancestor: Entry | None, alpha: Entry | None, beta: Entry | None
+    ) -> None:
+        dir_side = Side.ALPHA if is_dir(alpha) else Side.BETA if is_dir(beta) else None
         if dir_side is None:
-            self._decide(p, a, x, y, None, None, {})
+            self._decide(p, ancestor, alpha, beta, None, None, {})
             return
-        if not is_dir(a):
+        if not is_dir(ancestor):
             # The directory side is certainly a creation; decide without its subtree
             # unless that subtree turns out to be the loser (then it must be listed).
             winner = self._winner(
-                a,
-                x,
-                y,
+                ancestor,
+                alpha,
+                beta,
                 _Delta.OTHER if dir_side is Side.ALPHA else None,
                 _Delta.OTHER if dir_side is Side.BETA else None,
             )
             if winner is not dir_side.other:
-                self._decide(p, a, x, y, None, None, {})
+                self._decide(p, ancestor, alpha, beta, None, None, {})
                 return
         sub = _Subtree(outstanding=1)
         anc: dict[str, dict[str, Entry]] = {}
-        pending = [2 if is_dir(a) else 1]
+        pending = [2 if is_dir(ancestor) else 1]
 
         def finished() -> None:
             pending[0] -= 1
             if pending[0] == 0:
-                self._decide(p, a, x, y, dir_side, sub, anc.get("sub", {}))
+                self._decide(p, ancestor, alpha, beta, dir_side, sub, anc.get("sub", {}))
 
         def got(q: str, listing: Listing | None) -> None:
             if listing is None:
@@ -425,23 +442,27 @@ class Reconciler:
             anc["sub"] = entries
             finished()
 
-        if is_dir(a):
+        if is_dir(ancestor):
             self._ask_subtree(p, got_ancestor)
         self._wait(dir_side, p, got)
 
     def _side_delta(
-        self, a: Entry | None, e: Entry | None, sub: _Subtree | None, anc_sub: dict[str, Entry]
+        self,
+        ancestor: Entry | None,
+        e: Entry | None,
+        sub: _Subtree | None,
+        anc_sub: dict[str, Entry],
     ) -> _Delta:
-        if self._kept(a, e):
+        if self._kept(ancestor, e):
             if sub is None or not is_dir(e):
                 return _Delta.EMPTY
-        elif not (is_dir(e) and is_dir(a)):
+        elif not (is_dir(e) and is_dir(ancestor)):
             return _Delta.DELETIONS if e is None else _Delta.OTHER
         elif sub is None:
             return _Delta.OTHER  # the directory's own bits changed
         # Both directories: compare the synchronisable part of the subtrees.
         assert sub is not None
-        if not self._kept(a, e):
+        if not self._kept(ancestor, e):
             return _Delta.OTHER  # its own bits changed: that is a modification too
         mine = {k: v for k, v in sub.entries.items() if not v.is_special}
         if any(not self._kept(anc_sub.get(k), v) for k, v in mine.items()):
@@ -450,61 +471,61 @@ class Reconciler:
 
     def _winner(
         self,
-        a: Entry | None,
-        x: Entry | None,
-        y: Entry | None,
-        dx: _Delta | None,
-        dy: _Delta | None,
+        ancestor: Entry | None,
+        alpha: Entry | None,
+        beta: Entry | None,
+        alpha_delta: _Delta | None,
+        beta_delta: _Delta | None,
     ) -> Side | None:
         """The side whose content wins at this path, or ``None`` for a conflict/untrack.
 
         ``dx``/``dy`` are passed when known from subtrees; otherwise derived from the
         entries themselves (valid whenever that side holds no directory).
         """
-        if dx is None:
-            dx = self._side_delta(a, x, None, {})
-        if dy is None:
-            dy = self._side_delta(a, y, None, {})
+        if alpha_delta is None:
+            alpha_delta = self._side_delta(ancestor, alpha, None, {})
+        if beta_delta is None:
+            beta_delta = self._side_delta(ancestor, beta, None, {})
         if self.mode is Mode.ONE_WAY_REPLICA:
             return Side.ALPHA
         if self.mode is Mode.ONE_WAY_SAFE:
-            return Side.ALPHA if dy is not _Delta.OTHER else None
-        if x is not None and y is not None and _bits_only(x, y) and not self.portable:
-            return self._bits_winner(a, x, y)
-        if dy is _Delta.EMPTY:
+            return Side.ALPHA if beta_delta is not _Delta.OTHER else None
+        if alpha is not None and beta is not None and _bits_only(alpha, beta) and not self.portable:
+            return self._bits_winner(ancestor, alpha, beta)
+        if beta_delta is _Delta.EMPTY:
             return Side.ALPHA
-        if dx is _Delta.EMPTY:
+        if alpha_delta is _Delta.EMPTY:
             return Side.BETA
-        if dx is _Delta.DELETIONS and dy is _Delta.DELETIONS:
-            return Side.ALPHA if x is None else Side.BETA
-        if dy is _Delta.DELETIONS:
+        if alpha_delta is _Delta.DELETIONS and beta_delta is _Delta.DELETIONS:
+            return Side.ALPHA if alpha is None else Side.BETA
+        if beta_delta is _Delta.DELETIONS:
             return Side.ALPHA
-        if dx is _Delta.DELETIONS:
+        if alpha_delta is _Delta.DELETIONS:
             return Side.BETA
         return Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
 
-    def _bits_winner(self, a: Entry | None, x: Entry, y: Entry) -> Side | None:
+    def _bits_winner(self, ancestor: Entry | None, alpha: Entry, beta: Entry) -> Side | None:
         """Same content, other permission bits: a one-sided change wins; without an
         ancestor that knows the bits, the narrower bits win; else a conflict."""
         resolved = Side.ALPHA if self.mode is Mode.TWO_WAY_RESOLVED else None
-        if a is not None and a.kind is x.kind and a.mode:
-            if x.mode == a.mode:
+        if ancestor is not None and ancestor.kind is alpha.kind and ancestor.mode:
+            if alpha.mode == ancestor.mode:
                 return Side.BETA
-            if y.mode == a.mode:
+            if beta.mode == ancestor.mode:
                 return Side.ALPHA
             return resolved
-        if narrower(x, y):
+        if narrower(alpha, beta):
             return Side.ALPHA
-        if narrower(y, x):
+        if narrower(beta, alpha):
             return Side.BETA
         return resolved
 
     def _decide(
         self,
         p: str,
-        a: Entry | None,
-        x: Entry | None,
-        y: Entry | None,
+        ancestor: Entry | None,
+        alpha: Entry | None,
+        beta: Entry | None,
         dir_side: Side | None,
         sub: _Subtree | None,
         anc_sub: dict[str, Entry],
@@ -512,17 +533,25 @@ class Reconciler:
         collected = dir_side if sub is not None else None
         if sub is not None and self._stale(p, True):  # (the subtree took a while)
             self._out.append(Retry(p))
-            self._discard_dirs(p, x, y, collected)
+            self._discard_dirs(p, alpha, beta, collected)
             return
-        dx = self._side_delta(a, x, sub if dir_side is Side.ALPHA else None, anc_sub)
-        dy = self._side_delta(a, y, sub if dir_side is Side.BETA else None, anc_sub)
-        winner = self._winner(a, x, y, dx, dy)
-        untrack = self.mode is Mode.ONE_WAY_SAFE and x is None and not (is_dir(a) and is_dir(y))
+        alpha_delta = self._side_delta(
+            ancestor, alpha, sub if dir_side is Side.ALPHA else None, anc_sub
+        )
+        beta_delta = self._side_delta(
+            ancestor, beta, sub if dir_side is Side.BETA else None, anc_sub
+        )
+        winner = self._winner(ancestor, alpha, beta, alpha_delta, beta_delta)
+        untrack = (
+            self.mode is Mode.ONE_WAY_SAFE
+            and alpha is None
+            and not (is_dir(ancestor) and is_dir(beta))
+        )
         if winner is None and untrack:
             # Beta's own content where alpha has nothing: leave it, stop tracking it.
-            if a is not None:
+            if ancestor is not None:
                 self._out.append(AncestorUpdate(p, None))
-            self._discard_dirs(p, x, y, collected)
+            self._discard_dirs(p, alpha, beta, collected)
             return
         loser = winner.other if winner is not None else None
         blocked = sub is not None and (
@@ -531,11 +560,11 @@ class Reconciler:
         if loser is not None and loser is dir_side and blocked:
             winner = None  # cannot wipe what cannot be synchronised
         if winner is None:
-            self._out.append(Conflict(p, a, x, y))
-            self._discard_dirs(p, x, y, collected)
+            self._out.append(Conflict(p, ancestor, alpha, beta))
+            self._discard_dirs(p, alpha, beta, collected)
             return
         assert loser is not None
-        w_entry, l_entry = (x, y) if winner is Side.ALPHA else (y, x)
+        w_entry, l_entry = (alpha, beta) if winner is Side.ALPHA else (beta, alpha)
         if is_dir(l_entry):
             assert sub is not None
             for q in sorted(sub.entries, key=sort_key, reverse=True):
@@ -569,13 +598,13 @@ class Reconciler:
         self._wait(source, root, got)
 
 
-def _bits_only(x: Entry, y: Entry) -> bool:
+def _bits_only(alpha: Entry, beta: Entry) -> bool:
     """Same content and owner and time: only the permission bits differ."""
     return (
-        same_content(x, y)
-        and x.mode != y.mode
-        and x.mode != 0
-        and y.mode != 0
-        and x.owner == y.owner
-        and x.mtime == y.mtime
+        same_content(alpha, beta)
+        and alpha.mode != beta.mode
+        and alpha.mode != 0
+        and beta.mode != 0
+        and alpha.owner == beta.owner
+        and alpha.mtime == beta.mtime
     )

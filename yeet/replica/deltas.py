@@ -334,27 +334,27 @@ class LocalDelta:
     def _commit_inplace(self, item: _Open) -> OpResult:
         from yeet.replica.write.inplace import InplaceAborted, apply_inplace
 
-        ep = self.host
-        writer, cache = ep.writer, ep.cache
+        host = self.host
+        writer, cache = host.writer, host.cache
         assert writer is not None and cache is not None
         alg = self._alg()
-        opts = ep.meta()
-        with ep.write_lock:
-            ep.own_writes.begin([item.path])
+        opts = host.meta()
+        with host.write_lock:
+            host.own_writes.begin([item.path])
             try:
                 parent, name = writer.root.locate(item.path)
                 st = writer._check(parent, name, item.path, item.old)
                 assert st is not None
                 if st.st_ino != os.fstat(item.patch.old_fd).st_ino:
                     raise Mismatch("file replaced since the delta started")
-                stats = self._commit_cloned(item, parent, name, st) if ep.reflinks else None
+                stats = self._commit_cloned(item, parent, name, st) if host.reflinks else None
                 if stats is None:  # this filesystem cannot clone: the redo log
                     stats = apply_inplace(
-                        os.path.join(ep.root_path(), item.path),
+                        os.path.join(host.root_path(), item.path),
                         item.patch.ops(),
                         item.new.size,
                         item.new.digest,
-                        root_redo_dir(ep.root_path()),
+                        root_redo_dir(host.root_path()),
                         hasher=lambda: digest.new(alg, threads=True),
                         tree=self._tree(item, st),
                     )
@@ -362,7 +362,7 @@ class LocalDelta:
                     meta.apply_at(parent, name, item.new, mode, opts)
                 after = os.stat(name, dir_fd=parent, follow_symlinks=False)
                 cache.store(item.path, sig_of(after), item.new.digest, leaves=stats.leaves)
-                ep.own_writes.wrote(item.path, after)
+                host.own_writes.wrote(item.path, after)
                 item.wrote = True
             except (Mismatch, FileNotFoundError, NotADirectoryInRoot) as err:
                 return OpResult(item.path, False, str(err), transient=True)
@@ -374,7 +374,7 @@ class LocalDelta:
                 return OpResult(item.path, False, f"in-place delta: {err.strerror or err}")
             finally:
                 if not item.wrote:
-                    ep.own_writes.end([item.path])
+                    host.own_writes.end([item.path])
                 writer.root.forget()
         return OpResult(item.path, True)
 
@@ -383,17 +383,17 @@ class LocalDelta:
     ) -> Stats | None:
         """Patch a reflink clone of the file and rename it over the file (the old
         version into the trash when that costs a link); None if this filesystem
-        cannot clone (then ``ep.reflinks`` is False from now on)."""
+        cannot clone (then ``host.reflinks`` is False from now on)."""
         from yeet.replica.write.clone import CloneUnsupported, patch_clone
 
-        ep, writer = self.host, self.host.writer
+        host, writer = self.host, self.host.writer
         assert writer is not None
-        opts, alg = ep.meta(), self._alg()
+        opts, alg = host.meta(), self._alg()
         if writer.same_device:  # the staging directory: nothing of ours in the tree
             dir_fd, tmp = writer.stage_fd, f".yeet-tmp-clone-{os.getpid()}-{id(item):x}"
         else:
             dir_fd, tmp = parent, writer.temps.new()
-            ep.own_writes.temp(join(parent_of(item.path), tmp))
+            host.own_writes.temp(join(parent_of(item.path), tmp))
         dst = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
             try:
@@ -407,7 +407,7 @@ class LocalDelta:
                     tree=self._tree(item, st),
                 )
             except CloneUnsupported:
-                ep.reflinks = False
+                host.reflinks = False
                 os.unlink(tmp, dir_fd=dir_fd)
                 return None
             meta.apply_fd(dst, item.new, meta.file_mode(item.new, st, opts), opts)

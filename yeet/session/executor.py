@@ -76,7 +76,7 @@ class Executor:
         intents: IntentLog | None = None,
         counters: dict[Side, Counters] | None = None,
     ) -> None:
-        self.ep = endpoints
+        self.endpoints = endpoints
         self.record = record
         self.intents = intents
         self.report = report
@@ -319,8 +319,8 @@ class Executor:
     # -- small files and metadata -----------------------------------------------------
 
     async def _batch(self, batch: Batch) -> list[Change]:
-        source = self.ep[batch.side.other]
-        target = self.ep[batch.side]
+        source = self.endpoints[batch.side.other]
+        target = self.endpoints[batch.side]
         index = self.index[batch.side]
         ops: list[Op | None] = []
         reads: list[tuple[int, Change]] = []
@@ -413,7 +413,9 @@ class Executor:
         try:
             assert up.change.new is not None
             with on(up.change.side):
-                info = await self.ep[up.change.side].stage_open(up.change.path, up.change.new)
+                info = await self.endpoints[up.change.side].stage_open(
+                    up.change.path, up.change.new
+                )
             up.handle = info.handle
             up.maybe = info.maybe
             if info.have:
@@ -426,7 +428,7 @@ class Executor:
 
     async def _prepare(self, up: Upload) -> None:
         c = up.change
-        source, target = self.ep[c.side.other], self.ep[c.side]
+        source, target = self.endpoints[c.side.other], self.endpoints[c.side]
         hint = self.hints.pop((c.side, c.path), None)
         try:
             got = await deltajob.prepare(source, target, c, hint, self.inplace_min)
@@ -452,11 +454,11 @@ class Executor:
         assert c.new is not None
         t = time.monotonic()
         with on(c.side.other):
-            ops = await self.ep[c.side.other].delta_ops(
+            ops = await self.endpoints[c.side.other].delta_ops(
                 c.path, c.new, chunk.offset, chunk.length, d.fine_for(chunk.offset)
             )
         with on(c.side):
-            await self.ep[c.side].patch_write(d.handle, chunk.offset, ops)
+            await self.endpoints[c.side].patch_write(d.handle, chunk.offset, ops)
         sent = sum(len(op.data) for op in ops if isinstance(op, Data))
         d.sent += sent
         self.counters[c.side].literal_bytes += sent
@@ -468,7 +470,7 @@ class Executor:
         did), the rest of this one ends quietly."""
         up = chunk.upload
         c = up.change
-        source, target = self.ep[c.side.other], self.ep[c.side]
+        source, target = self.endpoints[c.side.other], self.endpoints[c.side]
         if up.failed:
             return
         if isinstance(up.delta, deltajob.Delta):
@@ -537,7 +539,7 @@ class Executor:
         self._intend(c.side, [Op(c.path, c.old, c.new)])
         try:
             with on(c.side):
-                result = await self.ep[c.side].patch_commit(d.handle)
+                result = await self.endpoints[c.side].patch_commit(d.handle)
         except SideFailure as failure:  # (whether it landed is unknown: the intent stays)
             self._failed(c.path, failure, "delta interrupted")
             return []
@@ -579,7 +581,7 @@ class Executor:
             self._intend(side, ops)
             try:
                 with on(side):
-                    results = await self.ep[side].apply(ops, self.trash_pass)
+                    results = await self.endpoints[side].apply(ops, self.trash_pass)
             except SideFailure as failure:
                 results = [
                     OpResult(op.path, False, failure.reason("not applied"), failure.transient)

@@ -21,11 +21,11 @@ from yeet.model.paths import join
 from yeet.state.store import SessionStore, Update
 
 
-async def entries_at(ep: Endpoint, paths: list[str]) -> dict[str, Entry]:
-    """What ``ep`` holds at each of ``paths`` (absent paths are missing from the result)."""
+async def entries_at(endpoint: Endpoint, paths: list[str]) -> dict[str, Entry]:
+    """What ``endpoint`` holds at each of ``paths`` (absent paths are missing from the result)."""
     wanted = set(paths)
     found: dict[str, Entry] = {}
-    async for batch in ep.scan(sorted(wanted), recursive=False, partial_parent=True):
+    async for batch in endpoint.scan(sorted(wanted), recursive=False, partial_parent=True):
         for directory, listing in batch.listings:
             for name, entry in (listing or {}).items():
                 path = join(directory, name)

@@ -77,9 +77,9 @@ def _stored(store: SessionStore, settings: Settings) -> dict[Side, bytes | None]
     return out
 
 
-async def _ask(ep: Endpoint, since: bytes | None) -> Changes:
+async def _ask(endpoint: Endpoint, since: bytes | None) -> Changes:
     try:
-        return await ep.changes(since)
+        return await endpoint.changes(since)
     except (YeetError, OSError) as err:  # an older agent, a lost link: scan instead
         return Changes(since or b"", False, reason=f"the change journal could not be asked: {err}")
 

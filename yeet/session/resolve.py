@@ -45,7 +45,7 @@ async def subtree(endpoint: Endpoint, path: str) -> dict[str, Entry]:
 
 async def resolve(session: Session, path: str, keep: Side) -> list[Problem]:
     """Make ``keep.other`` equal to ``keep`` at ``path``; the problems that stopped it."""
-    store, eps = session.store, session.ep
+    store, eps = session.store, session.endpoints
     infos = await session.open()
     for s in Side:
         if not infos[s].root_exists:

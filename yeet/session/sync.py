@@ -106,7 +106,7 @@ class Session:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.ep = endpoints
+        self.endpoints = endpoints
         self.roots = roots
         self.halt = Halt.from_meta(store.get_meta("halt"))  # a halt of an earlier run
         self.allow = (allow or Acknowledged()).including(self.halt)
@@ -128,7 +128,7 @@ class Session:
             config = self.settings.endpoint_config(
                 side, self.roots[side], create_root=fresh and side is Side.BETA
             )
-            infos[side] = await self.ep[side].open(config)
+            infos[side] = await self.endpoints[side].open(config)
         return infos
 
     def _halt(self, outcome: Outcome, halt: Halt) -> None:
@@ -157,10 +157,10 @@ class Session:
             )
             self._halt(outcome, Halt(VANISHED, reason, side.value))
             return False
-        await intents.settle(self.store, self.ep)  # a crashed run's own writes first
+        await intents.settle(self.store, self.endpoints)  # a crashed run's own writes first
         delta_min, inplace_min = delta_options()
         self._executor = Executor(
-            self.ep,
+            self.endpoints,
             self.store.record,
             self._report,
             self._index,
@@ -175,8 +175,8 @@ class Session:
 
     def wire(self) -> dict[str, tuple[int, int]]:
         out = {}
-        for side, ep in self.ep.items():
-            got = _wire_of(ep)
+        for side, endpoint in self.endpoints.items():
+            got = _wire_of(endpoint)
             if got is not None:
                 out[str(side)] = got
         return out
@@ -278,7 +278,7 @@ class Session:
 
         async def follow(side: Side) -> None:
             try:
-                async for dirty in self.ep[side].watch():
+                async for dirty in self.endpoints[side].watch():
                     if not armed[side].is_set():
                         armed[side].set()
                         if not dirty.overflow:
@@ -354,7 +354,7 @@ class Session:
         """Ask both hosts' change journals (from the stored cursors, or ``since``); the
         answer's hints replace the last ones (hints not yet taken by a queued change
         stay with it)."""
-        answer = await journal_scope.ask(self.store, self.settings, self.ep, since)
+        answer = await journal_scope.ask(self.store, self.settings, self.endpoints, since)
         outcome.notes.extend(answer.notes)
         self.hints = {s: answer.hints.get(s, {}) for s in Side}
         self._hint_transfers()
@@ -486,7 +486,7 @@ class Session:
             while wants := rec.wants():
                 for w in wants:
                     if isinstance(w, ListingRequest):
-                        start(w.side, self.ep[w.side].scan([w.path]), [w.path], True)
+                        start(w.side, self.endpoints[w.side].scan([w.path]), [w.path], True)
                     elif w.subtree:
                         rec.ancestor_subtree(w.path, store.ancestor_subtree(w.path))
                     else:
@@ -530,10 +530,10 @@ class Session:
         serve()
         for side in Side:
             if scope is None:
-                start(side, self.ep[side].scan(), [""], True)
+                start(side, self.endpoints[side].scan(), [""], True)
             elif scope:
                 tops = sorted(scope)
-                start(side, self.ep[side].scan(tops, recursive=False), tops, False)
+                start(side, self.endpoints[side].scan(tops, recursive=False), tops, False)
         while tasks:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
@@ -610,8 +610,8 @@ class Session:
         }
 
 
-def _wire_of(ep: object) -> tuple[int, int] | None:
-    wire = getattr(ep, "wire", None)
+def _wire_of(endpoint: object) -> tuple[int, int] | None:
+    wire = getattr(endpoint, "wire", None)
     return wire() if callable(wire) else None
 
 

@@ -106,7 +106,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
     def __init__(self, state_dir: Path | None = None, lock_wait: float = LOCK_WAIT) -> None:
         self.state_dir = state_dir
         self.lock_wait = lock_wait
-        self.ep: LocalEndpoint | None = None
+        self.local_endpoint: LocalEndpoint | None = None
         self.config: EndpointConfig | None = None
         self._lock: _Lock | None = None
         self._conn: Any = None
@@ -116,9 +116,9 @@ class AgentEndpoint(Endpoint, BulkAgent):
         self._next_bulk = 1
 
     def _local(self) -> LocalEndpoint:
-        if self.ep is None:
+        if self.local_endpoint is None:
             raise EndpointError("the client called the agent before opening the endpoint")
-        return self.ep
+        return self.local_endpoint
 
     # -- the generic check: every call goes through it ----------------------------------
 
@@ -164,7 +164,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
     # -- calls with more to check than their definition says ----------------------------
 
     async def open(self, config: EndpointConfig) -> EndpointInfo:
-        if self.ep is not None:
+        if self.local_endpoint is not None:
             raise EndpointError("the endpoint is already open")
         _check_root(config.root)
         if config.state_key:
@@ -181,9 +181,9 @@ class AgentEndpoint(Endpoint, BulkAgent):
         self._lock = await asyncio.to_thread(_Lock, directory, self.lock_wait)
         conn, note = open_database(directory / "state.db")
         self._conn = conn
-        self.ep = LocalEndpoint(conn, threading.RLock(), directory)
+        self.local_endpoint = LocalEndpoint(conn, threading.RLock(), directory)
         self.config = config
-        info = await self.ep.open(config)
+        info = await self.local_endpoint.open(config)
         if note:
             return msgspec.structs.replace(info, notes=(*info.notes, f"{config.side}: {note}"))
         return info
@@ -196,9 +196,9 @@ class AgentEndpoint(Endpoint, BulkAgent):
         for upload in self._bulk.values():
             upload.close()
         self._bulk.clear()
-        if self.ep is not None:
-            ep, self.ep = self.ep, None
-            await ep.close()
+        if self.local_endpoint is not None:
+            local, self.local_endpoint = self.local_endpoint, None
+            await local.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
