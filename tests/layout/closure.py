@@ -9,9 +9,10 @@ checks that it does).
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
+
+from tests.layout.layers import statements
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = "yeet.remote.agent.main"
@@ -29,20 +30,9 @@ def module_file(name: str) -> Path | None:
 
 
 def _imports(name: str, path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            found.update(f"{mod}.{alias.name}" for alias in node.names)
+    for mod, taken in statements(name, path):
+        found |= {mod} | taken
     out = set()
     for mod in found:
         if mod.startswith("yeet") and module_file(mod) is not None:

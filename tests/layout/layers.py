@@ -51,21 +51,29 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """Modules of the tree that ``name`` imports (anywhere in it, functions included)."""
+def statements(name: str, path: Path) -> list[tuple[str, set[str]]]:
+    """Each import statement of module ``name`` (anywhere in it, functions included):
+    the module it names and what a ``from`` import takes from it (``module.name``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+    out: list[tuple[str, set[str]]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
+            out.extend((a.name, set()) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            subs = {f"{mod}.{a.name}" for a in node.names} & known
-            found.update(subs or {mod})
+            out.append((mod, {f"{mod}.{a.name}" for a in node.names}))
+    return out
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Modules of the tree that ``name`` imports."""
+    found: set[str] = set()
+    for mod, taken in statements(name, path):
+        found.update(taken & known or {mod})
     return {m for m in found if m in known and m != name}
 
 

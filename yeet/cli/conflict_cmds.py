@@ -15,7 +15,7 @@ from typing import TextIO
 
 from yeet.cli import interrupt
 from yeet.cli.pathargs import local_roots, path_argument
-from yeet.cli.report import human_bytes, iso, problem_line
+from yeet.cli.report import iso, problem_line
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import ReadRequest
@@ -24,6 +24,7 @@ from yeet.model.entries import Entry, Problem
 from yeet.model.errors import UsageError, YeetError
 from yeet.model.paths import is_within
 from yeet.model.quoting import quote
+from yeet.model.units import size_text
 from yeet.session.executor import SMALL
 from yeet.session.resolve import resolve as session_resolve
 from yeet.session.resolve import subtree
@@ -115,7 +116,7 @@ async def _diff(store: SessionStore, name: str, path: str, out: TextIO) -> int:
                 st = stats[s]
                 if st.exists:
                     out.write(
-                        f"{s}: {human_bytes(st.size)}, modified {iso(st.mtime)}, "
+                        f"{s}: {size_text(st.size)}, modified {iso(st.mtime)}, "
                         f"mode {st.mode & 0o7777:o}\n"
                     )
         return 1 if differ else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from yeet.cli.report import human_bytes
+from yeet.model.units import size_text
 
 
 def _eta(seconds: float) -> str:
@@ -55,18 +55,18 @@ class Progress:
         t.add_row("scanned", f"alpha {scanned['alpha']} files, beta {scanned['beta']} files")
         t.add_row(
             "applied",
-            f"{files} files ({human_bytes(size)}) at {human_bytes(rate)}/s, "
+            f"{files} files ({size_text(size)}) at {size_text(rate)}/s, "
             f"ETA {_eta(queued_bytes / rate if rate else 0)}",
         )
         t.add_row(
             "queued",
-            f"{p['queued']} items ({human_bytes(queued_bytes)}), "
+            f"{p['queued']} items ({size_text(queued_bytes)}), "
             f"{p['deferred']} deletions waiting for the scans",
         )
         for path, sent, total in p.get("uploads", [])[:4]:
             bar = ProgressBar(total=max(total, 1), completed=sent, width=30)
             row = Table.grid(padding=(0, 1))
-            row.add_row(bar, f"{human_bytes(sent)}/{human_bytes(total)} {path}")
+            row.add_row(bar, f"{size_text(sent)}/{size_text(total)} {path}")
             t.add_row("large", row)
         return t
 

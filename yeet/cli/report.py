@@ -17,17 +17,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from yeet.core.decisions import Side
 from yeet.core.guard import DELETIONS, EMPTIED, Halt
 from yeet.model.quoting import dumps, quote
+from yeet.model.units import size_text
 
 if TYPE_CHECKING:
     from yeet.session.outcome import Outcome
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def iso(t: float | None) -> str:
@@ -44,7 +37,7 @@ def summary(name: str, outcome: Outcome) -> str:
             continue
         bits = []
         if c.files:
-            bits.append(f"{c.files} files ({human_bytes(c.bytes)})")
+            bits.append(f"{c.files} files ({size_text(c.bytes)})")
         if c.dirs:
             bits.append(f"{c.dirs} dirs")
         if c.removed:

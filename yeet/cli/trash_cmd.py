@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import msgspec
 
 from yeet.cli.pathargs import PathArg, local_roots, path_argument
-from yeet.cli.report import human_bytes, iso
+from yeet.cli.report import iso
 from yeet.cli.runner import endpoints, locked_store, stored_settings
 from yeet.contract.endpoint import Endpoint
 from yeet.contract.values import OpResult, TrashItem
@@ -30,6 +30,7 @@ from yeet.core.decisions import Side
 from yeet.model.errors import EndpointError, UsageError, YeetError
 from yeet.model.paths import is_within, sort_key
 from yeet.model.quoting import dumps, quote
+from yeet.model.units import size_text
 from yeet.state.store import SessionStore
 
 RESTORE_BATCH = 1000
@@ -96,7 +97,7 @@ def _list(items: list[TrashItem], as_json: bool) -> None:
         return
     for i in items:
         print(
-            f"{i.side}\t{i.id}\t{iso(i.trashed)}\t{i.kind}\t{human_bytes(i.size)}\t"
+            f"{i.side}\t{i.id}\t{iso(i.trashed)}\t{i.kind}\t{size_text(i.size)}\t"
             f"{quote(i.path)}\t{i.pass_id}"
         )
 

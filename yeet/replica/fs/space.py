@@ -16,16 +16,9 @@ from __future__ import annotations
 import errno
 import os
 
+from yeet.model.units import size_text
+
 FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def size_text(n: float) -> str:
-    """Bytes as people read them (decimal units, as the rest of yeet's output)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 class NoSpace(OSError):
