@@ -8,7 +8,7 @@
  * every byte the call may have changed; what cannot be placed is whole-file,
  * or counted as UNPLACEABLE (userspace rescans).
  *
- * Included by yeet_syscalls.h; not a standalone header.
+ * Included by yeet_trace.bpf.c after yeet_syscalls.h; not a standalone header.
  */
 #ifndef YEET_OTHERCALLS_H
 #define YEET_OTHERCALLS_H

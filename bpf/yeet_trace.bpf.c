@@ -51,6 +51,8 @@
 #include "yeet_files.h"
 #include "yeet_record.h"
 #include "yeet_syscalls.h"
+#include "yeet_othercalls.h"
+#include "yeet_sysexit.h"
 #include "yeet_fs.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
