@@ -18,7 +18,7 @@ from yeet.model.entries import Entry, Problem, listing_digest
 from yeet.model.errors import StateError
 from yeet.model.paths import name_of, parent_of
 from yeet.state.db import StateDamaged, open_database
-from yeet.state.store import SessionStore, Update
+from yeet.state.store import SCHEMA, SessionStore, Update
 
 PATHS = ["a", "a/b", "a/b/c", "a/x", "a-b", "a.b", "b", "b/a", "caf\udce9"]
 ENTRIES = [None, D, F("1"), F("2"), L("t")]
@@ -83,11 +83,11 @@ def test_state_database_errors_are_classified(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version=99")
     conn.close()
     with pytest.raises(StateError, match="newer yeet") as info:
-        open_database(newer)
+        open_database(newer, SCHEMA)
     assert not isinstance(info.value, StateDamaged) and newer.exists()
     assert not list(tmp_path.glob("*.damaged-*"))
     bad = tmp_path / "bad.db"
     bad.write_bytes(os.urandom(8192))
     with pytest.raises(StateDamaged):
-        open_database(bad, repair=False)
+        open_database(bad, SCHEMA, repair=False)
     assert bad.exists()

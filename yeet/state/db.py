@@ -24,35 +24,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from yeet.model.errors import StateError
-from yeet.state import replica_tables as sql
 
 SCHEMA_VERSION = 1
-
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ancestor (
-    parent BLOB NOT NULL, name BLOB NOT NULL, entry BLOB NOT NULL,
-    PRIMARY KEY (parent, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ancestor_dirs (
-    path BLOB PRIMARY KEY, digest BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS conflicts (
-    path BLOB PRIMARY KEY, ancestor BLOB, alpha BLOB, beta BLOB, found REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS problems (
-    side TEXT NOT NULL, path BLOB NOT NULL, reason TEXT NOT NULL, found REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS intents (
-    side TEXT NOT NULL, path BLOB NOT NULL, old BLOB, new BLOB, PRIMARY KEY (side, path)
-) WITHOUT ROWID;
-"""
-    + sql.SCHEMA
-)
-"""The session's own tables (their statements: ``yeet.state.store``) and the replica's
-(``yeet.state.replica_tables``)."""
 
 
 SQLITE_CORRUPT = 11
@@ -132,7 +105,7 @@ def failed(path: Path, err: sqlite3.Error) -> StateError:
     return StateError(f"cannot use state database {path}: {what}", hint=_hint(err))
 
 
-def _open(path: Path, read_only: bool) -> sqlite3.Connection:
+def _open(path: Path, schema: str, read_only: bool) -> sqlite3.Connection:
     if read_only:
         uri = "file:" + quote(os.fsencode(path)) + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
@@ -155,7 +128,7 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
         if check != "ok":
             raise _Damage(f"integrity check failed: {check}")
         if not read_only:
-            conn.executescript(SCHEMA)
+            conn.executescript(schema)
             _add_columns(conn)
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -197,9 +170,11 @@ def _add_columns(conn: sqlite3.Connection) -> None:
 
 
 def open_database(
-    path: Path, *, repair: bool = True, read_only: bool = False
+    path: Path, schema: str, *, repair: bool = True, read_only: bool = False
 ) -> tuple[sqlite3.Connection, SetAside | None]:
-    """Open (creating if needed, unless ``read_only``) the database at ``path``.
+    """Open (creating if needed, unless ``read_only``) the database at ``path``, with
+    the tables ``schema`` creates (each written next to its statements: the session's
+    in ``yeet.state.store``, a replica's in ``yeet.state.replica_tables``).
 
     Returns the connection and, when a damaged file had to be set aside
     (``repair``), what was damaged and where it went (the caller reports it; the
@@ -214,14 +189,14 @@ def open_database(
         try:
             if path.exists() and path.stat().st_size == 0:
                 raise _Damage("the file is empty, 0 bytes: its content was lost")
-            return _open(path, read_only), None
+            return _open(path, schema, read_only), None
         except _Damage as damage:
             if not repair:
                 raise StateDamaged(path, str(damage)) from None
             reason = str(damage)
         note = SetAside(path, reason, set_aside(path))
         try:
-            return _open(path, read_only), note
+            return _open(path, schema, read_only), note
         except _Damage as damage:  # a new, empty file: no damage can come from us
             raise StateError(f"cannot create state database {path}: {damage}") from None
     except sqlite3.Error as err:

@@ -38,7 +38,7 @@ from yeet.core.decisions import Conflict
 from yeet.model.entries import Entry, Problem, listing_digest
 from yeet.model.errors import StateError
 from yeet.model.paths import join, name_of, parent_of
-from yeet.state import identity
+from yeet.state import identity, replica_tables
 from yeet.state.db import open_database, transaction
 
 _enc = msgspec.msgpack.Encoder()
@@ -86,6 +86,33 @@ def _no_path_twice(updates: list[Update]) -> bool:
     return True
 
 
+SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ancestor (
+    parent BLOB NOT NULL, name BLOB NOT NULL, entry BLOB NOT NULL,
+    PRIMARY KEY (parent, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ancestor_dirs (
+    path BLOB PRIMARY KEY, digest BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conflicts (
+    path BLOB PRIMARY KEY, ancestor BLOB, alpha BLOB, beta BLOB, found REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS problems (
+    side TEXT NOT NULL, path BLOB NOT NULL, reason TEXT NOT NULL, found REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    side TEXT NOT NULL, path BLOB NOT NULL, old BLOB, new BLOB, PRIMARY KEY (side, path)
+) WITHOUT ROWID;
+"""
+    + replica_tables.SCHEMA
+)
+"""The session's own tables, whose every statement is in this module, and its replicas'
+(``yeet.state.replica_tables``: a local session keeps both sides' in its database)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """One ancestor update; ``applied`` tells a change just applied from an agreement."""
@@ -103,7 +130,7 @@ class SessionStore:
         self.read_only = read_only
         lost = not read_only and not path.exists()
         known = identity.read(path.parent) if lost else None  # a session whose db is gone
-        self.conn, note = open_database(path, repair=repair, read_only=read_only)
+        self.conn, note = open_database(path, SCHEMA, repair=repair, read_only=read_only)
         self.lock = threading.RLock()
         self._touched: set[str] = set()  # directories whose ancestor digest must be redone
         self.rebuilt_note: str | None = None

@@ -56,6 +56,7 @@ from yeet.replica.fs.rootdir import RootDir
 from yeet.replica.rootinfo import probe_root, resolve
 from yeet.replica.scan.signed import read_with_sig
 from yeet.replica.write import partial
+from yeet.state import replica_tables
 from yeet.state.db import open_database
 from yeet.state.sessions import check_name, state_home
 
@@ -179,7 +180,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
         )
         directory = self.state_dir or storage_for(config)
         self._lock = await asyncio.to_thread(_Lock, directory, self.lock_wait)
-        conn, note = open_database(directory / "state.db")
+        conn, note = open_database(directory / "state.db", replica_tables.SCHEMA)
         self._conn = conn
         self.local_endpoint = LocalEndpoint(conn, threading.RLock(), directory)
         self.config = config
