@@ -21,7 +21,7 @@ from tests.cli_harness import Yeet
 from yeet.replica.write.inplace import SUFFIX, recover
 
 # The remote agent here is a bare python3 (no pyfastcdc: whole files, by design);
-# deltas over a real sshd with a full remote are in tests/transport/test_ssh_delta.py.
+# deltas over a real sshd with a full remote are in tests/remote/test_ssh_delta.py.
 pytestmark = pytest.mark.local_only
 
 MIB = 1 << 20

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.engine.trees import D, F, L
+from tests.core.trees import D, F, L
 from yeet.core.decisions import Conflict
 from yeet.core.trees import apply_ancestor_update
 from yeet.model.entries import Entry, Problem, listing_digest

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.engine.trees import D, F
+from tests.core.trees import D, F
 from yeet.core.decisions import Change, Side
 from yeet.core.schedule import Batch, Chunk, Commit, Scheduler, Work, missing
 from yeet.model.entries import Entry, file_entry

@@ -22,6 +22,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -34,6 +35,7 @@ import msgspec
 from yeet.contract.calls import CALLS, ENDPOINT
 from yeet.contract.endpoint import BulkAgent, Endpoint
 from yeet.contract.values import (
+    Changes,
     DirtySet,
     EndpointConfig,
     EndpointInfo,
@@ -110,7 +112,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
         self.local_endpoint: LocalEndpoint | None = None
         self.config: EndpointConfig | None = None
         self._lock: _Lock | None = None
-        self._conn: Any = None
+        self._conn: sqlite3.Connection | None = None
         # handles given out, by kind (``Call.handle``)
         self._held: dict[str, set[int]] = {"stage": set(), "patch": set(), "bulk": set()}
         self._bulk: dict[int, partial.Partial] = {}  # bulk channel: attached uploads
@@ -215,7 +217,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
     def watch(self) -> AsyncIterator[DirtySet]:
         return self._local().watch()
 
-    async def changes(self, since: bytes | None) -> Any:
+    async def changes(self, since: bytes | None) -> Changes:
         if since is not None and len(since) > MAX_CURSOR:
             raise BadPath(f"a journal cursor of {len(since)} bytes")
         return await super().changes(since)

@@ -4,8 +4,8 @@ fails (exit 3) naming it, and nothing is set aside, so the trash stays restorabl
 from __future__ import annotations
 
 from tests.diskfull import fill, small_tmpfs
+from tests.remote.conftest import BARE_DEBIAN, make_tree, yeet
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import BARE_DEBIAN, make_tree, yeet
 
 
 def test_full_agent_state_directory_keeps_its_state(world: SshWorld, box: SshServer) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import yeet as yeet_pkg
+from tests.remote.conftest import BARE_39, BARE_DEBIAN, make_tree, tree, yeet
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import BARE_39, BARE_DEBIAN, make_tree, tree, yeet
 
 BASE = {
     "src/main.c": b"int main() { return 0; }\n",

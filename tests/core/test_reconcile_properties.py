@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.engine.trees import D, F, L, Tree, X, run_sync
+from tests.core.trees import D, F, L, Tree, X, run_sync
 from yeet.core.decisions import Change, Conflict, Mode, Side
 from yeet.core.trees import reconcile
 from yeet.model.entries import Entry

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.remote.conftest import BARE_DEBIAN, make_tree, tree, yeet
 from tests.sshd import Netns, SshServer, SshWorld
-from tests.transport.conftest import BARE_DEBIAN, make_tree, tree, yeet
 
 
 def test_unknown_host_is_refused(world: SshWorld) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.remote.conftest import BARE_DEBIAN, make_tree, tree
+from tests.remote.test_local_process import _local, sync
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import BARE_DEBIAN, make_tree, tree
-from tests.transport.test_local_process import _local, sync
 from yeet.contract.endpoint import Endpoint
 from yeet.core.decisions import Side
 from yeet.model import settings

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.remote.conftest import BARE_DEBIAN, FULL_PYTHON, yeet
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import BARE_DEBIAN, FULL_PYTHON, yeet
 
 MIB = 1 << 20
 

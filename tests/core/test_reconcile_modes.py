@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.trees import DM, FM, F, Tree, run_sync, tree
+from tests.core.trees import DM, FM, F, Tree, run_sync, tree
 from yeet.core.decisions import Mode
 
 SAFE, RESOLVED, OWS, REPLICA = (

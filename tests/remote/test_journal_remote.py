@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.journal_service import journal_service
+from tests.remote.conftest import BARE_39, make_tree, tree, yeet
 from tests.sshd import SshWorld
-from tests.transport.conftest import BARE_39, make_tree, tree, yeet
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the change journal needs root")
 

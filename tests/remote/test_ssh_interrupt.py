@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.remote.conftest import tree
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import tree
 
 
 def test_ctrl_c_during_a_large_upload_exits_at_once_and_resumes_later(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.trees import D, F, L, Tree, X, run_sync, tree
+from tests.core.trees import D, F, L, Tree, X, run_sync, tree
 from yeet.core.decisions import Mode
 
 SAFE, RESOLVED, OWS, REPLICA = (

@@ -12,8 +12,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from tests.remote.conftest import BARE_DEBIAN, make_tree, tree, yeet
 from tests.sshd import SshServer, SshWorld
-from tests.transport.conftest import BARE_DEBIAN, make_tree, tree, yeet
 
 
 def _status(world: SshWorld, name: str) -> dict[str, object]:

@@ -21,8 +21,8 @@ import pytest
 
 from tests.journal_service import journal_service
 from tests.pagecache import evict, resident_bytes
+from tests.remote.conftest import yeet
 from tests.sshd import SshWorld
-from tests.transport.conftest import yeet
 from yeet.model import digest
 
 pytestmark = [

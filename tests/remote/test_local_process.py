@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.transport.conftest import make_tree, tree
+from tests.remote.conftest import make_tree, tree
 from yeet.contract.endpoint import Endpoint
 from yeet.core.decisions import Side
 from yeet.remote.client.connect import subprocess_endpoint
