@@ -12,8 +12,11 @@ values out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from yeet.core.decisions import Side
+from yeet.model.quoting import quote
 from yeet.model.settings import MAX_DELETE
 
 VANISHED, EMPTIED, DELETIONS = "vanished", "emptied", "deletions"
@@ -110,3 +113,42 @@ def parse_limit(text: str) -> Limit:
     if not value.isdigit():
         raise ValueError(f"a number of files, a percentage (50%) or none, not {text!r}")
     return Limit(count=int(value))
+
+
+def pass_halt(
+    emptied: Sequence[Side],
+    deferred: int,
+    held: Callable[[], Mapping[Side, int]],
+    ancestor_files: Callable[[], int],
+    allow: Acknowledged,
+    limit: Limit,
+    roots: Mapping[Side, str],
+) -> Halt | None:
+    """Whether the held-back deletions of a pass may go ahead, or why it halts.
+
+    ``emptied``: sides whose root is empty while the ancestor holds content;
+    ``deferred``: changes held back for the end of the scans; ``held()``: the
+    deletions held back per side (a file whose content arrives elsewhere on its side
+    was moved, not lost); ``ancestor_files()``: files the ancestor knows (asked only
+    when a percentage needs it)."""
+    if emptied and deferred and not allow.empty:
+        side = emptied[0]
+        reason = (
+            f"{side} root {quote(roots[side])} is empty but held synchronised "
+            "content; nothing was deleted"
+        )
+        return Halt(EMPTIED, reason, side.value)
+    if allow.deletions or allow.empty:
+        return None
+    counts = held()
+    if limit.count is None and not any(n > MIN_GUARDED for n in counts.values()):
+        return None  # (counting the ancestor's files costs a query)
+    files = ancestor_files()
+    for side, count in sorted(counts.items()):
+        if limit.exceeded(count, files):
+            reason = (
+                f"this pass would delete {count} of {files} files on {side} (more than "
+                f"--max-delete {limit}); nothing was deleted"
+            )
+            return Halt(DELETIONS, reason, side.value)
+    return None

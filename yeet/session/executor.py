@@ -190,6 +190,19 @@ class Executor:
         """Some change is being carried out now."""
         return self.sched.busy > 0
 
+    def progress(self) -> dict[str, Any]:
+        """What is queued and running, for progress reports (``idle``: nothing runs
+        and nothing could start)."""
+        return {
+            "idle": self.sched.busy == 0 and self.sched.next_would_be_none(),
+            "queued": self.queued(),
+            "queued_bytes": self.queued_bytes(),
+            "in_flight": self.sched.busy,
+            "deferred": self.deferred(),
+            "rate": self.rate.value,
+            "uploads": self.uploads(),
+        }
+
     def release(self) -> None:
         """The scans are complete: queue the held-back deletions and replacements."""
         self.sched.release()

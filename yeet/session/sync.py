@@ -53,13 +53,11 @@ from yeet.core.decisions import (
     Side,
 )
 from yeet.core.guard import (
-    DELETIONS,
-    EMPTIED,
-    MIN_GUARDED,
     VANISHED,
     Acknowledged,
     Halt,
     parse_limit,
+    pass_halt,
 )
 from yeet.core.localindex import LocalIndex
 from yeet.core.reconcile import Reconciler
@@ -544,45 +542,20 @@ class Session:
         if agreed:
             store.record(agreed)
         result.decided, result.decided_under = rec.decided, rec.decided_under
-        result.halt = self._guard(root_empty, had_ancestor, result.arriving)
+        emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
+        result.halt = pass_halt(
+            emptied,
+            executor.deferred(),
+            lambda: executor.held_deletions(result.arriving),
+            self.store.ancestor_files,
+            self.allow,
+            self.max_delete,
+            self.roots,
+        )
         if result.halt is None:
             executor.release()
         store.refresh_digests()
         return result
-
-    def _guard(
-        self,
-        root_empty: Mapping[Side, bool],
-        had_ancestor: bool,
-        arriving: Mapping[Side, set[bytes]],
-    ) -> Halt | None:
-        """The held-back deletions of a pass may go ahead, or a reason to halt (a file
-        whose content arrives elsewhere on its side was moved, not lost)."""
-        executor = self._executor
-        assert executor is not None
-        emptied = [s for s in Side if root_empty.get(s) and had_ancestor]
-        if emptied and executor.deferred() and not self.allow.empty:
-            side = emptied[0]
-            reason = (
-                f"{side} root {quote(self.roots[side])} is empty but held synchronised "
-                "content; nothing was deleted"
-            )
-            return Halt(EMPTIED, reason, side.value)
-        if self.allow.deletions or self.allow.empty:
-            return None
-        held = executor.held_deletions(arriving)
-        limit = self.max_delete
-        if limit.count is None and not any(n > MIN_GUARDED for n in held.values()):
-            return None  # (counting the ancestor's files costs a query)
-        files = self.store.ancestor_files()
-        for side, count in sorted(held.items()):
-            if limit.exceeded(count, files):
-                reason = (
-                    f"this pass would delete {count} of {files} files on {side} (more than "
-                    f"--max-delete {self.max_delete}); nothing was deleted"
-                )
-                return Halt(DELETIONS, reason, side.value)
-        return None
 
     async def _report_progress(self) -> None:
         if self.on_progress is None:
@@ -593,19 +566,19 @@ class Session:
 
     def progress(self) -> dict[str, Any]:
         ex = self._executor
+        work = ex.progress() if ex is not None else {}
         busy = self._current is not None and not self._current.remembered
-        if ex is not None and not (ex.sched.busy == 0 and ex.sched.next_would_be_none()):
-            busy = True
         return {
             "time": time.time(),
-            "busy": busy,
+            "busy": busy or not work.pop("idle", True),
             "scanned": {str(s): n for s, n in self._scanned.items()},
-            "queued": ex.queued() if ex else 0,
-            "queued_bytes": ex.queued_bytes() if ex else 0,
-            "in_flight": ex.sched.busy if ex else 0,
-            "deferred": ex.deferred() if ex else 0,
-            "rate": ex.rate.value if ex else 0.0,
-            "uploads": ex.uploads() if ex else [],
+            "queued": 0,
+            "queued_bytes": 0,
+            "in_flight": 0,
+            "deferred": 0,
+            "rate": 0.0,
+            "uploads": [],
+            **work,
             "applied": {str(s): c.as_dict() for s, c in self.counters.items()},
         }
 
