@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from yeet.cli.roots import check_apart
@@ -192,24 +192,8 @@ def settings_for(
                 hint="use another --name for another pair, or `yeet forget` the old session",
             )
         s = Settings.from_meta(name, alpha, beta, store.get_meta)
-    if o.mode is not None:
-        s = replace(s, mode=o.mode)
-    if o.ignores is not None:
-        s = replace(s, ignores=o.ignores)
-    if o.ignore_vcs is not None:
-        s = replace(s, ignore_vcs=o.ignore_vcs)
-    if o.symlinks is not None:
-        s = replace(s, symlinks=o.symlinks)
-    if o.trash_days is not None:
-        s = replace(s, trash_days=o.trash_days)
-    if o.permissions is not None:
-        s = replace(s, permissions=o.permissions)
-    if o.owner is not None:
-        s = replace(s, owner=o.owner)
-    if o.times is not None:
-        s = replace(s, times=o.times)
-    if o.max_delete is not None:
-        s = replace(s, max_delete=o.max_delete)
+    given = {f.name: getattr(o, f.name) for f in fields(o) if f.name != "via"}
+    s = replace(s, **{key: value for key, value in given.items() if value is not None})
     store.set_meta(**s.meta())
     notice = store.set_aside_notice()  # every command that meets the session says so
     if notice:
