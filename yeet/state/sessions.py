@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
 from yeet.model.errors import SessionBusy, SessionNotFound, UsageError
@@ -75,36 +76,55 @@ def list_sessions() -> list[str]:
     return sorted(p.name for p in d.iterdir() if is_session(p))
 
 
-class SessionLock:
-    """Exclusive lock on a session directory (``with SessionLock(dir):``)."""
+class DirectoryLock:
+    """An exclusive ``flock`` on ``DIR/lock`` (``with DirectoryLock(...):``), waited for
+    up to ``wait`` seconds (an old holder may be exiting), else ``SessionBusy`` with
+    ``busy`` and ``hint``; the holder writes its pid into the file (``lock_holder``)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, busy: str, hint: str, *, wait: float = 0.0, mode: int = 0o777
+    ) -> None:
         self.directory = directory
+        self.busy, self.hint, self.wait, self.mode = busy, hint, wait, mode
         self.fd = -1
 
-    def __enter__(self) -> SessionLock:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = -1
-            raise SessionBusy(
-                f"session {self.directory.name!r} is being synchronised by another yeet process",
-                hint="wait for it to finish (`yeet status` shows it) or stop it",
-            ) from None
+    def __enter__(self) -> DirectoryLock:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=self.mode)
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise SessionBusy(self.busy, hint=self.hint) from None
+                time.sleep(0.1)
+        self.fd = fd
         try:  # who holds it, for people reading the file (a full disk may refuse it)
-            os.ftruncate(self.fd, 0)
-            os.write(self.fd, f"{os.getpid()}\n".encode())
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         except OSError:
             pass
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def SessionLock(directory: Path) -> DirectoryLock:
+    """Exclusive lock on a session directory (``with SessionLock(dir):``), not waited for."""
+    return DirectoryLock(
+        directory,
+        f"session {directory.name!r} is being synchronised by another yeet process",
+        "wait for it to finish (`yeet status` shows it) or stop it",
+    )
 
 
 def is_locked(directory: Path) -> bool:

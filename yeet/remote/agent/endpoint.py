@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import hashlib
 import os
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,7 @@ from yeet.contract.values import (
 )
 from yeet.model import digest
 from yeet.model.entries import Entry
-from yeet.model.errors import EndpointError, ProtocolError, SessionBusy
+from yeet.model.errors import EndpointError, ProtocolError
 from yeet.model.paths import BadPath, check_relpath, parent_of
 from yeet.replica.endpoint import LocalEndpoint
 from yeet.replica.fs.meta import MetaOptions, differs
@@ -60,7 +58,7 @@ from yeet.replica.scan.signed import read_with_sig
 from yeet.replica.write import partial
 from yeet.state import replica_tables
 from yeet.state.db import open_database
-from yeet.state.sessions import check_name, state_home
+from yeet.state.sessions import DirectoryLock, check_name, state_home
 
 MAX_CURSOR = 4096
 LOCK_WAIT = 60.0
@@ -77,32 +75,6 @@ def storage_for(config: EndpointConfig) -> Path:
     return state_home() / "agent" / f"{config.session}-{config.side}-{tag}"
 
 
-class _Lock:
-    """An exclusive ``flock`` on a state directory, waited for (an old agent may be exiting)."""
-
-    def __init__(self, directory: Path, wait: float) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.fd = os.open(str(directory / "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.fd)
-                    raise SessionBusy(
-                        f"another yeet agent is using {directory}",
-                        hint="wait for the other sync of this session to finish",
-                    ) from None
-                time.sleep(0.1)
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 class AgentEndpoint(Endpoint, BulkAgent):
     """The agent's view of its endpoint: untrusted input checked, state opened lazily."""
 
@@ -111,7 +83,7 @@ class AgentEndpoint(Endpoint, BulkAgent):
         self.lock_wait = lock_wait
         self.local_endpoint: LocalEndpoint | None = None
         self.config: EndpointConfig | None = None
-        self._lock: _Lock | None = None
+        self._lock: DirectoryLock | None = None
         self._conn: sqlite3.Connection | None = None
         # handles given out, by kind (``Call.handle``)
         self._held: dict[str, set[int]] = {"stage": set(), "patch": set(), "bulk": set()}
@@ -181,7 +153,14 @@ class AgentEndpoint(Endpoint, BulkAgent):
             state_key=os.path.expanduser(key) if key.startswith("~") else key,
         )
         directory = self.state_dir or storage_for(config)
-        self._lock = await asyncio.to_thread(_Lock, directory, self.lock_wait)
+        lock = DirectoryLock(
+            directory,
+            f"another yeet agent is using {directory}",
+            "wait for the other sync of this session to finish",
+            wait=self.lock_wait,
+            mode=0o700,
+        )
+        self._lock = await asyncio.to_thread(lock.__enter__)
         conn, note = open_database(directory / "state.db", replica_tables.SCHEMA)
         self._conn = conn
         self.local_endpoint = LocalEndpoint(conn, threading.RLock(), directory)
