@@ -428,3 +428,31 @@ def test_mapping_of_a_file_already_whole_stays_dirty(
     assert _only(t, p) is WHOLE
     m.close()
     os.close(fd)
+
+
+def test_a_sequential_stream_is_covered_in_each_epoch(
+    tree: Path, open_tracer: Callable[..., Tracer]
+) -> None:
+    """A sequential writer (the dd case of ``bench/tracer_overhead.py``): every byte of
+    the stream is covered, a write back inside it or elsewhere in the file too, and at
+    most 1 MiB more than was written (a later cheaper path may run marks ahead of a
+    stream, never everywhere); the next epoch holds only what was written since."""
+    p = tree / "sub" / "stream"
+    fd = _file(p, 8 << 20)
+    t = open_tracer([tree])
+    t.dirty_files()
+    for off in range(0, 3 << 20, 4 * KB):
+        os.pwrite(fd, b"s" * (4 * KB), off)
+    os.pwrite(fd, b"i" * 10, 100 * KB)  # back inside what the stream covers
+    os.pwrite(fd, b"o" * 10, 6 << 20)  # elsewhere: a stream of its own
+    got = _only(t, p)
+    assert isinstance(got, RangeSet), got
+    assert got.covers(0, 3 << 20) and got.covers(6 << 20, (6 << 20) + 10), got
+    assert got.total() <= (3 << 20) + (1 << 20) + (1 << 20), got  # ahead, not everywhere
+    # the next epoch starts afresh: the stream's next writes are recorded again
+    for off in range(3 << 20, 5 << 20, 4 * KB):
+        os.pwrite(fd, b"s" * (4 * KB), off)
+    got = _only(t, p)
+    assert isinstance(got, RangeSet) and got.covers(3 << 20, 5 << 20), got
+    assert not got.covers(0, 4 * KB), got  # nothing of the drained epoch comes back
+    os.close(fd)
