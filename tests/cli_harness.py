@@ -58,6 +58,22 @@ class Yeet:
             )
         return result
 
+    def start(
+        self, *args: str, output: bool = True, new_session: bool = False
+    ) -> subprocess.Popen[str]:
+        """``yeet ARGS`` in the background, roots named as ``__call__`` names them;
+        its output piped as text (``output``) or dropped; ``new_session``: in a process
+        group of its own (a test's kill takes its local agents too)."""
+        pipe = subprocess.PIPE if output else subprocess.DEVNULL
+        return subprocess.Popen(
+            [sys.executable, "-m", "yeet", *(self.remote.get(a, a) for a in args)],
+            env=self.env,
+            stdout=pipe,
+            stderr=pipe,
+            text=True,
+            start_new_session=new_session,
+        )
+
     def names(self, *roots: Path) -> list[str]:
         """How the CLI names these roots (``box:/path`` for a remote one)."""
         return [self.remote.get(str(r), str(r)) for r in roots]

@@ -12,9 +12,9 @@ import mmap
 import os
 from pathlib import Path
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [
     ctypes.c_void_p,
     ctypes.c_size_t,
     ctypes.c_int,
@@ -22,10 +22,10 @@ _libc.mmap.argtypes = [
     ctypes.c_int,
     ctypes.c_long,
 ]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
 PAGE = os.sysconf("SC_PAGE_SIZE")
-_MAP_FAILED = ctypes.c_void_p(-1).value
+MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 def evict(path: Path) -> None:
@@ -45,16 +45,16 @@ def resident_bytes(path: Path) -> int:
         size = os.fstat(fd).st_size
         if size == 0:
             return 0
-        addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, _MAP_FAILED):
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, MAP_FAILED):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
         try:
             pages = -(-size // PAGE)
             vec = ctypes.create_string_buffer(pages)
-            if _libc.mincore(addr, size, vec) != 0:
+            if libc.mincore(addr, size, vec) != 0:
                 raise OSError(ctypes.get_errno(), f"mincore {path}")
             return sum(b & 1 for b in vec.raw) * PAGE
         finally:
-            _libc.munmap(addr, size)
+            libc.munmap(addr, size)
     finally:
         os.close(fd)

@@ -16,8 +16,6 @@ directory, written by the bulk channel).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -108,22 +106,7 @@ def test_disk_filled_by_another_program_during_the_uploads(
     for i in range(10):
         write(a, f"small{i}.txt", f"small file {i}\n")
     ballast = disk / "ballast"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "yeet",
-            "sync",
-            "-q",
-            *(yeet.remote.get(str(p), str(p)) for p in (a, b)),
-            "--name",
-            "s",
-        ],
-        env=yeet.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = yeet.start("sync", "-q", str(a), str(b), "--name", "s")
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and not _upload_started(disk) and time.monotonic() < deadline:

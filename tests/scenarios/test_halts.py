@@ -7,8 +7,6 @@ sync delete all 20 of alpha's files; ``rm -rf alpha/*`` with a dotfile left prop
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -118,13 +116,7 @@ def test_watch_halts_on_a_mass_deletion(yeet: Yeet, roots: tuple[Path, Path]) ->
     a, b = roots
     populate(a, 40)
     yeet.sync(a, b)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "yeet", "sync", "--watch", "-q", *yeet.names(a, b), "--name", "s"],
-        env=yeet.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = yeet.start("sync", "--watch", "-q", str(a), str(b), "--name", "s")
     try:
         deadline = time.monotonic() + 60
         while yeet("status", "s").lines()[0][0] != "synced":

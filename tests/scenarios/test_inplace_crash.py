@@ -102,12 +102,8 @@ def test_kill_after_the_commit_point_is_finished_by_the_next_open(
         old = _digest(b / "big.bin")
         _scatter(a / "big.bin", trial)
         new = _digest(a / "big.bin")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "yeet", "sync", "-q", *yeet.names(a, b), "--name", "s"],
-            env=yeet.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        proc = yeet.start(
+            "sync", "-q", str(a), str(b), "--name", "s", output=False, new_session=True
         )
         deadline = time.monotonic() + 120
         while proc.poll() is None and not _committed(jdir) and time.monotonic() < deadline:
@@ -164,12 +160,8 @@ def test_a_cloned_update_is_never_torn(yeet: Yeet, tmp_path: Path, btrfs: Path) 
         old = _digest(b / "big.bin")
         _scatter(a / "big.bin", 10 + trial)
         new = _digest(a / "big.bin")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "yeet", "sync", "-q", str(a), str(b), "--name", "s"],
-            env=yeet.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        proc = yeet.start(
+            "sync", "-q", str(a), str(b), "--name", "s", output=False, new_session=True
         )
         time.sleep(rnd.uniform(0.2, 2.5))
         if proc.poll() is None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,13 +30,7 @@ def arrived(b: Path, since: int) -> int:
 def kill_midway(yeet: Yeet, a: Path, b: Path, at: int) -> None:
     """Start a sync and SIGKILL it once ``at`` files have arrived on ``b``."""
     since = time.time_ns()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "yeet", "sync", "-q", *yeet.names(a, b), "--name", "s"],
-        env=yeet.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the kill takes its local agent processes too
-    )
+    proc = yeet.start("sync", "-q", str(a), str(b), "--name", "s", output=False, new_session=True)
     deadline = time.monotonic() + 120
     try:
         while proc.poll() is None and time.monotonic() < deadline:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -48,22 +47,7 @@ def _sync_while_rewriting(
 ) -> subprocess.CompletedProcess[str]:
     """``yeet sync``; once the upload of ``big.bin`` is under way, ``big.bin`` is
     rewritten in place (a few bytes every few ms) until the sync ends."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "yeet",
-            "sync",
-            "-q",
-            *(yeet.remote.get(str(p), str(p)) for p in (a, b)),
-            "--name",
-            "s",
-        ],
-        env=yeet.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = yeet.start("sync", "-q", str(a), str(b), "--name", "s")
     started = threading.Event()
 
     def rewrite() -> None:

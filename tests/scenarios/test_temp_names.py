@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -80,21 +78,7 @@ def _kill_mid_upload(yeet: Yeet, a: Path, b: Path, agent_home: Path | None) -> N
     while the file is being written into beta's tree."""
     for attempt in range(5):
         write(a, f"big{attempt}.bin", os.urandom(24 * MiB))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "yeet",
-                "sync",
-                "-q",
-                *(yeet.remote.get(str(p), str(p)) for p in (a, b)),
-                "--name",
-                "s",
-            ],
-            env=yeet.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = yeet.start("sync", "-q", str(a), str(b), "--name", "s", output=False)
         deadline = time.monotonic() + 60
         while proc.poll() is None and not _temp_with_data(b) and time.monotonic() < deadline:
             time.sleep(0.001)

@@ -9,8 +9,6 @@ still runs, and the passes that follow overlap the first pass's work."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,13 +27,7 @@ def test_first_watch_pass_does_not_echo(yeet: Yeet, roots: tuple[Path, Path]) ->
                 n += 1
     before = snapshot(a)
     inodes = {p: p.stat().st_ino for p in a.rglob("*.js")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "yeet", "sync", "--watch", *yeet.names(a, b), "--name", "s"],
-        env=yeet.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = yeet.start("sync", "--watch", str(a), str(b), "--name", "s")
     try:
         deadline = time.monotonic() + 240
         while True:

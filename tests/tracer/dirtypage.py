@@ -15,23 +15,13 @@ import os
 import struct
 from pathlib import Path
 
+from tests.pagecache import MAP_FAILED as _MAP_FAILED
+from tests.pagecache import libc as _libc
+
 PAGE = mmap.PAGESIZE
 _KPF_DIRTY = 1 << 4
 _PM_PRESENT = 1 << 63
 _PM_PFN = (1 << 55) - 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 def page_dirty(path: Path, offset: int) -> bool:
